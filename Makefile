@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   local control plane, CRDs, operator, the RAG-stack example until Ready
+#   make test   every test (unit, runtime, vLLM contract, end-to-end)
+# Heavy builds are cached outside the repo, keyed by version, under $(CACHE_DIR).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+CACHE_DIR ?= $(HOME)/.cache/llm-operator
+export LLMOPS_CACHE_DIR := $(CACHE_DIR)
+
+BIN := $(VENV)/bin
+
+.PHONY: venv test unit crd render-examples golden cluster-tools cluster-up cluster-down vllm-check-env demo demo-down clean
+
+## Python environment of the operator, runtime and tests (fast when present).
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[runtime,test]'
+	touch $@
+
+## Every test. Builds (or reuses from the cache) the control plane and the vLLM check environment.
+test: venv cluster-tools vllm-check-env
+	$(BIN)/pytest
+
+## Unit tests only: no control plane, no vLLM environment.
+unit: venv
+	$(BIN)/pytest tests
+
+## Regenerate the CRD from the pydantic models (a test fails when crds/ drifts).
+crd: venv
+	$(BIN)/llm-operator crd > crds/llmops.dev_llmdeployments.yaml
+
+## Regenerate golden files and docs; review the diff before committing.
+golden: venv
+	$(BIN)/pytest tests --update-golden -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info
