@@ -1,0 +1,148 @@
+"""Generate the LLMDeployment CustomResourceDefinition from the pydantic models.
+
+Kubernetes wants a *structural* OpenAPI v3 schema: every node has a type, no `$ref`, no `anyOf`
+of alternatives (except the int-or-string idiom), no `default` (we never default into the user's
+object). Pydantic's JSON schema is close; `structural()` closes the gap.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from .models import (
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    LLMDeployment,
+    LLMDeploymentSpec,
+    LLMDeploymentStatus,
+)
+
+# JSON-schema keys that have no place in a CRD schema (or would write into the user's object).
+_DROPPED_KEYS = {"title", "default", "$defs"}
+
+
+def _resolve(node: Any, defs: dict[str, Any]) -> Any:
+    """Inline every `$ref`, recursively."""
+    if isinstance(node, list):
+        return [_resolve(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]])
+        extra = {k: v for k, v in node.items() if k != "$ref"}
+        return _resolve({**target, **extra}, defs)
+    return {key: _resolve(value, defs) for key, value in node.items()}
+
+
+def _structural(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_structural(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: value for key, value in node.items() if key not in _DROPPED_KEYS}
+    any_of = node.get("anyOf")
+    if any_of is not None and not node.get("x-kubernetes-int-or-string"):
+        # Optional[X] is anyOf [X, null]: a field that may be absent, not a nullable value.
+        alternatives = [alt for alt in any_of if alt.get("type") != "null"]
+        if len(alternatives) != 1:
+            raise ValueError(f"cannot make a structural schema of anyOf {any_of}")
+        rest = {key: value for key, value in node.items() if key != "anyOf"}
+        return _structural({**alternatives[0], **rest})
+    if "enum" in node and "type" not in node:
+        node["type"] = "string"
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        # JSON Schema 2020 writes `exclusiveMinimum: 0`; OpenAPI v3.0 (Kubernetes) wants a flag.
+        if isinstance(node.get(bound), (int, float)) and not isinstance(node.get(bound), bool):
+            node[plain] = node.pop(bound)
+            node[bound] = True
+    if node.get("type") == "object" and "properties" in node:
+        node.setdefault("additionalProperties", None)
+        if node["additionalProperties"] in (None, False):
+            del node["additionalProperties"]  # structural schemas forbid it beside properties
+    # type and description first, so the YAML reads well in review.
+    ordered = sorted(node, key=lambda key: {"type": 0, "description": 1}.get(key, 2))
+    return {key: _structural(node[key]) for key in ordered}
+
+
+def structural(model: type) -> dict[str, Any]:
+    """The structural OpenAPI v3 schema of a pydantic model."""
+    schema = model.model_json_schema(mode="validation")
+    return _structural(_resolve(schema, schema.get("$defs", {})))
+
+
+def openapi_schema() -> dict[str, Any]:
+    spec = structural(LLMDeploymentSpec)
+    status = structural(LLMDeploymentStatus)
+    return {
+        "type": "object",
+        "description": (
+            "LLMDeployment serves a chat model, an embedding model and/or a reranker with vLLM on GPUs: "
+            "one Deployment and one Service per role."
+        ),
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "llmops.dev/v1alpha1"},
+            "kind": {"type": "string", "description": "LLMDeployment"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+        "x-kubernetes-validations": [rule.as_schema() for rule in LLMDeployment.RULES],
+    }
+
+
+PRINTER_COLUMNS = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Summary of the state."},
+    {"name": "Ready", "type": "string", "jsonPath": ".status.rolesReady", "description": "Roles ready / roles requested."},
+    {"name": "Model", "type": "string", "jsonPath": ".status.roles.llm.servedName", "description": "Served name of the LLM."},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def crd_manifest() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "llm-operator"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": SHORT_NAMES,
+                "categories": ["llmops"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": openapi_schema()},
+                }
+            ],
+        },
+    }
+
+
+def crd_yaml() -> str:
+    header = (
+        "# Generated by `llm-operator crd` from operator/llm_operator/api/. Do not edit by hand:\n"
+        "# change the models and run `make crd`.\n"
+    )
+    return header + yaml.safe_dump(crd_manifest(), sort_keys=False, width=120)
+

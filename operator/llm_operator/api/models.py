@@ -1,0 +1,487 @@
+"""The LLMDeployment API (llmops.dev/v1alpha1): the single source of the CRD schema.
+
+Field names are the API's camelCase names. Optional fields default to None and stay None: defaults
+are applied by the renderer (see `llm_operator.render.defaults`), never written into the user's
+object, so GitOps tools see exactly what they applied.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from llm_runtime.layout import SOURCE_PATTERN, parse_source
+
+from .rules import Rule, SpecModel
+from .types import DNS_LABEL, ENV_NAME, FreeFormObject, ObjectName, Quantity
+
+GROUP = "llmops.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "LLMDeployment"
+PLURAL = "llmdeployments"
+SINGULAR = "llmdeployment"
+SHORT_NAMES = ["llmd"]
+
+ROLES = ("llm", "embedding", "rerank")
+
+# The longest child name is "<name>-embedding"; a Service name is a DNS-1035 label (<= 63).
+MAX_NAME_LENGTH = 63 - len("-embedding")
+
+# Flags the operator owns: typed fields set them, or setting them would break the pod contract
+# (port, host) or leak a secret into the pod spec (api key). --task and --enable-reasoning were
+# removed from vLLM and would make it exit.
+RESERVED_FLAGS = (
+    "--model",
+    "--host",
+    "--port",
+    "--served-model-name",
+    "--tensor-parallel-size",
+    "--pipeline-parallel-size",
+    "--api-key",
+    "--task",
+    "--enable-reasoning",
+    "--runner",
+)
+
+PARSER_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+def _set(value: Any) -> bool:
+    return value is not None
+
+
+def _check_source(source: str) -> str:
+    parse_source(source)  # raises ValueError with a message naming the accepted forms
+    return source
+
+
+# ---------------------------------------------------------------- model and engine
+
+
+class ModelSpec(SpecModel):
+    """Which weights to serve and where they come from."""
+
+    source: Annotated[str, AfterValidator(_check_source)] = Field(
+        max_length=512,
+        json_schema_extra={"pattern": SOURCE_PATTERN},
+        description=(
+            "Where the weights come from: `modelscope://org/name`, `hf://org/name` (Hugging Face) or "
+            "`pvc://claim/path` (a directory on an existing PersistentVolumeClaim in the same namespace)."
+        ),
+    )
+    revision: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="Branch, tag or commit to download. Default: `master` on ModelScope, `main` on Hugging Face. Hub sources only.",
+    )
+    servedName: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+        description="Model name clients send in requests (`--served-model-name`). Default: the last segment of the source.",
+    )
+    file: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[^/.][^/]*$",
+        description="Serve one file of the repository (for example a `.gguf` quantization) instead of the whole snapshot.",
+    )
+    allowPatterns: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
+        None, max_length=32, description="Glob patterns of files to download; others are skipped. Hub sources only."
+    )
+    ignorePatterns: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
+        None, max_length=32, description="Glob patterns of files not to download (for example `*.pth`). Hub sources only."
+    )
+
+    RULES: ClassVar = (
+        Rule(
+            "!self.source.startsWith('pvc://') || (!has(self.revision) && !has(self.allowPatterns) && !has(self.ignorePatterns))",
+            "revision, allowPatterns and ignorePatterns apply to modelscope:// and hf:// sources only; a pvc:// model is used as it is",
+            lambda m: not m.source.startswith("pvc://")
+            or not (_set(m.revision) or _set(m.allowPatterns) or _set(m.ignorePatterns)),
+        ),
+        Rule(
+            "!has(self.file) || !has(self.allowPatterns)",
+            "file and allowPatterns cannot both be set: file already selects the one file to download",
+            lambda m: not (_set(m.file) and _set(m.allowPatterns)),
+        ),
+    )
+
+
+class EnvVarSource(SpecModel):
+    """A reference for an environment variable's value; only Secret keys are allowed."""
+
+    secretKeyRef: SecretKeySelector = Field(description="A key of a Secret in the same namespace.")
+
+
+class EnvVar(SpecModel):
+    """An environment variable of the vLLM container."""
+
+    name: str = Field(pattern=ENV_NAME, max_length=255, description="Variable name.")
+    value: str | None = Field(None, description="Literal value. Never put secrets here: use valueFrom.")
+    valueFrom: EnvVarSource | None = Field(None, description="Take the value from a Secret key.")
+
+    RULES: ClassVar = (
+        Rule(
+            "has(self.value) != has(self.valueFrom)",
+            "set exactly one of value and valueFrom",
+            lambda e: _set(e.value) != _set(e.valueFrom),
+        ),
+        Rule(
+            "!(self.name in ['VLLM_API_KEY', 'HF_TOKEN', 'MODELSCOPE_API_TOKEN'])",
+            "VLLM_API_KEY, HF_TOKEN and MODELSCOPE_API_TOKEN are set by the operator: use apiKeySecretRef and credentialsSecretRef",
+            lambda e: e.name not in ("VLLM_API_KEY", "HF_TOKEN", "MODELSCOPE_API_TOKEN"),
+            ".name",
+        ),
+    )
+
+
+def _extra_args_rule() -> Rule:
+    flags = ", ".join(f"'{flag}'" for flag in RESERVED_FLAGS)
+    return Rule(
+        f"self.extraArgs.all(a, !(a.split('=')[0] in [{flags}]))",
+        "extraArgs may not set " + ", ".join(RESERVED_FLAGS)
+        + ": use the typed fields (gpus, tensorParallelSize, model.servedName, apiKeySecretRef); --task and --enable-reasoning no longer exist in vLLM",
+        lambda e: not any(arg.split("=")[0] in RESERVED_FLAGS for arg in e.extraArgs or ()),
+        ".extraArgs",
+    )
+
+
+class EngineSpec(SpecModel):
+    """vLLM engine settings common to every role. Unset fields keep vLLM's own defaults."""
+
+    maxModelLen: int | None = Field(None, ge=16, le=10_485_760, description="Context length in tokens (`--max-model-len`).")
+    gpuMemoryUtilization: float | None = Field(
+        None, gt=0, le=1, description="Fraction of each GPU's memory vLLM may use (`--gpu-memory-utilization`), 0 < x <= 1."
+    )
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = Field(
+        None, description="Weight and activation data type (`--dtype`)."
+    )
+    quantization: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_-]*$",
+        max_length=64,
+        description="Quantization method (`--quantization`), for example `gptq`, `awq`, `fp8`, `gguf`. Usually detected from the model config.",
+    )
+    enablePrefixCaching: bool | None = Field(
+        None, description="Reuse the KV cache of shared prompt prefixes (`--enable-prefix-caching` / `--no-enable-prefix-caching`)."
+    )
+    trustRemoteCode: bool | None = Field(
+        None, description="Run the model repository's own Python code (`--trust-remote-code`). Only for repositories you trust."
+    )
+    extraArgs: list[Annotated[str, Field(max_length=1024)]] | None = Field(
+        None,
+        max_length=64,
+        description="More `vllm serve` arguments, appended as given, for example `[\"--max-num-seqs\", \"128\"]`.",
+    )
+    env: list[EnvVar] | None = Field(None, max_length=64, description="Extra environment variables of the vLLM container.")
+
+    RULES: ClassVar = (_extra_args_rule(),)
+
+
+class GenerativeEngineSpec(EngineSpec):
+    """vLLM settings of the chat/completions (LLM) role."""
+
+    toolCallParser: str | None = Field(
+        None,
+        pattern=PARSER_NAME,
+        max_length=64,
+        description="Tool-call parser, for example `hermes`, `llama3_json`, `mistral` (`--tool-call-parser`); implies `--enable-auto-tool-choice`.",
+    )
+    reasoningParser: str | None = Field(
+        None,
+        pattern=PARSER_NAME,
+        max_length=64,
+        description="Reasoning parser, for example `deepseek_r1`, `qwen3` (`--reasoning-parser`).",
+    )
+    RULES: ClassVar = (_extra_args_rule(),)
+
+
+class PoolingEngineSpec(EngineSpec):
+    """vLLM settings of the embedding and rerank roles (`--runner pooling`)."""
+
+    convert: Literal["embed", "classify"] | None = Field(
+        None,
+        description=(
+            "Adapt a model that was not trained for this task (`--convert`): `embed` turns a causal LM into an "
+            "embedding model, `classify` into a classifier/reranker. Leave unset for native embedding and reranker models."
+        ),
+    )
+    RULES: ClassVar = (_extra_args_rule(),)
+
+
+# ---------------------------------------------------------------- scheduling and resources
+
+
+class Toleration(SpecModel):
+    """A pod toleration (see the Kubernetes Toleration type)."""
+
+    key: str | None = Field(None, max_length=317, description="Taint key; empty with operator Exists matches every taint.")
+    operator: Literal["Exists", "Equal"] | None = Field(None, description="Exists or Equal (default Equal).")
+    value: str | None = Field(None, max_length=63, description="Taint value for operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(None, description="Taint effect to match; empty matches all.")
+    tolerationSeconds: int | None = Field(None, description="For NoExecute: how long the pod stays bound after the taint appears.")
+
+
+class Scheduling(SpecModel):
+    """Where the pods may run. GPU tolerations for `nvidia.com/gpu` are added automatically."""
+
+    nodeSelector: dict[str, str] | None = Field(None, description="Node labels the pods require.")
+    tolerations: list[Toleration] | None = Field(None, max_length=32, description="Extra tolerations.")
+    affinity: FreeFormObject | None = Field(None, description="A Kubernetes Affinity object, passed through.")
+    priorityClassName: str | None = Field(None, pattern=DNS_LABEL.replace("$", "") + r"|^system-.*$", max_length=253, description="PriorityClass of the pods.")
+    runtimeClassName: ObjectName | None = Field(None, description="RuntimeClass of the pods, for example `nvidia`.")
+
+
+class Resources(SpecModel):
+    """CPU and memory of the vLLM container. GPUs are set by `gpus`."""
+
+    cpu: Quantity | None = Field(None, description="CPU request, for example `8`. No CPU limit is set (throttling hurts latency).")
+    memory: Quantity | None = Field(None, description="Memory request and limit, for example `64Gi`. The /dev/shm volume counts against it.")
+
+
+class RoleSpec(SpecModel):
+    """One served model: a Deployment of vLLM pods and a Service."""
+
+    replicas: int | None = Field(None, ge=0, le=1000, description="Number of pods. Default 1. 0 keeps the objects but frees the GPUs.")
+    gpus: int | None = Field(None, ge=1, le=64, description="GPUs per pod. Default 1.")
+    gpuResourceName: str | None = Field(
+        None,
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
+        max_length=253,
+        description="Extended resource that counts GPUs. Default `nvidia.com/gpu` (or the operator's --gpu-resource).",
+    )
+    tensorParallelSize: int | None = Field(
+        None, ge=1, le=64, description="`--tensor-parallel-size`. Default: gpus / pipelineParallelSize."
+    )
+    pipelineParallelSize: int | None = Field(None, ge=1, le=64, description="`--pipeline-parallel-size`. Default 1.")
+    resources: Resources | None = Field(None, description="CPU and memory of the vLLM container.")
+    shmSize: Quantity | None = Field(
+        None,
+        description="Size of the in-memory /dev/shm volume (NCCL and vLLM workers use it). Default: 2Gi per GPU.",
+    )
+    startupTimeoutSeconds: int | None = Field(
+        None,
+        ge=60,
+        le=86400,
+        description="How long vLLM may take to load the model before the pod is restarted. Default 1800 (30 minutes).",
+    )
+    scheduling: Scheduling | None = Field(None, description="Node placement of the pods.")
+
+    RULES: ClassVar = (
+        Rule(
+            "has(self.tensorParallelSize)"
+            " ? self.tensorParallelSize * (has(self.pipelineParallelSize) ? self.pipelineParallelSize : 1) == (has(self.gpus) ? self.gpus : 1)"
+            " : (has(self.gpus) ? self.gpus : 1) % (has(self.pipelineParallelSize) ? self.pipelineParallelSize : 1) == 0",
+            "tensorParallelSize x pipelineParallelSize must equal gpus (GPUs per replica, default 1)",
+            lambda r: (r.tensorParallelSize * (r.pipelineParallelSize or 1) == (r.gpus or 1))
+            if r.tensorParallelSize
+            else (r.gpus or 1) % (r.pipelineParallelSize or 1) == 0,
+            ".tensorParallelSize",
+        ),
+    )
+
+
+class LLMRoleSpec(RoleSpec):
+    """The chat/completions model (OpenAI-compatible `/v1/chat/completions`)."""
+
+    model: ModelSpec = Field(description="The model to serve.")
+    engine: GenerativeEngineSpec | None = Field(None, description="vLLM engine settings.")
+    RULES: ClassVar = RoleSpec.RULES
+
+
+class PoolingRoleSpec(RoleSpec):
+    """An embedding (`/v1/embeddings`) or rerank (`/v1/rerank`, `/v1/score`) model, run with `--runner pooling`."""
+
+    model: ModelSpec = Field(description="The model to serve.")
+    engine: PoolingEngineSpec | None = Field(None, description="vLLM engine settings.")
+    RULES: ClassVar = RoleSpec.RULES
+
+
+# ---------------------------------------------------------------- shared settings
+
+
+class SecretKeySelector(SpecModel):
+    """A key of a Secret in the LLMDeployment's namespace."""
+
+    name: ObjectName = Field(description="Secret name.")
+    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key in the Secret.")
+
+
+class SecretReference(SpecModel):
+    """A Secret in the LLMDeployment's namespace."""
+
+    name: ObjectName = Field(description="Secret name.")
+
+
+class CacheSpec(SpecModel):
+    """The volume that holds downloaded weights, shared by all pods and roles of this resource.
+
+    Without it each pod downloads into its own emptyDir, and every restart downloads again."""
+
+    size: Quantity | None = Field(None, description="Create a PersistentVolumeClaim `<name>-cache` of this size.")
+    storageClassName: str | None = Field(None, max_length=253, description="StorageClass of the new claim. Default: the cluster's default class.")
+    accessMode: Literal["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"] | None = Field(
+        None,
+        description="Access mode of the new claim. Default ReadWriteMany, so pods on different nodes share it.",
+    )
+    existingClaim: ObjectName | None = Field(None, description="Use this existing PersistentVolumeClaim instead of creating one.")
+
+    RULES: ClassVar = (
+        Rule(
+            "has(self.size) != has(self.existingClaim)",
+            "set exactly one of cache.size (a new claim) and cache.existingClaim",
+            lambda c: _set(c.size) != _set(c.existingClaim),
+        ),
+        Rule(
+            "!has(self.existingClaim) || (!has(self.storageClassName) && !has(self.accessMode))",
+            "storageClassName and accessMode describe a new claim: they cannot be set with existingClaim",
+            lambda c: not _set(c.existingClaim) or not (_set(c.storageClassName) or _set(c.accessMode)),
+        ),
+    )
+
+
+class ServiceSpec(SpecModel):
+    """How the role Services are exposed."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = Field(None, description="Service type. Default ClusterIP.")
+    port: int | None = Field(None, ge=1, le=65535, description="Service port. Default 8000.")
+    annotations: dict[str, str] | None = Field(None, description="Annotations of the Services (load balancer settings).")
+
+
+class LLMDeploymentSpec(SpecModel):
+    """What to serve. At least one of llm, embedding and rerank is required."""
+
+    llm: LLMRoleSpec | None = Field(None, description="The chat/completions model.")
+    embedding: PoolingRoleSpec | None = Field(None, description="The embedding model.")
+    rerank: PoolingRoleSpec | None = Field(None, description="The reranker (cross-encoder) model.")
+    image: str | None = Field(
+        None, min_length=1, max_length=512, description="Runtime image (vLLM plus llm-runtime). Default: the image this operator version pins."
+    )
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = Field(None, description="Pull policy of the runtime image.")
+    cache: CacheSpec | None = Field(None, description="Shared volume for downloaded weights.")
+    apiKeySecretRef: SecretKeySelector | None = Field(
+        None, description="Secret key holding the API key clients must send; given to vLLM as VLLM_API_KEY, never as an argument."
+    )
+    credentialsSecretRef: SecretReference | None = Field(
+        None,
+        description="Secret with hub tokens for private or gated models: keys `MODELSCOPE_API_TOKEN` and/or `HF_TOKEN`.",
+    )
+    service: ServiceSpec | None = Field(None, description="Service settings for every role.")
+
+    RULES: ClassVar = (
+        Rule(
+            "has(self.llm) || has(self.embedding) || has(self.rerank)",
+            "at least one of spec.llm, spec.embedding and spec.rerank is required",
+            lambda s: any(getattr(s, role) is not None for role in ROLES),
+        ),
+    )
+
+    def roles(self) -> dict[str, RoleSpec]:
+        """The roles that are set, in a fixed order."""
+        return {role: getattr(self, role) for role in ROLES if getattr(self, role) is not None}
+
+
+# ---------------------------------------------------------------- status
+
+
+class Condition(BaseModel):
+    """A Kubernetes-style condition (kstatus)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="Ready, Progressing or Degraded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="One CamelCase word, for machines.")
+    message: str = Field(description="What happened and what to do, for people.")
+    observedGeneration: int | None = Field(None, description="The metadata.generation this condition describes.")
+    lastTransitionTime: str | None = Field(
+        None, json_schema_extra={"format": "date-time"}, description="When status last changed."
+    )
+
+
+class RoleStatus(BaseModel):
+    """What is running for one role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int | None = Field(None, description="Pods wanted.")
+    readyReplicas: int | None = Field(None, description="Pods ready to serve.")
+    url: str | None = Field(None, description="In-cluster OpenAI-compatible base URL.")
+    servedName: str | None = Field(None, description="Model name to send in requests.")
+
+
+class LLMDeploymentStatus(BaseModel):
+    """What the operator observed. Written only by the operator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    observedGeneration: int | None = Field(None, description="The metadata.generation last reconciled.")
+    phase: Literal["Pending", "Downloading", "Starting", "Ready", "Degraded", "Failed"] | None = Field(
+        None, description="Summary: Pending, Downloading, Starting, Ready, Degraded or Failed."
+    )
+    rolesReady: str | None = Field(None, description="Roles ready out of roles requested, for example `2/3`.")
+    conditions: list[Condition] | None = Field(None, description="Ready, Progressing and Degraded.")
+    roles: dict[str, RoleStatus] | None = Field(None, description="Per role: replicas, ready replicas, URL and served name.")
+
+
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata the renderer reads; the rest is kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1)
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class LLMDeployment(SpecModel):
+    """An LLMDeployment as read from a file or the API server. Its RULES sit at the CRD's root,
+    where CEL can see metadata.name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    apiVersion: Literal["llmops.dev/v1alpha1"]
+    kind: Literal["LLMDeployment"]
+    metadata: ObjectMeta
+    spec: LLMDeploymentSpec
+    status: dict[str, Any] | None = None  # written by the operator; never read back as input
+
+    # Names must be DNS-1035 labels short enough for "<name>-embedding" to stay a valid Service name.
+    RULES: ClassVar = (
+        Rule(
+            f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+            f"metadata.name must be at most {MAX_NAME_LENGTH} characters: child Services are named <name>-embedding",
+            lambda o: len(o.metadata.name) <= MAX_NAME_LENGTH,
+        ),
+        Rule(
+            f"self.metadata.name.matches('{NAME_PATTERN}')",
+            "metadata.name must start with a letter and contain only lowercase letters, digits and '-': it names Services",
+            lambda o: re.fullmatch(NAME_PATTERN, o.metadata.name) is not None,
+        ),
+    )
+
+
+# Forward references: EnvVarSource uses SecretKeySelector, defined further down for readability.
+EnvVarSource.model_rebuild()
+EnvVar.model_rebuild()
+EngineSpec.model_rebuild()
+GenerativeEngineSpec.model_rebuild()
+PoolingEngineSpec.model_rebuild()
+LLMRoleSpec.model_rebuild()
+PoolingRoleSpec.model_rebuild()
+LLMDeploymentSpec.model_rebuild()
+LLMDeployment.model_rebuild()

@@ -1,0 +1,60 @@
+"""Generate docs/reference.md, the field reference, from the same schema as the CRD."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from .crd import openapi_schema
+
+HEADER = """# LLMDeployment field reference
+
+Generated from `operator/llm_operator/api/` by `make golden`; a test fails when it is stale.
+`kubectl explain llmd.spec --recursive` shows the same descriptions from a live cluster.
+
+| field | type | description | validation |
+| --- | --- | --- | --- |
+"""
+
+
+def _type(node: dict[str, Any]) -> str:
+    if node.get("x-kubernetes-int-or-string"):
+        return "quantity"
+    kind = node.get("type", "object")
+    if kind == "array":
+        return f"[]{_type(node.get('items', {}))}"
+    if kind == "object" and isinstance(node.get("additionalProperties"), dict):
+        return f"map[string]{_type(node['additionalProperties'])}"
+    return kind
+
+
+def _validation(node: dict[str, Any]) -> str:
+    parts = []
+    for key, label in (("minimum", ">="), ("maximum", "<="), ("minLength", "min length"),
+                       ("maxLength", "max length"), ("maxItems", "max items")):
+        if key in node:
+            exclusive = node.get(f"exclusive{key[:1].upper()}{key[1:]}") is True
+            parts.append(f"{label.replace('=', '') if exclusive else label} {node[key]}")
+    if "enum" in node:
+        parts.append("one of " + ", ".join(f"`{v}`" for v in node["enum"]))
+    for rule in node.get("x-kubernetes-validations", ()):
+        parts.append(rule["message"])
+    return "; ".join(parts).replace("|", "\\|")
+
+
+def _rows(node: dict[str, Any], path: str, required: bool) -> Iterator[str]:
+    description = (node.get("description") or "").replace("\n", " ").replace("|", "\\|")
+    name = f"`{path}`" + (" (required)" if required else "")
+    yield f"| {name} | {_type(node)} | {description} | {_validation(node)} |\n"
+    children = node.get("properties", {})
+    if node.get("type") == "array" and "properties" in node.get("items", {}):
+        children, path = node["items"]["properties"], path + "[]"
+        node = node["items"]
+    for child, schema in children.items():
+        yield from _rows(schema, f"{path}.{child}", child in node.get("required", ()))
+
+
+def reference_markdown() -> str:
+    schema = openapi_schema()
+    body = "".join(_rows(schema["properties"]["spec"], "spec", True))
+    body += "".join(_rows(schema["properties"]["status"], "status", False))
+    return HEADER + body

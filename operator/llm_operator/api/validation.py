@@ -1,0 +1,55 @@
+"""Turn pydantic errors into messages that name the field, the way the API server does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from .models import LLMDeployment
+
+
+class InvalidSpec(ValueError):
+    """An LLMDeployment that does not validate; `errors` are "field.path: message" lines."""
+
+    def __init__(self, name: str, errors: list[str]):
+        self.name = name
+        self.errors = errors
+        super().__init__(f"LLMDeployment {name!r} is invalid:\n" + "\n".join(f"  {e}" for e in errors))
+
+
+def _field_path(loc: tuple[Any, ...], rule_path: str) -> str:
+    path = ""
+    for part in loc:
+        # pydantic adds the branch name of a union and of a function validator to loc; skip them.
+        if isinstance(part, str) and (part.startswith("function-") or "[" in part):
+            continue
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return (path + rule_path).lstrip(".") or "<root>"
+
+
+def _message(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field; check the spelling against `kubectl explain llmd.spec`"
+    if error["type"] == "missing":
+        return "required field is missing"
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    return error["msg"]
+
+
+def format_errors(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors(include_url=False):
+        rule_path = (item.get("ctx") or {}).get("field_path", "") if item["type"] == "rule" else ""
+        lines.append(f"{_field_path(item['loc'], rule_path)}: {_message(item)}")
+    return lines
+
+
+def parse_llmdeployment(obj: dict[str, Any]) -> LLMDeployment:
+    """Validate a manifest dict; raise InvalidSpec with one "path: message" line per problem."""
+    name = (obj.get("metadata") or {}).get("name", "<unnamed>") if isinstance(obj, dict) else "<not a mapping>"
+    try:
+        return LLMDeployment.model_validate(obj)
+    except ValidationError as error:
+        raise InvalidSpec(name, format_errors(error)) from None

@@ -1,0 +1,91 @@
+"""`llm-operator`: render (offline), crd, version, and run (the operator)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Iterable, TextIO
+
+import yaml
+
+from llm_runtime.versions import OPERATOR_VERSION, RUNTIME_IMAGE, VLLM_VERSION
+
+from .api import InvalidSpec, parse_llmdeployment
+from .api.crd import crd_yaml
+from .render import RenderConfig, render
+from .render.config import DEFAULT_GPU_RESOURCE
+
+EXIT_INVALID = 2
+
+
+def _documents(paths: Iterable[str], stdin: TextIO) -> Iterable[tuple[str, Any]]:
+    for path in paths:
+        if path == "-":
+            text = stdin.read()
+        else:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        for document in yaml.safe_load_all(text):
+            if document is not None:
+                yield path, document
+
+
+def _dump(objects: list[dict[str, Any]]) -> str:
+    return "".join("---\n" + yaml.safe_dump(obj, sort_keys=False, width=120) for obj in objects)
+
+
+def cmd_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    config = RenderConfig(image=args.image or RUNTIME_IMAGE, gpu_resource=args.gpu_resource)
+    output: list[dict[str, Any]] = []
+    failed = False
+    try:
+        documents = list(_documents(args.filenames, stdin))
+    except (OSError, yaml.YAMLError) as error:
+        print(f"error: {error}", file=stderr)
+        return EXIT_INVALID
+    for path, document in documents:
+        try:
+            output += render(parse_llmdeployment(document), config)
+        except InvalidSpec as error:
+            failed = True
+            print(f"error: {path}: {error}", file=stderr)
+    if failed:
+        return EXIT_INVALID
+    stdout.write(_dump(output))
+    return 0
+
+
+def cmd_crd(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    stdout.write(crd_yaml())
+    return 0
+
+
+def cmd_version(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    stdout.write(f"llm-operator {OPERATOR_VERSION} (vLLM {VLLM_VERSION}, runtime image {RUNTIME_IMAGE})\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-operator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    render_parser = commands.add_parser("render", help="print the objects an LLMDeployment becomes (no cluster needed)")
+    render_parser.add_argument("-f", "--filename", dest="filenames", action="append", required=True,
+                               help="LLMDeployment YAML file ('-' for stdin); repeatable")
+    render_parser.add_argument("--image", help=f"runtime image (default {RUNTIME_IMAGE})")
+    render_parser.add_argument("--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="GPU extended resource name")
+    render_parser.set_defaults(func=cmd_render)
+
+    commands.add_parser("crd", help="print the LLMDeployment CRD").set_defaults(func=cmd_crd)
+    commands.add_parser("version", help="print versions").set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr,
+         stdin: TextIO = sys.stdin) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args, stdout, stderr, stdin)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Invalid LLMDeployments and what each one is told.
+
+One table, two checks: tests/test_invalid_specs.py runs it through the Python validation used by
+`llm-operator render` (exact messages), and e2e/test_operator.py applies it to a real API server
+with the generated CRD (field path and, for CEL rules, the same message). When the CRD and the
+Python side drift apart, one of them fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+LLM = {"model": {"source": "modelscope://Qwen/Qwen2.5-0.5B-Instruct"}}
+
+
+@dataclass(frozen=True)
+class Invalid:
+    id: str
+    spec: dict[str, Any]
+    error: str  # exact "path: message" line from the Python validation
+    server_says: tuple[str, ...] = ()  # fragments the API server's refusal must contain
+    name: str = "bad"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _llm(**changes: Any) -> dict[str, Any]:
+    return {"llm": {**LLM, **changes}}
+
+
+RULE_ROLES = "at least one of spec.llm, spec.embedding and spec.rerank is required"
+RULE_PARALLEL = "tensorParallelSize x pipelineParallelSize must equal gpus (GPUs per replica, default 1)"
+RULE_EXTRA_ARGS = (
+    "extraArgs may not set --model, --host, --port, --served-model-name, --tensor-parallel-size, "
+    "--pipeline-parallel-size, --api-key, --task, --enable-reasoning, --runner: use the typed fields "
+    "(gpus, tensorParallelSize, model.servedName, apiKeySecretRef); --task and --enable-reasoning no longer exist in vLLM"
+)
+RULE_CACHE = "set exactly one of cache.size (a new claim) and cache.existingClaim"
+RULE_PVC = (
+    "revision, allowPatterns and ignorePatterns apply to modelscope:// and hf:// sources only; "
+    "a pvc:// model is used as it is"
+)
+RULE_ENV = (
+    "VLLM_API_KEY, HF_TOKEN and MODELSCOPE_API_TOKEN are set by the operator: use apiKeySecretRef and credentialsSecretRef"
+)
+
+CASES = [
+    Invalid("no-role", {}, f"spec: {RULE_ROLES}", ("spec", RULE_ROLES)),
+    Invalid(
+        "tensor-times-pipeline",
+        _llm(gpus=2, tensorParallelSize=3),
+        f"spec.llm.tensorParallelSize: {RULE_PARALLEL}",
+        ("spec.llm.tensorParallelSize", RULE_PARALLEL),
+    ),
+    Invalid(
+        "pipeline-does-not-divide",
+        _llm(gpus=3, pipelineParallelSize=2),
+        f"spec.llm.tensorParallelSize: {RULE_PARALLEL}",
+        ("spec.llm.tensorParallelSize", RULE_PARALLEL),
+    ),
+    Invalid(
+        "ftp-source",
+        {"llm": {"model": {"source": "ftp://x"}}},
+        "spec.llm.model.source: model source 'ftp://x' is not one of modelscope://org/name, hf://org/name, pvc://claim/path",
+        ("spec.llm.model.source", "should match"),
+    ),
+    Invalid(
+        "pvc-without-path",
+        {"llm": {"model": {"source": "pvc://models"}}},
+        "spec.llm.model.source: model source 'pvc://models' is not one of modelscope://org/name, hf://org/name, pvc://claim/path",
+        ("spec.llm.model.source", "should match"),
+    ),
+    Invalid(
+        "pvc-with-revision",
+        {"llm": {"model": {"source": "pvc://models/llama", "revision": "v1"}}},
+        f"spec.llm.model: {RULE_PVC}",
+        ("spec.llm.model", RULE_PVC),
+    ),
+    Invalid(
+        "task-in-extra-args",
+        {"embedding": {"model": {"source": "hf://BAAI/bge-m3"}, "engine": {"extraArgs": ["--task", "embed"]}}},
+        f"spec.embedding.engine.extraArgs: {RULE_EXTRA_ARGS}",
+        ("spec.embedding.engine.extraArgs", RULE_EXTRA_ARGS),
+    ),
+    Invalid(
+        "api-key-in-extra-args",
+        _llm(engine={"extraArgs": ["--api-key=sk-123"]}),
+        f"spec.llm.engine.extraArgs: {RULE_EXTRA_ARGS}",
+        ("spec.llm.engine.extraArgs", RULE_EXTRA_ARGS),
+    ),
+    Invalid(
+        "api-key-in-env",
+        _llm(engine={"env": [{"name": "VLLM_API_KEY", "value": "sk-123"}]}),
+        f"spec.llm.engine.env[0].name: {RULE_ENV}",
+        ("spec.llm.engine.env[0].name", RULE_ENV),
+    ),
+    Invalid(
+        "gpu-memory-over-one",
+        _llm(engine={"gpuMemoryUtilization": 1.5}),
+        "spec.llm.engine.gpuMemoryUtilization: Input should be less than or equal to 1",
+        ("spec.llm.engine.gpuMemoryUtilization", "less than or equal to 1"),
+    ),
+    Invalid(
+        "tool-parser-shape",
+        _llm(engine={"toolCallParser": "Hermes Parser"}),
+        "spec.llm.engine.toolCallParser: String should match pattern '^[a-z][a-z0-9_]*$'",
+        ("spec.llm.engine.toolCallParser", "should match"),
+    ),
+    Invalid(
+        "tool-parser-on-embedding",
+        {"embedding": {"model": {"source": "hf://BAAI/bge-m3"}, "engine": {"toolCallParser": "hermes"}}},
+        "spec.embedding.engine.toolCallParser: unknown field; check the spelling against `kubectl explain llmd.spec`",
+        ("spec.embedding.engine.toolCallParser", "unknown field"),
+    ),
+    Invalid(
+        "misspelled-field",
+        _llm(engine={"maxModelLength": 4096}),
+        "spec.llm.engine.maxModelLength: unknown field; check the spelling against `kubectl explain llmd.spec`",
+        ("spec.llm.engine.maxModelLength", "unknown field"),
+    ),
+    Invalid(
+        "cache-size-and-claim",
+        {**_llm(), "cache": {"size": "100Gi", "existingClaim": "weights"}},
+        f"spec.cache: {RULE_CACHE}",
+        ("spec.cache", RULE_CACHE),
+    ),
+    Invalid(
+        "negative-replicas",
+        _llm(replicas=-1),
+        "spec.llm.replicas: Input should be greater than or equal to 0",
+        ("spec.llm.replicas", "greater than or equal to 0"),
+    ),
+    Invalid(
+        "shm-not-a-quantity",
+        _llm(shmSize="lots"),
+        "spec.llm.shmSize: 'lots' is not a Kubernetes quantity (examples: 16Gi, 500m, 2)",
+        ("spec.llm.shmSize", "should match"),
+    ),
+    Invalid(
+        "unknown-dtype",
+        _llm(engine={"dtype": "int4"}),
+        "spec.llm.engine.dtype: Input should be 'auto', 'half', 'float16', 'bfloat16', 'float' or 'float32'",
+        ("spec.llm.engine.dtype", "Unsupported value"),
+    ),
+    Invalid(
+        "name-too-long",
+        _llm(),
+        "<root>: metadata.name must be at most 53 characters: child Services are named <name>-embedding",
+        ("metadata.name must be at most 53 characters",),
+        name="a" * 54,
+    ),
+]

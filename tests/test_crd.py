@@ -1,0 +1,73 @@
+"""The CRD in crds/ is exactly what the models generate, and is a structural schema."""
+
+import kubernetes_validate
+import yaml
+
+from llm_operator.api.crd import crd_manifest, crd_yaml
+from llm_operator.api.reference import reference_markdown
+from support import REPO, check_golden
+
+CRD_FILE = REPO / "crds" / "llmops.dev_llmdeployments.yaml"
+
+
+def test_crd_file_matches_models(request):
+    check_golden(CRD_FILE, crd_yaml(), request.config.getoption("--update-golden"))
+
+
+def test_reference_doc_matches_models(request):
+    check_golden(REPO / "docs" / "reference.md", reference_markdown(), request.config.getoption("--update-golden"))
+
+
+def _nodes(node, path="$"):
+    yield path, node
+    for name, child in node.get("properties", {}).items():
+        yield from _nodes(child, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from _nodes(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _nodes(node["additionalProperties"], f"{path}{{}}")
+
+
+def test_schema_is_structural():
+    schema = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    problems = []
+    for path, node in _nodes(schema):
+        if "$ref" in node or "default" in node or "title" in node:
+            problems.append(f"{path}: has $ref/default/title")
+        if "type" not in node and not node.get("x-kubernetes-int-or-string"):
+            problems.append(f"{path}: has no type")
+        if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
+            problems.append(f"{path}: anyOf outside the int-or-string idiom")
+        if node.get("type") == "object" and "properties" in node and "additionalProperties" in node:
+            problems.append(f"{path}: properties and additionalProperties together")
+        if isinstance(node.get("exclusiveMinimum"), (int, float)) and not isinstance(node["exclusiveMinimum"], bool):
+            problems.append(f"{path}: JSON-Schema-2020 exclusiveMinimum")
+    assert problems == []
+
+
+def test_every_spec_field_is_described():
+    schema = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    undocumented = [path for path, node in _nodes(schema) if not node.get("description") and not path.endswith("[]")
+                    and not path.endswith("{}")]
+    assert undocumented == []
+
+
+def test_crd_is_a_valid_customresourcedefinition():
+    kubernetes_validate.validate(yaml.safe_load(CRD_FILE.read_text()), "1.35.0", strict=True)
+
+
+def test_names_printer_columns_and_status_subresource():
+    version = crd_manifest()["spec"]["versions"][0]
+    names = crd_manifest()["spec"]["names"]
+    assert (names["kind"], names["plural"], names["shortNames"]) == ("LLMDeployment", "llmdeployments", ["llmd"])
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Ready", "Model", "Age"]
+
+
+def test_cross_field_rules_are_published_as_cel():
+    spec = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert "has(self.llm) || has(self.embedding) || has(self.rerank)" in [
+        r["rule"] for r in spec["x-kubernetes-validations"]
+    ]
+    llm_rules = spec["properties"]["llm"]["x-kubernetes-validations"]
+    assert any("tensorParallelSize" in r["rule"] and r["fieldPath"] == ".tensorParallelSize" for r in llm_rules)
