@@ -65,6 +65,34 @@ def cmd_version(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    """Run the operator until interrupted. Imports kopf only here: render/crd need no cluster libraries."""
+    import logging
+
+    import kopf
+    from prometheus_client import start_http_server
+
+    from . import handlers
+    from .k8s import Kube, load_config
+
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    endpoints = {scheme: url for scheme, url in (("modelscope", args.modelscope_endpoint), ("hf", args.hf_endpoint)) if url}
+    config = RenderConfig(image=args.image or RUNTIME_IMAGE, gpu_resource=args.gpu_resource, hub_endpoints=endpoints)
+    handlers.context = handlers.OperatorContext(kube=Kube(load_config(args.kubeconfig)), config=config,
+                                                workers=args.workers, resync_seconds=args.resync_seconds)
+    metrics_host, metrics_port = args.metrics_address.rsplit(":", 1)
+    start_http_server(int(metrics_port), addr=metrics_host)
+    health_host, health_port = args.health_address.rsplit(":", 1)
+    kopf.run(
+        standalone=True,  # one replica with strategy Recreate: no peering objects to write
+        clusterwide=not args.namespaces,
+        namespaces=args.namespaces or (),
+        liveness_endpoint=f"http://{health_host}:{health_port}/healthz",
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     render_parser.add_argument("--image", help=f"runtime image (default {RUNTIME_IMAGE})")
     render_parser.add_argument("--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="GPU extended resource name")
     render_parser.set_defaults(func=cmd_render)
+
+    run_parser = commands.add_parser("run", help="run the operator against the current cluster")
+    run_parser.add_argument("--namespace", dest="namespaces", action="append", default=[],
+                            help="watch only this namespace (repeatable); default: all namespaces")
+    run_parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
+    run_parser.add_argument("--image", help=f"default runtime image (default {RUNTIME_IMAGE})")
+    run_parser.add_argument("--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="GPU extended resource name")
+    run_parser.add_argument("--modelscope-endpoint", help="ModelScope mirror handed to download init containers")
+    run_parser.add_argument("--hf-endpoint", help="Hugging Face mirror handed to download init containers")
+    run_parser.add_argument("--metrics-address", default="0.0.0.0:9090", help="host:port of /metrics")
+    run_parser.add_argument("--health-address", default="0.0.0.0:8080", help="host:port of /healthz")
+    run_parser.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    run_parser.add_argument("--resync-seconds", type=float, default=300.0, help="reconcile every object this often")
+    run_parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
+    run_parser.add_argument("-v", "--verbose", action="store_true")
+    run_parser.set_defaults(func=cmd_run)
 
     commands.add_parser("crd", help="print the LLMDeployment CRD").set_defaults(func=cmd_crd)
     commands.add_parser("version", help="print versions").set_defaults(func=cmd_version)

@@ -1,0 +1,164 @@
+"""The only code that talks to the Kubernetes API server.
+
+Everything here is a thin, synchronous wrapper over the official `kubernetes` client that returns
+plain dicts exactly as the API server sent them (`_preload_content=False`), so the pure modules
+(render, status) see the same shapes as `kubectl get -o json`. Every write is counted in metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from ..api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from ..metrics import API_WRITES
+from ..render import DEPLOYMENT_LABEL
+
+FIELD_MANAGER = "llm-operator"
+APPLY = "application/apply-patch+yaml"
+CHILD_KINDS = ("Deployment", "Service", "PersistentVolumeClaim")
+
+
+class ApplyRejected(Exception):
+    """The API server refused an object as invalid (422): retrying the same spec will not help."""
+
+
+def load_config(kubeconfig: str | None = None) -> client.ApiClient:
+    """In a pod use the ServiceAccount; elsewhere the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config(config_file=kubeconfig)
+    return client.ApiClient()
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient):
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    # ------------------------------------------------------------ reads
+
+    @staticmethod
+    def _json(response) -> dict[str, Any]:
+        return json.loads(response.data)
+
+    def get_llmdeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._json(self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _preload_content=False))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list_children(self, namespace: str, owner: str, owner_uid: str) -> list[dict[str, Any]]:
+        """Deployments, Services and PVCs labelled for the owner and controlled by it (by uid)."""
+        selector = f"{DEPLOYMENT_LABEL}={owner}"
+        listings = [
+            ("Deployment", self.apps.list_namespaced_deployment),
+            ("Service", self.core.list_namespaced_service),
+            ("PersistentVolumeClaim", self.core.list_namespaced_persistent_volume_claim),
+        ]
+        children = []
+        for kind, list_call in listings:
+            for item in self._json(list_call(namespace, label_selector=selector, _preload_content=False))["items"]:
+                if any(ref.get("uid") == owner_uid and ref.get("controller")
+                       for ref in item["metadata"].get("ownerReferences") or []):
+                    children.append({**item, "kind": kind})
+        return children
+
+    def list_pods(self, namespace: str, owner: str) -> list[dict[str, Any]]:
+        selector = f"{DEPLOYMENT_LABEL}={owner}"
+        return self._json(self.core.list_namespaced_pod(namespace, label_selector=selector,
+                                                        _preload_content=False))["items"]
+
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        """Existence only: the value is never read into a variable, logged or stored."""
+        try:
+            self.core.read_namespaced_secret(name, namespace, _preload_content=False).release_conn()
+            return True
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+
+    # ------------------------------------------------------------ writes
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        """Server-side apply under one field manager; force, because the operator owns these fields."""
+        kind, name, namespace = obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]
+        calls = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "Service": self.core.patch_namespaced_service,
+            "PersistentVolumeClaim": self.core.patch_namespaced_persistent_volume_claim,
+        }
+        API_WRITES.labels(kind=kind, verb="apply").inc()
+        try:
+            calls[kind](name, namespace, obj, field_manager=FIELD_MANAGER, force=True,
+                        _content_type=APPLY, _preload_content=False)
+        except ApiException as error:
+            if error.status == 422:
+                raise ApplyRejected(f"{kind} {name}: {_reason(error)}") from None
+            raise
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        calls = {
+            "Deployment": self.apps.delete_namespaced_deployment,
+            "Service": self.core.delete_namespaced_service,
+            "PersistentVolumeClaim": self.core.delete_namespaced_persistent_volume_claim,
+        }
+        API_WRITES.labels(kind=kind, verb="delete").inc()
+        try:
+            calls[kind](name, namespace, propagation_policy="Background", _preload_content=False)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Server-side apply of status: fields the operator no longer sets (a removed role) go away."""
+        API_WRITES.labels(kind=KIND, verb="apply-status").inc()
+        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
+                "status": status}
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER, force=True,
+            _content_type=APPLY, _preload_content=False)
+
+    def post_event(self, llmd: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        metadata = llmd["metadata"]
+        API_WRITES.labels(kind="Event", verb="create").inc()
+        timestamp = now()
+        self.core.create_namespaced_event(metadata["namespace"], {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{metadata['name']}.{uuid.uuid4().hex[:12]}", "namespace": metadata["namespace"]},
+            "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": metadata["name"],
+                               "namespace": metadata["namespace"], "uid": metadata["uid"],
+                               "resourceVersion": metadata.get("resourceVersion")},
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": FIELD_MANAGER,
+            "firstTimestamp": timestamp,
+            "lastTimestamp": timestamp,
+            "count": 1,
+        }, _preload_content=False)
+
+
+def _reason(error: ApiException) -> str:
+    try:
+        return json.loads(error.body).get("message", error.reason)
+    except (TypeError, ValueError):
+        return str(error.reason)

@@ -1,0 +1,272 @@
+"""Pure: what the operator observed -> the LLMDeployment's status.
+
+No API calls and no clock: `compute_status` takes everything as arguments (objects as the API
+server returns them, as dicts), so every case is a table-driven unit test.
+
+Phases, most severe first:
+- Failed: the spec cannot be served as written (the API server refused a child). Not retried until
+  the spec changes.
+- Degraded: something needs the user: not enough GPUs, a download failed (gated model, missing
+  revision, full volume), vLLM crash-loops, a Secret is missing, the cache volume is not bound.
+- Pending / Downloading / Starting: on the way; no problem detected.
+- Ready: every role has all its replicas ready on the current spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .api.models import LLMDeployment
+from .render import service_url
+from .render.config import served_name
+
+READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
+DOWNLOADER_NAMES = ("model-download", "model-check")
+ENGINE_CONTAINER = "vllm"
+MAX_MESSAGE = 600  # keep conditions readable; the pod has the full text
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str
+    message: str
+
+
+@dataclass
+class Observed:
+    """What the operator read from the cluster for one LLMDeployment."""
+
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)  # by role
+    pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by role
+    claims: list[dict[str, Any]] = field(default_factory=list)  # PVCs the pods mount that the operator made
+    missing_secrets: list[str] = field(default_factory=list)  # "Secret x (spec.field)" descriptions
+    apply_error: str | None = None  # the API server refused a rendered object
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _statuses(pod: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    return (pod.get("status") or {}).get(key) or []
+
+
+def _failed_termination(container_status: dict[str, Any]) -> dict[str, Any] | None:
+    for state_key in ("state", "lastState"):
+        terminated = (container_status.get(state_key) or {}).get("terminated")
+        if terminated and terminated.get("exitCode", 0) != 0:
+            return terminated
+    return None
+
+
+def _pod_problem(role: str, pod: dict[str, Any], gpu_resource: str) -> Problem | None:
+    """The first thing wrong with one pod, in the order a user would fix them."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
+                and condition.get("reason") == "Unschedulable":
+            message = condition.get("message", "")
+            if "PersistentVolumeClaim" in message:
+                return Problem("CacheVolumeNotBound", _short(
+                    f"Pods of role {role} wait for their volume: {message} Check that the StorageClass exists "
+                    "and can provision the access mode, or set spec.cache.existingClaim."))
+            reason = "InsufficientGPU" if f"Insufficient {gpu_resource}" in message else "Unschedulable"
+            return Problem(reason, _short(
+                f"Pods of role {role} cannot be scheduled: {message} Free or add GPU nodes, or lower "
+                f"spec.{role}.gpus or spec.{role}.replicas."))
+    for status in _statuses(pod, "initContainerStatuses"):
+        terminated = _failed_termination(status)
+        if status.get("name") in DOWNLOADER_NAMES and terminated:
+            detail = (terminated.get("message") or terminated.get("reason") or "").strip()
+            return Problem("DownloadFailed", _short(
+                f"Model download for role {role} failed (exit code {terminated.get('exitCode')}): {detail}"))
+    for status in _statuses(pod, "initContainerStatuses") + _statuses(pod, "containerStatuses"):
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
+            return Problem("ImagePullFailed", _short(
+                f"Image of role {role} cannot be pulled: {waiting.get('message', waiting['reason'])}"))
+        if waiting.get("reason") == "CreateContainerConfigError":
+            return Problem("SecretMissing", _short(f"Pods of role {role} cannot start: {waiting.get('message', '')}"))
+    for status in _statuses(pod, "containerStatuses"):
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        terminated = _failed_termination(status)
+        if status.get("name") == ENGINE_CONTAINER and (waiting.get("reason") == "CrashLoopBackOff" or (
+                terminated and status.get("restartCount", 0) > 0)):
+            detail = ((terminated or {}).get("message") or (terminated or {}).get("reason") or "").strip()
+            code = (terminated or {}).get("exitCode", "?")
+            return Problem("EngineCrashLoop", _short(
+                f"vLLM of role {role} keeps exiting (exit code {code}, {status.get('restartCount', 0)} restarts): {detail}"))
+    return None
+
+
+def _pod_stage(pod: dict[str, Any]) -> str:
+    """Pending (not scheduled or not started), Downloading (init running) or Starting (engine loading)."""
+    status = pod.get("status") or {}
+    if not status.get("startTime") and not _statuses(pod, "initContainerStatuses"):
+        return "Pending"
+    init = _statuses(pod, "initContainerStatuses")
+    if init and not all((s.get("state") or {}).get("terminated", {}).get("exitCode") == 0 for s in init):
+        return "Downloading"
+    return "Starting"
+
+
+def _claim_problem(claims: list[dict[str, Any]]) -> Problem | None:
+    for claim in claims:
+        if (claim.get("status") or {}).get("phase") == "Lost":
+            name = claim["metadata"]["name"]
+            return Problem("CacheVolumeLost", f"PersistentVolumeClaim {name} lost its volume: recreate it.")
+    return None
+
+
+def _role_ready(deployment: dict[str, Any] | None, wanted: int) -> tuple[bool, int]:
+    if deployment is None:
+        return False, 0
+    status = deployment.get("status") or {}
+    ready = status.get("readyReplicas", 0)
+    current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    updated = status.get("updatedReplicas", 0) >= wanted
+    settled = status.get("replicas", 0) == wanted  # no old pods left from a rollout
+    return current and updated and settled and ready >= wanted, ready
+
+
+def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str) -> dict[str, Any]:
+    """The status to write, without timestamps (see `with_transition_times`)."""
+    generation = llmd.metadata.generation
+    roles_status: dict[str, Any] = {}
+    problems: list[Problem] = []
+    stages: list[str] = []
+    ready_roles = 0
+    role_specs = llmd.spec.roles()
+    for role, spec in role_specs.items():
+        wanted = 1 if spec.replicas is None else spec.replicas
+        ready, ready_count = _role_ready(observed.deployments.get(role), wanted)
+        ready_roles += ready
+        roles_status[role] = {
+            "replicas": wanted,
+            "readyReplicas": ready_count,
+            "url": service_url(llmd, role),
+            "servedName": served_name(spec.model),
+        }
+        if ready:
+            continue
+        pods = [p for p in observed.pods.get(role, []) if not p["metadata"].get("deletionTimestamp")]
+        role_gpu = spec.gpuResourceName or gpu_resource
+        problems += [p for p in (_pod_problem(role, pod, role_gpu) for pod in pods) if p]
+        stages += [_pod_stage(pod) for pod in pods] or ["Pending"]
+
+    if observed.apply_error:
+        problems.insert(0, Problem("ApplyFailed", _short(observed.apply_error)))
+    problems[:0] = [Problem("SecretMissing", _short(f"{s} does not exist: create it in namespace "
+                                                     f"{llmd.metadata.namespace}.")) for s in observed.missing_secrets]
+    claim_problem = _claim_problem(observed.claims)
+    if claim_problem:
+        problems.append(claim_problem)
+
+    total = len(role_specs)
+    if observed.apply_error:
+        phase = "Failed"
+    elif problems:
+        phase = "Degraded"
+    elif ready_roles == total:
+        phase = "Ready"
+    else:
+        # The least advanced pod tells where the deployment as a whole is.
+        phase = next(stage for stage in ("Pending", "Downloading", "Starting") if stage in stages) \
+            if stages else "Starting"
+
+    return {
+        "observedGeneration": generation,
+        "phase": phase,
+        "rolesReady": f"{ready_roles}/{total}",
+        "conditions": _conditions(phase, problems, ready_roles, total, generation),
+        "roles": roles_status,
+    }
+
+
+def _conditions(phase: str, problems: list[Problem], ready: int, total: int, generation: int | None):
+    first = problems[0] if problems else None
+    if phase == "Ready":
+        ready_condition = ("True", "Ready", f"All {total} roles are ready to serve.")
+    elif first:
+        more = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        ready_condition = ("False", first.reason, first.message + more)
+    else:
+        ready_condition = ("False", phase, f"{ready}/{total} roles ready; {_phase_message(phase)}")
+    progressing = phase in ("Pending", "Downloading", "Starting")
+    conditions = [
+        (READY, *ready_condition),
+        (PROGRESSING, "True" if progressing else "False", phase if progressing else (
+            "Ready" if phase == "Ready" else "Stalled"),
+         _phase_message(phase) if progressing else ("Rollout complete." if phase == "Ready" else
+                                                   "Waiting for the problem in the Degraded condition to be fixed.")),
+        (DEGRADED, "True" if first else "False", first.reason if first else "AsExpected",
+         first.message if first else "No problem detected."),
+    ]
+    return [
+        {"type": kind, "status": status, "reason": reason, "message": message, "observedGeneration": generation}
+        for kind, status, reason, message in conditions
+    ]
+
+
+def _phase_message(phase: str) -> str:
+    return {
+        "Pending": "waiting for pods to be scheduled.",
+        "Downloading": "model weights are being downloaded.",
+        "Starting": "vLLM is loading the model.",
+        "Ready": "serving.",
+        "Degraded": "see the Degraded condition.",
+        "Failed": "see the Degraded condition.",
+    }[phase]
+
+
+def invalid_spec_status(generation: int | None, errors: list[str]) -> dict[str, Any]:
+    """Status of a resource the API server accepted but the operator cannot render."""
+    message = _short("The spec cannot be served: " + "; ".join(errors))
+    return {
+        "observedGeneration": generation,
+        "phase": "Failed",
+        "conditions": [
+            {"type": READY, "status": "False", "reason": "InvalidSpec", "message": message, "observedGeneration": generation},
+            {"type": PROGRESSING, "status": "False", "reason": "Stalled", "message": "Fix the spec.",
+             "observedGeneration": generation},
+            {"type": DEGRADED, "status": "True", "reason": "InvalidSpec", "message": message,
+             "observedGeneration": generation},
+        ],
+    }
+
+
+def with_transition_times(new: dict[str, Any], old: dict[str, Any] | None, now: str) -> dict[str, Any]:
+    """Carry lastTransitionTime over from the old status when a condition's status did not change."""
+    previous = {c["type"]: c for c in (old or {}).get("conditions") or []}
+    conditions = []
+    for condition in new.get("conditions") or []:
+        before = previous.get(condition["type"])
+        unchanged = before and before.get("status") == condition["status"] and before.get("lastTransitionTime")
+        conditions.append({**condition, "lastTransitionTime": before["lastTransitionTime"] if unchanged else now})
+    return {**new, "conditions": conditions}
+
+
+def transitions(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Events to post: (type, reason, message) for a new phase or a new problem."""
+    old = old or {}
+    events = []
+    old_degraded = next((c for c in old.get("conditions") or [] if c["type"] == DEGRADED), {})
+    new_degraded = next((c for c in new.get("conditions") or [] if c["type"] == DEGRADED), {})
+    if new_degraded.get("status") == "True" and (
+            old_degraded.get("status") != "True" or old_degraded.get("reason") != new_degraded.get("reason")):
+        events.append(("Warning", new_degraded["reason"], new_degraded["message"]))
+    if old.get("phase") != new.get("phase"):
+        events.append(("Normal", "PhaseChanged", f"Phase changed from {old.get('phase') or 'None'} to {new['phase']}."))
+    return events
+
+
+def same_status(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Equal apart from transition times: then the operator writes nothing."""
+    def strip(status):
+        status = dict(status or {})
+        status["conditions"] = [{k: v for k, v in c.items() if k != "lastTransitionTime"}
+                                for c in status.get("conditions") or []]
+        return status
+    return strip(old) == strip(new)
+

@@ -1,0 +1,172 @@
+"""Status is a pure function of what was observed: one table row per situation a user meets."""
+
+import pytest
+
+from llm_operator.status import (
+    Observed,
+    compute_status,
+    invalid_spec_status,
+    same_status,
+    transitions,
+    with_transition_times,
+)
+from support import llmd
+
+GPU = "nvidia.com/gpu"
+SPEC = {"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}, "replicas": 2},
+        "embedding": {"model": {"source": "hf://BAAI/bge-m3"}}}
+
+
+def resource(spec=SPEC, generation=3):
+    return llmd(spec, name="rag", namespace="ai", uid="u", generation=generation)
+
+
+def deployment(replicas, ready, generation=1, observed=1, updated=None):
+    return {"metadata": {"name": "d", "generation": generation},
+            "status": {"observedGeneration": observed, "replicas": replicas, "readyReplicas": ready,
+                       "updatedReplicas": replicas if updated is None else updated}}
+
+
+def pod(conditions=(), init=(), containers=(), started=True, deleting=False):
+    metadata = {"name": "p", "deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {"name": "p"}
+    status = {"conditions": list(conditions), "initContainerStatuses": list(init),
+              "containerStatuses": list(containers)}
+    if started:
+        status["startTime"] = "2026-01-01T00:00:00Z"
+    return {"metadata": metadata, "status": status}
+
+
+UNSCHEDULABLE = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu. preemption: 0/2 nodes are available."}
+UNBOUND = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+           "message": "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims."}
+DOWNLOAD_401 = {"name": "model-download", "state": {"terminated": {
+    "exitCode": 3, "message": "Model hf://Qwen/Qwen3-8B is private or gated (HTTP 401): set spec.credentialsSecretRef"}}}
+DOWNLOAD_RUNNING = {"name": "model-download", "state": {"running": {}}}
+DOWNLOAD_DONE = {"name": "model-download", "state": {"terminated": {"exitCode": 0}}}
+ENGINE_CRASH = {"name": "vllm", "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "message": "ValueError: unrecognized arguments: --task"}}}
+ENGINE_LOADING = {"name": "vllm", "restartCount": 0, "ready": False, "state": {"running": {}}}
+IMAGE_PULL = {"name": "vllm", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}
+CONFIG_ERROR = {"name": "vllm", "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                                     "message": 'secret "llm-api-key" not found'}}}
+
+ALL_READY = {"llm": deployment(2, 2), "embedding": deployment(1, 1)}
+
+CASES = {
+    # id: (observed, phase, ready condition reason, message fragment)
+    "nothing-yet": (Observed(), "Pending", "Pending", "0/2 roles ready"),
+    "all-ready": (Observed(deployments=ALL_READY), "Ready", "Ready", "All 2 roles are ready"),
+    "one-replica-short": (Observed(deployments={**ALL_READY, "llm": deployment(2, 1)},
+                                   pods={"llm": [pod(init=[DOWNLOAD_DONE], containers=[ENGINE_LOADING])]}),
+                          "Starting", "Starting", "vLLM is loading the model"),
+    "old-generation": (Observed(deployments={**ALL_READY, "llm": deployment(2, 2, generation=2, observed=1)}),
+                       "Pending", "Pending", "1/2 roles ready"),
+    "rollout-leftover-pod": (Observed(deployments={**ALL_READY, "llm": deployment(3, 2, updated=2)},
+                                      pods={"llm": [pod(init=[DOWNLOAD_DONE], containers=[ENGINE_LOADING])]}),
+                             "Starting", "Starting", "1/2 roles ready"),
+    "downloading": (Observed(pods={"llm": [pod(init=[DOWNLOAD_RUNNING])]}), "Pending", "Pending", ""),
+    "gpu-shortage": (Observed(pods={"llm": [pod(conditions=[UNSCHEDULABLE], started=False)]}),
+                     "Degraded", "InsufficientGPU", "2 Insufficient nvidia.com/gpu"),
+    "volume-unbound": (Observed(pods={"llm": [pod(conditions=[UNBOUND], started=False)]}),
+                       "Degraded", "CacheVolumeNotBound", "unbound immediate PersistentVolumeClaims"),
+    "download-401": (Observed(pods={"llm": [pod(init=[DOWNLOAD_401])]}),
+                     "Degraded", "DownloadFailed", "set spec.credentialsSecretRef"),
+    "engine-crash": (Observed(pods={"llm": [pod(init=[DOWNLOAD_DONE], containers=[ENGINE_CRASH])]}),
+                     "Degraded", "EngineCrashLoop", "unrecognized arguments: --task"),
+    "image-pull": (Observed(pods={"llm": [pod(containers=[IMAGE_PULL])]}), "Degraded", "ImagePullFailed", "Back-off"),
+    "secret-missing-in-pod": (Observed(pods={"llm": [pod(containers=[CONFIG_ERROR])]}),
+                              "Degraded", "SecretMissing", 'secret "llm-api-key" not found'),
+    "secret-missing-seen-by-operator": (Observed(deployments=ALL_READY,
+                                                 missing_secrets=["Secret llm-api-key (spec.apiKeySecretRef)"]),
+                                        "Degraded", "SecretMissing", "llm-api-key (spec.apiKeySecretRef) does not exist"),
+    "apply-refused": (Observed(apply_error="Deployment rag-llm: spec.template.spec.affinity: Invalid value"),
+                      "Failed", "ApplyFailed", "Invalid value"),
+    "terminating-pods-ignored": (Observed(pods={"llm": [pod(conditions=[UNSCHEDULABLE], deleting=True)]}),
+                                 "Pending", "Pending", ""),
+    "claim-lost": (Observed(deployments=ALL_READY, claims=[{"metadata": {"name": "rag-cache"},
+                                                            "status": {"phase": "Lost"}}]),
+                   "Degraded", "CacheVolumeLost", "rag-cache"),
+}
+
+
+def _condition(status, kind):
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_status_table(case):
+    observed, phase, reason, fragment = CASES[case]
+    status = compute_status(resource(), observed, GPU)
+    ready = _condition(status, "Ready")
+    assert (status["phase"], ready["reason"]) == (phase, reason)
+    assert fragment in ready["message"]
+    assert ready["status"] == ("True" if phase == "Ready" else "False")
+    assert _condition(status, "Degraded")["status"] == ("True" if phase in ("Degraded", "Failed") else "False")
+    assert _condition(status, "Progressing")["status"] == (
+        "True" if phase in ("Pending", "Downloading", "Starting") else "False")
+    assert all(c["observedGeneration"] == 3 for c in status["conditions"])
+    assert status["observedGeneration"] == 3
+
+
+def test_downloading_and_starting_phases():
+    spec = {"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}}}
+    downloading = compute_status(resource(spec), Observed(pods={"llm": [pod(init=[DOWNLOAD_RUNNING])]}), GPU)
+    assert downloading["phase"] == "Downloading"
+    starting = compute_status(resource(spec), Observed(
+        pods={"llm": [pod(init=[DOWNLOAD_DONE], containers=[ENGINE_LOADING])]}), GPU)
+    assert starting["phase"] == "Starting"
+
+
+def test_roles_report_urls_served_names_and_counts():
+    status = compute_status(resource(), Observed(deployments={**ALL_READY, "llm": deployment(2, 1)}), GPU)
+    assert status["rolesReady"] == "1/2"
+    assert status["roles"]["llm"] == {"replicas": 2, "readyReplicas": 1,
+                                      "url": "http://rag-llm.ai.svc:8000/v1", "servedName": "Qwen3-8B"}
+    assert status["roles"]["embedding"]["url"] == "http://rag-embedding.ai.svc:8000/v1"
+
+
+def test_gpu_shortage_quotes_the_role_specific_gpu_resource():
+    spec = {"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}, "gpuResourceName": "amd.com/gpu"}}
+    amd = {**UNSCHEDULABLE, "message": "0/2 nodes are available: 2 Insufficient amd.com/gpu."}
+    status = compute_status(resource(spec), Observed(pods={"llm": [pod(conditions=[amd], started=False)]}), GPU)
+    assert _condition(status, "Ready")["reason"] == "InsufficientGPU"
+
+
+def test_several_problems_are_counted():
+    observed = Observed(pods={"llm": [pod(conditions=[UNSCHEDULABLE], started=False)],
+                              "embedding": [pod(init=[DOWNLOAD_401])]})
+    assert "(1 more problems)" in _condition(compute_status(resource(), observed, GPU), "Ready")["message"]
+
+
+def test_invalid_spec_status_is_failed():
+    status = invalid_spec_status(4, ["spec.llm.gpus: bad"])
+    assert status["phase"] == "Failed"
+    assert _condition(status, "Ready")["reason"] == "InvalidSpec"
+    assert "spec.llm.gpus: bad" in _condition(status, "Degraded")["message"]
+
+
+def test_transition_times_survive_unchanged_conditions():
+    first = with_transition_times(compute_status(resource(), Observed(), GPU), None, "T1")
+    second = with_transition_times(compute_status(resource(), Observed(), GPU), first, "T2")
+    assert {c["lastTransitionTime"] for c in second["conditions"]} == {"T1"}
+    ready = with_transition_times(compute_status(resource(), Observed(deployments=ALL_READY), GPU), second, "T3")
+    assert _condition(ready, "Ready")["lastTransitionTime"] == "T3"
+    assert _condition(ready, "Degraded")["lastTransitionTime"] == "T1"  # stayed False
+
+
+def test_same_status_ignores_only_transition_times():
+    status = compute_status(resource(), Observed(), GPU)
+    assert same_status(with_transition_times(status, None, "T1"), status)
+    assert not same_status(status, compute_status(resource(), Observed(deployments=ALL_READY), GPU))
+    assert not same_status(None, status)
+
+
+def test_transitions_post_events_for_new_phase_and_new_problem():
+    pending = compute_status(resource(), Observed(), GPU)
+    short = compute_status(resource(), Observed(pods={"llm": [pod(conditions=[UNSCHEDULABLE], started=False)]}), GPU)
+    assert transitions(None, pending) == [("Normal", "PhaseChanged", "Phase changed from None to Pending.")]
+    events = transitions(pending, short)
+    assert events[0][:2] == ("Warning", "InsufficientGPU")
+    assert events[1] == ("Normal", "PhaseChanged", "Phase changed from Pending to Degraded.")
+    assert transitions(short, short) == []
