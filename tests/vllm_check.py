@@ -1,0 +1,159 @@
+"""vLLM's own argument parser, for tests: does `vllm serve <args...>` accept these arguments?
+
+`make vllm-check-env` builds (once per vLLM version, outside the repo) a virtualenv holding the
+pinned vllm wheel installed --no-deps, torch, and the light packages vLLM's argument parser imports
+(runtime/vllm-check-requirements.txt). This module runs ONE long-lived Python process in that
+virtualenv, which builds the parser exactly as `vllm serve` does (a `serve` subparser of a
+FlexibleArgumentParser filled by `make_arg_parser`, then `validate_parsed_serve_args`) and answers
+one JSON line per JSON argv line.
+
+Use the session fixture `vllm_parser`:
+
+    def test_x(vllm_parser):
+        ok, error = vllm_parser.check(["/models/x", "--served-model-name", "m"])
+        assert ok, error
+
+`check(args)` takes what follows `vllm serve` (the model path first) and returns (ok, error):
+error is vLLM's own message (e.g. "unrecognized arguments: --task embed"), "" when ok.
+
+Skip rule: outside CI (CI != "true") a missing environment skips with a hint; in CI it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from llm_runtime.versions import VLLM_VERSION
+
+MISSING_HINT = "vLLM check environment missing: run `make vllm-check-env` (or `make test`)"
+
+
+def env_dir() -> Path:
+    cache = os.environ.get("LLMOPS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "llm-operator")
+    return Path(cache) / f"vllm-check-{VLLM_VERSION}"
+
+
+def env_python() -> Path | None:
+    """The environment's interpreter when the environment is complete, else None."""
+    d = env_dir()
+    python = d / "venv" / "bin" / "python"
+    return python if (d / ".complete").is_file() and python.exists() else None
+
+
+# Runs inside the vLLM environment. Reads one JSON list per line, answers {"ok", "error"} per line.
+_SERVER = r"""
+import contextlib, io, json, os, sys
+os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+out = sys.stdout
+sys.stdout = sys.stderr  # anything vLLM prints must not corrupt the protocol
+import vllm
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+from vllm.entrypoints.common.cli_args import make_arg_parser, validate_parsed_serve_args
+
+def build():
+    # Exactly how `vllm serve` builds its parser (vllm/entrypoints/cli/main.py and cli/serve.py).
+    top = FlexibleArgumentParser(prog="vllm", description="vLLM CLI")
+    sub = top.add_subparsers(required=False, dest="subparser")
+    serve = sub.add_parser("serve", usage="vllm serve [model_tag] [options]")
+    make_arg_parser(serve)
+    return top
+
+parser = build()
+out.write(json.dumps({"ready": True, "vllm": vllm.__version__}) + "\n"); out.flush()
+for line in sys.stdin:
+    line = line.strip()
+    if not line:
+        continue
+    argv = json.loads(line)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = parser.parse_args(["serve", *argv])
+            if not getattr(args, "model_tag", None):
+                raise ValueError("no model path: `vllm serve` needs the model path as its first argument")
+            validate_parsed_serve_args(args)
+        reply = {"ok": True, "error": ""}
+    except SystemExit as e:
+        msg = [l.strip() for l in err.getvalue().splitlines() if l.strip() and not l.startswith("usage:")]
+        reply = {"ok": False, "error": (" ".join(msg) if msg else f"exit {e.code}")}
+    except Exception as e:
+        reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    out.write(json.dumps(reply) + "\n"); out.flush()
+"""
+
+
+class VLLMParser:
+    """One subprocess in the vLLM environment; `check()` is cheap (a line each way)."""
+
+    def __init__(self, python: Path) -> None:
+        env = dict(os.environ, VLLM_TARGET_DEVICE="cpu", PYTHONDONTWRITEBYTECODE="1")
+        env.pop("PYTHONPATH", None)
+        self._proc = subprocess.Popen(
+            [str(python), "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=env, cwd="/",
+        )
+        self._stderr: list[str] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+        self._lock = threading.Lock()
+        hello = self._proc.stdout.readline()
+        if not hello:
+            self._proc.wait(timeout=10)
+            raise RuntimeError("vLLM parser process died at start:\n" + "".join(self._stderr[-40:]))
+        self.vllm_version = json.loads(hello)["vllm"]
+
+    def _drain(self) -> None:
+        for line in self._proc.stderr:
+            self._stderr.append(line)
+            del self._stderr[:-200]
+
+    def check(self, args: list[str]) -> tuple[bool, str]:
+        """Does `vllm serve <args...>` accept these arguments? -> (ok, vLLM's error message)."""
+        if not all(isinstance(a, str) for a in args):
+            raise TypeError(f"arguments must be strings: {args!r}")
+        with self._lock:
+            self._proc.stdin.write(json.dumps(list(args)) + "\n")
+            self._proc.stdin.flush()
+            line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError("vLLM parser process died:\n" + "".join(self._stderr[-40:]))
+        reply = json.loads(line)
+        return reply["ok"], reply["error"]
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+def open_parser() -> VLLMParser:
+    """The parser, or a skip (outside CI) / failure (CI=true) when the environment is missing."""
+    python = env_python()
+    if python is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{MISSING_HINT} (looked in {env_dir()})", pytrace=False)
+        pytest.skip(MISSING_HINT)
+    return VLLMParser(python)
+
+
+@pytest.fixture(scope="session")
+def vllm_parser():
+    parser = open_parser()
+    if parser.vllm_version != VLLM_VERSION:
+        parser.close()
+        pytest.fail(f"vLLM check environment holds vllm {parser.vllm_version}, expected {VLLM_VERSION}: "
+                    f"rerun `make vllm-check-env`")
+    yield parser
+    parser.close()
