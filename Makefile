@@ -37,6 +37,19 @@ crd: venv
 golden: venv
 	$(BIN)/pytest tests --update-golden -q
 
+## Build (or reuse from $(CACHE_DIR)/bin) etcd, kube-apiserver, kube-controller-manager,
+## kube-scheduler, kubectl, kwok and helm. Cold: see e2e/cluster/build.sh; warm: instant.
+cluster-tools:
+	bash e2e/cluster/build.sh
+
+## Start the local control plane on 127.0.0.1 with simulated GPU nodes (no-op when up).
+cluster-up: cluster-tools venv
+	$(BIN)/python e2e/plane.py up
+
+## Stop every process of the local control plane.
+cluster-down:
+	$(PYTHON) e2e/plane.py down
+
 ## The vLLM argument-check environment (tests/vllm_check.py), cached per vLLM version under
 ## $(CACHE_DIR)/vllm-check-<version>/. Warm: instant. Cold: a few minutes (see runtime/vllm-check-env.sh).
 vllm-check-env: $(BIN)/hadolint

@@ -1,0 +1,135 @@
+"""Fixtures for the end-to-end tests: a real control plane (e2e/plane.py), once per run.
+
+    cluster    session: starts the plane unless it is already up, stops it at the end only
+               if this session started it. Attributes: kubeconfig, audit_log, server,
+               state_dir, env (os.environ with KUBECONFIG set); methods kubectl(*args,
+               check=True, input=None, timeout=120), bin(name), logs_tail(lines).
+    namespace  function: a fresh namespace (its default ServiceAccount exists), deleted after.
+
+A failing test that used `namespace` gets the namespace's events, the YAML of its objects
+and the tail of every component's log appended to its report.
+
+Outside CI, missing binaries skip these tests with the way to build them; with CI=true a
+missing binary or a plane that does not start fails them, so CI never passes by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import plane  # noqa: E402  (e2e/ is not a package; the path insert above makes it importable)
+
+SKIP_MESSAGE = "control plane binaries not built: run `make cluster-tools` (or `make test`) to enable the e2e tests"
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """CalledProcessError whose message carries kubectl's stderr, so test output shows why."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstdout: {self.stdout}\nstderr: {self.stderr}"
+
+
+class Cluster:
+    def __init__(self, p: plane.Plane):
+        self.plane = p
+        self.state_dir: Path = p.cfg.state_dir
+        self.kubeconfig: Path = p.cfg.kubeconfig
+        self.audit_log: Path = p.cfg.audit_log
+        self.server: str = p.cfg.server
+        self.env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def bin(self, name: str) -> Path:
+        """Path of a cached binary: helm, kubectl, ... (see plane.BINARIES)."""
+        return plane.find_binary(name)
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess:
+        cmd = [str(self.bin("kubectl")), f"--kubeconfig={self.kubeconfig}", *args]
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise KubectlError(proc.returncode, cmd, proc.stdout, proc.stderr)
+        return proc
+
+    def logs_tail(self, lines: int = 40) -> str:
+        """The last lines of every log in the plane's log dir (components, and e.g. the operator)."""
+        logs = sorted(self.plane.cfg.logs_dir.glob("*.log"))
+        return "\n".join(f"--- {log}\n{plane.tail(log, lines)}" for log in logs)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    missing = plane.missing_binaries()
+    if missing:
+        if _in_ci():
+            pytest.fail(f"CI=true and control plane binaries are missing ({', '.join(missing)}): "
+                        "run `make cluster-tools` before the tests", pytrace=False)
+        pytest.skip(SKIP_MESSAGE)
+    p = plane.Plane()
+    started = p.up()  # raises PlaneError (an error, never a skip) when it cannot start
+    try:
+        yield Cluster(p)
+    finally:
+        if started:
+            p.down(quiet=True)
+
+
+def _namespace_name(nodeid: str) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", nodeid.split("::")[-1].lower()).strip("-")
+    return f"e2e-{base[:45].strip('-')}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest):
+    name = _namespace_name(request.node.nodeid)
+    cluster.kubectl("create", "namespace", name)
+    # Pods (and so Deployments) cannot be created before the default ServiceAccount exists.
+    deadline = time.monotonic() + 30
+    while cluster.kubectl("-n", name, "get", "serviceaccount", "default", check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ServiceAccount default never appeared in namespace {name}")
+        time.sleep(0.2)
+    yield name
+    # No waiting for the namespace controller: the next test uses a namespace of its own.
+    cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def _dump(cluster: Cluster, ns: str) -> str:
+    parts = []
+    events = cluster.kubectl("-n", ns, "get", "events", "--sort-by=.lastTimestamp", check=False)
+    parts.append(f"=== Events in {ns}\n{events.stdout}{events.stderr}")
+    kinds = cluster.kubectl("api-resources", "--verbs=list", "--namespaced", "-o", "name", check=False)
+    names = [k for k in kinds.stdout.split() if k not in ("events", "events.events.k8s.io")]
+    if names:
+        objs = cluster.kubectl("-n", ns, "get", ",".join(names), "-o", "yaml", "--ignore-not-found",
+                               check=False)
+        parts.append(f"=== Objects in {ns}\n{objs.stdout}{objs.stderr}")
+    parts.append(f"=== Component logs\n{cluster.logs_tail()}")
+    return "\n".join(parts)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or report.when not in ("call", "setup"):
+        return
+    funcargs = getattr(item, "funcargs", {})
+    cluster, ns = funcargs.get("cluster"), funcargs.get("namespace")
+    if isinstance(cluster, Cluster) and isinstance(ns, str):
+        try:
+            report.sections.append(("Cluster state", _dump(cluster, ns)))
+        except Exception as err:  # the dump must never hide the test's own failure
+            report.sections.append(("Cluster state", f"Could not dump the cluster state: {err!r}"))
