@@ -21,6 +21,7 @@ from .errors import DownloadError, EXIT_FAILED, redact
 log = logging.getLogger("llm_runtime")
 
 SECRET_ENVS = ("MODELSCOPE_API_TOKEN", "HF_TOKEN")
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -46,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--allow-pattern", action="append", default=[], metavar="GLOB", help="only files matching")
     d.add_argument("--ignore-pattern", action="append", default=[], metavar="GLOB", help="skip files matching")
     d.add_argument("--cache-dir", required=True, help="root of the weights volume")
-    d.add_argument("--termination-log", help="file that receives the one-line failure reason "
-                   "(Kubernetes: /dev/termination-log)")
+    d.add_argument("--termination-log", default=DEFAULT_TERMINATION_LOG if os.path.exists(DEFAULT_TERMINATION_LOG)
+                   else None, help="file that receives the one-line failure reason (default: "
+                   f"{DEFAULT_TERMINATION_LOG} when it exists, as in every Kubernetes container)")
     d.add_argument("--max-workers", type=int, default=8, help="parallel file downloads (default 8)")
     d.add_argument("--progress-interval", type=float, default=float(os.environ.get("LLM_RUNTIME_PROGRESS_SECONDS", 5)),
                    help="seconds between progress lines (default 5)")

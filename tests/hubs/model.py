@@ -11,13 +11,20 @@ from dataclasses import dataclass, field
 @dataclass
 class TinyModel:
     files: dict[str, bytes] = field(default_factory=dict)
+    _hashes: dict[tuple[str, str], str] = field(default_factory=dict, repr=False, compare=False)
 
     def sha256(self, path: str) -> str:
-        return hashlib.sha256(self.files[path]).hexdigest()
+        key = ("sha256", path)
+        if key not in self._hashes:  # the servers ask on every request: hash each file once
+            self._hashes[key] = hashlib.sha256(self.files[path]).hexdigest()
+        return self._hashes[key]
 
     def git_blob_sha1(self, path: str) -> str:
-        data = self.files[path]
-        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        key = ("sha1", path)
+        if key not in self._hashes:
+            data = self.files[path]
+            self._hashes[key] = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        return self._hashes[key]
 
     @property
     def total_size(self) -> int:
