@@ -50,6 +50,15 @@ cluster-up: cluster-tools venv
 cluster-down:
 	$(PYTHON) e2e/plane.py down
 
+## The main job: control plane, CRD, operator, examples/rag-stack.yaml until Ready, endpoints printed.
+demo: cluster-up
+	$(BIN)/python e2e/demo.py up
+
+## Stop the demo's operator and the control plane.
+demo-down:
+	-$(BIN)/python e2e/demo.py down
+	$(MAKE) cluster-down
+
 ## The vLLM argument-check environment (tests/vllm_check.py), cached per vLLM version under
 ## $(CACHE_DIR)/vllm-check-<version>/. Warm: instant. Cold: a few minutes (see runtime/vllm-check-env.sh).
 vllm-check-env: $(BIN)/hadolint

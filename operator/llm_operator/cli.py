@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Iterable, TextIO
 
@@ -67,6 +68,9 @@ def cmd_version(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
 
 def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     """Run the operator until interrupted. Imports kopf only here: render/crd need no cluster libraries."""
+    if args.kubeconfig:
+        # Before importing the client: it reads KUBECONFIG at import time, and kopf logs in through it.
+        os.environ["KUBECONFIG"] = args.kubeconfig
     import logging
 
     import kopf
@@ -76,7 +80,10 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Tex
     from .k8s import Kube, load_config
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    if not args.verbose:
+        # One line per watch event and per health probe drowns the lines that say what changed.
+        for noisy in ("kubernetes", "kopf.objects", "aiohttp.access"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     endpoints = {scheme: url for scheme, url in (("modelscope", args.modelscope_endpoint), ("hf", args.hf_endpoint)) if url}
     config = RenderConfig(image=args.image or RUNTIME_IMAGE, gpu_resource=args.gpu_resource, hub_endpoints=endpoints)
     handlers.context = handlers.OperatorContext(kube=Kube(load_config(args.kubeconfig)), config=config,

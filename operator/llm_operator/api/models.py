@@ -146,7 +146,7 @@ class EnvVar(SpecModel):
 def _extra_args_rule() -> Rule:
     flags = ", ".join(f"'{flag}'" for flag in RESERVED_FLAGS)
     return Rule(
-        f"self.extraArgs.all(a, !(a.split('=')[0] in [{flags}]))",
+        f"!has(self.extraArgs) || self.extraArgs.all(a, !(a.split('=')[0] in [{flags}]))",
         "extraArgs may not set " + ", ".join(RESERVED_FLAGS)
         + ": use the typed fields (gpus, tensorParallelSize, model.servedName, apiKeySecretRef); --task and --enable-reasoning no longer exist in vLLM",
         lambda e: not any(arg.split("=")[0] in RESERVED_FLAGS for arg in e.extraArgs or ()),

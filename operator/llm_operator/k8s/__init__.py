@@ -72,10 +72,12 @@ class Kube:
         ]
         children = []
         for kind, list_call in listings:
-            for item in self._json(list_call(namespace, label_selector=selector, _preload_content=False))["items"]:
+            listing = self._json(list_call(namespace, label_selector=selector, _preload_content=False))
+            for item in listing["items"]:
                 if any(ref.get("uid") == owner_uid and ref.get("controller")
                        for ref in item["metadata"].get("ownerReferences") or []):
-                    children.append({**item, "kind": kind})
+                    # Items of a list carry neither apiVersion nor kind; the comparison needs both.
+                    children.append({**item, "apiVersion": listing["apiVersion"], "kind": kind})
         return children
 
     def list_pods(self, namespace: str, owner: str) -> list[dict[str, Any]]:

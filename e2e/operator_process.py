@@ -1,0 +1,135 @@
+"""Run the real `llm-operator run` process against the local control plane.
+
+The operator gets an identity of its own (a ServiceAccount token in its own kubeconfig), so the
+API server's audit log can tell its requests from the test's, and so the chart tests can run it
+with exactly the RBAC the chart grants.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.2, what: str = "condition"):
+    """Poll until check() returns a truthy value; return it, or fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as error:  # noqa: BLE001 - a transient API error is just another "not yet"
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout:.0f}s; last value: {last!r}")
+
+
+def service_account_kubeconfig(cluster, namespace: str, name: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount (a TokenRequest token, 24 h)."""
+    token = cluster.kubectl("-n", namespace, "create", "token", name, "--duration=24h").stdout.strip()
+    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    user = f"system:serviceaccount:{namespace}:{name}"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": user, "context": {"cluster": admin["clusters"][0]["name"], "user": user}}],
+        "current-context": user,
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path, log_path: Path, namespaces: tuple[str, ...] = (),
+                 extra_args: tuple[str, ...] = ()):
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.namespaces = namespaces
+        self.extra_args = extra_args
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        command = [str(Path(sys.executable).parent / "llm-operator"), "run",
+                   f"--kubeconfig={self.kubeconfig}",
+                   f"--metrics-address=127.0.0.1:{self.metrics_port}",
+                   f"--health-address=127.0.0.1:{self.health_port}",
+                   "--resync-seconds=60", *self.extra_args]
+        command += [f"--namespace={ns}" for ns in self.namespaces]
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        log = open(self.log_path, "a", encoding="utf-8")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        eventually(self._healthy, timeout, what=f"operator /healthz (log: {self.log_path})")
+
+    def _healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"operator exited with {self.process.returncode}: {self.log_tail()}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as response:
+            return response.status == 200
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def audit_writes(audit_log: Path, username: str, since_line: int = 0) -> dict[str, int]:
+    """Write requests a user made, by "verb resource", from the API server's audit log."""
+    counts: dict[str, int] = {}
+    with open(audit_log, encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            if number < since_line:
+                continue
+            event = json.loads(line)
+            if event.get("stage") != "ResponseComplete" or event.get("user", {}).get("username") != username:
+                continue
+            if event.get("verb") in WRITE_VERBS:
+                ref = event.get("objectRef", {})
+                key = f"{event['verb']} {ref.get('resource')}{'/' + ref['subresource'] if ref.get('subresource') else ''}"
+                counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def audit_lines(audit_log: Path) -> int:
+    with open(audit_log, encoding="utf-8") as handle:
+        return sum(1 for _ in handle)

@@ -1,0 +1,267 @@
+"""The operator process against the real control plane: apply, roll out, edit, drift, delete,
+bad input, restart. Pods run on kwok's simulated GPU nodes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from operator_process import (
+    REPO,
+    OperatorProcess,
+    audit_lines,
+    audit_writes,
+    eventually,
+    service_account_kubeconfig,
+)
+
+sys.path.insert(0, str(REPO / "tests"))
+from invalid_specs import CASES  # noqa: E402  (shared with the unit tests)
+
+OPERATOR_NAMESPACE = "llm-operator-e2e"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:llm-operator"
+ROLES = ("llm", "embedding", "rerank")
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def crd(cluster):
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/llmdeployments.llmops.dev", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(cluster):
+    """A ServiceAccount of its own (cluster-admin here; the chart tests prove the real RBAC)."""
+    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    cluster.kubectl("-n", OPERATOR_NAMESPACE, "create", "serviceaccount", "llm-operator", check=False)
+    cluster.kubectl("create", "clusterrolebinding", "llm-operator-e2e", "--clusterrole=cluster-admin",
+                    f"--serviceaccount={OPERATOR_NAMESPACE}:llm-operator", check=False)
+    return service_account_kubeconfig(cluster, OPERATOR_NAMESPACE, "llm-operator",
+                                      Path(cluster.state_dir) / "operator-e2e.kubeconfig")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, crd, operator_kubeconfig):
+    process = OperatorProcess(operator_kubeconfig, Path(cluster.state_dir) / "logs" / "operator.log")
+    process.start()
+    yield process
+    process.stop()
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def get(cluster, namespace, kind, name):
+    result = cluster.kubectl("-n", namespace, "get", kind, name, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def names(cluster, namespace, kind, selector):
+    result = cluster.kubectl("-n", namespace, "get", kind, "-l", selector, "-o", "json")
+    return sorted(item["metadata"]["name"] for item in json.loads(result.stdout)["items"])
+
+
+def example(name="rag-stack.yaml"):
+    return yaml.safe_load((REPO / "examples" / name).read_text())
+
+
+def apply(cluster, namespace, manifest):
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(manifest))
+
+
+def condition(obj, kind):
+    return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == kind), {})
+
+
+def wait_ready(cluster, namespace, name, timeout=120):
+    cluster.kubectl("-n", namespace, "wait", "--for=condition=Ready", f"llmd/{name}", f"--timeout={timeout}s",
+                    timeout=timeout + 10)
+
+
+def deploy_rag_stack(cluster, namespace):
+    """The RAG-stack example with what it needs: its API-key Secret and a volume for its cache claim."""
+    cluster.kubectl("-n", namespace, "create", "secret", "generic", "llm-api-key", "--from-literal=api-key=e2e-secret")
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": f"{namespace}-cache"},
+        "spec": {"capacity": {"storage": "200Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "nfs",
+                 "persistentVolumeReclaimPolicy": "Delete", "hostPath": {"path": f"/tmp/{namespace}"},
+                 "claimRef": {"namespace": namespace, "name": "rag-stack-cache"}}}))
+    apply(cluster, namespace, example())
+
+
+def llm_args(cluster, namespace):
+    deployment = get(cluster, namespace, "deployment", "rag-stack-llm")
+    return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm")["args"]
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_rag_stack_rolls_out_to_ready(cluster, operator, namespace):
+    started = time.monotonic()
+    deploy_rag_stack(cluster, namespace)
+    selector = "llmops.dev/deployment=rag-stack"
+    expected = [f"rag-stack-{role}" for role in sorted(ROLES)]
+    eventually(lambda: names(cluster, namespace, "deployment", selector) == expected, 10, what="3 Deployments")
+    eventually(lambda: names(cluster, namespace, "service", selector) == expected, 10, what="3 Services")
+    wait_ready(cluster, namespace, "rag-stack")
+    seconds = time.monotonic() - started
+    print(f"\nApply to Ready: {seconds:.1f}s")
+
+    gpu_nodes = {n["metadata"]["name"] for n in json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+                 if "nvidia.com/gpu" in n["status"].get("allocatable", {})}
+    pods = json.loads(cluster.kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "json").stdout)["items"]
+    assert len(pods) == 3 and {p["spec"]["nodeName"] for p in pods} <= gpu_nodes
+
+    llmd = get(cluster, namespace, "llmd", "rag-stack")
+    assert llmd["status"]["phase"] == "Ready" and llmd["status"]["rolesReady"] == "3/3"
+    assert llmd["status"]["observedGeneration"] == llmd["metadata"]["generation"]
+    for role in ROLES:
+        assert llmd["status"]["roles"][role]["url"] == f"http://rag-stack-{role}.{namespace}.svc:8000/v1"
+    assert llmd["status"]["roles"]["llm"]["servedName"] == "qwen3-8b"
+    assert "e2e-secret" not in json.dumps(llmd) + json.dumps(get(cluster, namespace, "deployment", "rag-stack-llm"))
+    printed = cluster.kubectl("-n", namespace, "get", "llmd", "rag-stack").stdout
+    assert "Ready" in printed and "3/3" in printed and "qwen3-8b" in printed
+
+
+def test_spec_change_reaches_the_deployment(cluster, operator, namespace):
+    deploy_rag_stack(cluster, namespace)
+    wait_ready(cluster, namespace, "rag-stack")
+    cluster.kubectl("-n", namespace, "patch", "llmd", "rag-stack", "--type=merge",
+                    "-p", '{"spec": {"llm": {"engine": {"maxModelLen": 8192}}}}')
+    eventually(lambda: llm_args(cluster, namespace)[llm_args(cluster, namespace).index("--max-model-len") + 1]
+               == "8192", 10, what="--max-model-len 8192 in the Deployment")
+    llmd = eventually(lambda: (o := get(cluster, namespace, "llmd", "rag-stack"))["status"]["observedGeneration"] == 2
+                      and o, 15, what="observedGeneration 2")
+    assert condition(llmd, "Ready")["observedGeneration"] == 2
+    wait_ready(cluster, namespace, "rag-stack")
+
+
+def test_drift_in_children_is_undone(cluster, operator, namespace):
+    deploy_rag_stack(cluster, namespace)
+    wait_ready(cluster, namespace, "rag-stack")
+    original_args = llm_args(cluster, namespace)
+    original_image = get(cluster, namespace, "deployment", "rag-stack-llm")["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    cluster.kubectl("-n", namespace, "scale", "deployment/rag-stack-llm", "--replicas=3")
+    eventually(lambda: get(cluster, namespace, "deployment", "rag-stack-llm")["spec"]["replicas"] == 1, 10,
+               what="replicas back to 1")
+
+    cluster.kubectl("-n", namespace, "set", "image", "deployment/rag-stack-llm", "vllm=attacker/vllm:latest")
+    eventually(lambda: get(cluster, namespace, "deployment", "rag-stack-llm")["spec"]["template"]["spec"]
+               ["containers"][0]["image"] == original_image, 10, what="image restored")
+
+    cluster.kubectl("-n", namespace, "patch", "deployment", "rag-stack-llm", "--type=json", "-p",
+                    json.dumps([{"op": "replace", "path": "/spec/template/spec/containers/0/args/1", "value": "--x"}]))
+    eventually(lambda: llm_args(cluster, namespace) == original_args, 10, what="arguments restored")
+
+    uid = get(cluster, namespace, "service", "rag-stack-embedding")["metadata"]["uid"]
+    cluster.kubectl("-n", namespace, "delete", "service", "rag-stack-embedding")
+    eventually(lambda: (s := get(cluster, namespace, "service", "rag-stack-embedding")) and s["metadata"]["uid"] != uid,
+               10, what="Service recreated")
+
+
+def test_removing_a_role_deletes_its_objects(cluster, operator, namespace):
+    deploy_rag_stack(cluster, namespace)
+    wait_ready(cluster, namespace, "rag-stack")
+    cluster.kubectl("-n", namespace, "patch", "llmd", "rag-stack", "--type=json",
+                    "-p", '[{"op": "remove", "path": "/spec/rerank"}]')
+    eventually(lambda: get(cluster, namespace, "deployment", "rag-stack-rerank") is None
+               and get(cluster, namespace, "service", "rag-stack-rerank") is None, 10, what="rerank objects deleted")
+    assert get(cluster, namespace, "deployment", "rag-stack-llm") is not None
+    eventually(lambda: (o := get(cluster, namespace, "llmd", "rag-stack"))["status"].get("rolesReady") == "2/2"
+               and "rerank" not in o["status"]["roles"], 15, what="status without rerank")
+
+
+def test_gpu_shortage_is_reported_not_silent(cluster, operator, namespace):
+    manifest = example("minimal.yaml")
+    manifest["spec"]["llm"]["gpus"] = 16  # no simulated node has 16 GPUs
+    apply(cluster, namespace, manifest)
+    cluster.kubectl("-n", namespace, "wait", "--for=condition=Degraded", "llmd/qwen-mini", "--timeout=60s", timeout=70)
+    llmd = get(cluster, namespace, "llmd", "qwen-mini")
+    ready = condition(llmd, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "InsufficientGPU"
+    assert "Insufficient nvidia.com/gpu" in ready["message"]
+    assert llmd["status"]["phase"] == "Degraded"
+    events = cluster.kubectl("-n", namespace, "get", "events", "--field-selector", "involvedObject.name=qwen-mini").stdout
+    assert "InsufficientGPU" in events
+
+
+def test_missing_secret_is_reported_then_recovers(cluster, operator, namespace):
+    manifest = example("minimal.yaml")
+    manifest["spec"]["apiKeySecretRef"] = {"name": "not-yet", "key": "api-key"}
+    apply(cluster, namespace, manifest)
+    cluster.kubectl("-n", namespace, "wait", "--for=condition=Degraded", "llmd/qwen-mini", "--timeout=60s", timeout=70)
+    assert condition(get(cluster, namespace, "llmd", "qwen-mini"), "Ready")["reason"] == "SecretMissing"
+    cluster.kubectl("-n", namespace, "create", "secret", "generic", "not-yet", "--from-literal=api-key=x")
+    wait_ready(cluster, namespace, "qwen-mini", timeout=60)
+
+
+def test_deleting_the_resource_removes_every_child(cluster, operator, namespace):
+    deploy_rag_stack(cluster, namespace)
+    eventually(lambda: len(names(cluster, namespace, "deployment", "llmops.dev/deployment=rag-stack")) == 3, 10,
+               what="children created")
+    cluster.kubectl("-n", namespace, "delete", "llmd", "rag-stack", "--wait=true", "--timeout=60s")
+    selector = "llmops.dev/deployment=rag-stack"
+    eventually(lambda: not any(names(cluster, namespace, kind, selector)
+                               for kind in ("deployment", "service", "pvc", "replicaset")),
+               60, what="children garbage-collected")
+
+
+def test_invalid_resources_are_refused_with_the_field(cluster, crd, namespace):
+    assert len(CASES) >= 10
+    for case in CASES:
+        manifest = {"apiVersion": "llmops.dev/v1alpha1", "kind": "LLMDeployment",
+                    "metadata": {"name": case.name}, "spec": case.spec}
+        result = cluster.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(manifest), check=False)
+        assert result.returncode != 0, f"{case.id}: the API server accepted it"
+        for fragment in case.server_says:
+            assert fragment in result.stderr, f"{case.id}: {fragment!r} not in {result.stderr!r}"
+
+
+def test_restart_with_unchanged_resources_writes_nothing(cluster, crd, operator, operator_kubeconfig, namespace):
+    """20 settled resources, operator restarted: the API server's audit log shows zero writes by it."""
+    operator.stop()  # this test runs its own operator, limited to its namespace
+    log = Path(cluster.state_dir) / "logs" / "operator-restart.log"
+    mine = OperatorProcess(operator_kubeconfig, log, namespaces=(namespace,))
+    try:
+        mine.start()
+        for index in range(20):
+            manifest = example("minimal.yaml")
+            manifest["metadata"]["name"] = f"model-{index:02d}"
+            manifest["spec"]["llm"]["replicas"] = 0  # settled without holding GPUs other tests need
+            apply(cluster, namespace, manifest)
+        for index in range(20):
+            wait_ready(cluster, namespace, f"model-{index:02d}", timeout=60)
+        mine.stop()
+
+        before = audit_lines(cluster.audit_log)
+        mine.start()
+        eventually(lambda: _reconciles(mine.metrics()) >= 20, 30, what="20 reconciles after restart")
+        time.sleep(3)  # let any late write arrive before counting
+        writes = audit_writes(cluster.audit_log, OPERATOR_USER, since_line=before)
+        print(f"\nWrite requests after restart with 20 unchanged LLMDeployments: {sum(writes.values())} {writes}")
+        assert writes == {}
+        assert "llmops_api_writes_total" not in _nonzero_samples(mine.metrics())
+    finally:
+        mine.stop()
+        operator.start()
+
+
+def _reconciles(metrics: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("llmops_reconciles_total{"))
+
+
+def _nonzero_samples(metrics: str) -> str:
+    return "\n".join(line for line in metrics.splitlines()
+                     if line and not line.startswith("#") and float(line.rsplit(" ", 1)[1]) != 0)
