@@ -113,8 +113,8 @@ class OperatorProcess:
             return ""
 
 
-def audit_writes(audit_log: Path, username: str, since_line: int = 0) -> dict[str, int]:
-    """Write requests a user made, by "verb resource", from the API server's audit log."""
+def audit_writes(audit_log: Path, username: str, since_line: int = 0, namespace: str | None = None) -> dict[str, int]:
+    """Write requests a user made (in one namespace, if given), by "verb resource", from the audit log."""
     counts: dict[str, int] = {}
     with open(audit_log, encoding="utf-8") as handle:
         for number, line in enumerate(handle):
@@ -123,8 +123,10 @@ def audit_writes(audit_log: Path, username: str, since_line: int = 0) -> dict[st
             event = json.loads(line)
             if event.get("stage") != "ResponseComplete" or event.get("user", {}).get("username") != username:
                 continue
+            ref = event.get("objectRef", {})
+            if namespace is not None and ref.get("namespace") != namespace:
+                continue
             if event.get("verb") in WRITE_VERBS:
-                ref = event.get("objectRef", {})
                 key = f"{event['verb']} {ref.get('resource')}{'/' + ref['subresource'] if ref.get('subresource') else ''}"
                 counts[key] = counts.get(key, 0) + 1
     return counts

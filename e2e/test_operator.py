@@ -219,3 +219,26 @@ def _reconciles(metrics: str) -> float:
 def _nonzero_samples(metrics: str) -> str:
     return "\n".join(line for line in metrics.splitlines()
                      if line and not line.startswith("#") and float(line.rsplit(" ", 1)[1]) != 0)
+
+
+def test_spec_the_cluster_refuses_fails_once_without_retry_storm(cluster, operator, namespace):
+    """The CRD passes affinity through; the API server refuses the Deployment. Failed, quietly, until fixed."""
+    manifest = example("minimal.yaml")
+    manifest["spec"]["llm"]["scheduling"] = {"affinity": {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}}
+    apply(cluster, namespace, manifest)
+    failed = eventually(lambda: (o := get(cluster, namespace, "llmd", "qwen-mini")) and
+                        o.get("status", {}).get("phase") == "Failed" and o, 15, what="phase Failed")
+    ready = condition(failed, "Ready")
+    assert ready["reason"] == "ApplyFailed" and "nodeSelectorTerms" in ready["message"]
+
+    before = audit_lines(cluster.audit_log)
+    time.sleep(5)
+    writes = audit_writes(cluster.audit_log, OPERATOR_USER, since_line=before, namespace=namespace)
+    assert writes == {}, f"the operator kept writing after Failed: {writes}"
+    assert get(cluster, namespace, "llmd", "qwen-mini")["metadata"]["resourceVersion"] == \
+        failed["metadata"]["resourceVersion"]
+
+    cluster.kubectl("-n", namespace, "patch", "llmd", "qwen-mini", "--type=json",
+                    "-p", '[{"op": "remove", "path": "/spec/llm/scheduling"}]')
+    wait_ready(cluster, namespace, "qwen-mini", timeout=60)

@@ -21,7 +21,8 @@ from ..render import DEPLOYMENT_LABEL
 
 FIELD_MANAGER = "llm-operator"
 APPLY = "application/apply-patch+yaml"
-CHILD_KINDS = ("Deployment", "Service", "PersistentVolumeClaim")
+# Child kinds and the snake_case names the client's methods use for them.
+_SNAKE = {"Deployment": "deployment", "Service": "service", "PersistentVolumeClaim": "persistent_volume_claim"}
 
 
 class ApplyRejected(Exception):
@@ -97,17 +98,15 @@ class Kube:
 
     # ------------------------------------------------------------ writes
 
+    def _api(self, kind: str):
+        return self.apps if kind == "Deployment" else self.core
+
     def apply(self, obj: dict[str, Any]) -> None:
         """Server-side apply under one field manager; force, because the operator owns these fields."""
         kind, name, namespace = obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]
-        calls = {
-            "Deployment": self.apps.patch_namespaced_deployment,
-            "Service": self.core.patch_namespaced_service,
-            "PersistentVolumeClaim": self.core.patch_namespaced_persistent_volume_claim,
-        }
         API_WRITES.labels(kind=kind, verb="apply").inc()
         try:
-            calls[kind](name, namespace, obj, field_manager=FIELD_MANAGER, force=True,
+            getattr(self._api(kind), f"patch_namespaced_{_SNAKE[kind]}")(name, namespace, obj, field_manager=FIELD_MANAGER, force=True,
                         _content_type=APPLY, _preload_content=False)
         except ApiException as error:
             if error.status == 422:
@@ -115,14 +114,9 @@ class Kube:
             raise
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
-        calls = {
-            "Deployment": self.apps.delete_namespaced_deployment,
-            "Service": self.core.delete_namespaced_service,
-            "PersistentVolumeClaim": self.core.delete_namespaced_persistent_volume_claim,
-        }
         API_WRITES.labels(kind=kind, verb="delete").inc()
         try:
-            calls[kind](name, namespace, propagation_policy="Background", _preload_content=False)
+            getattr(self._api(kind), f"delete_namespaced_{_SNAKE[kind]}")(name, namespace, propagation_policy="Background", _preload_content=False)
         except ApiException as error:
             if error.status != 404:
                 raise
