@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass, field
 
 import kopf
+from kubernetes.client.rest import ApiException
 
 from ..api.models import GROUP, PLURAL, VERSION
-from ..k8s import Kube
+from ..k8s import Kube, describe
 from ..metrics import RECONCILE_SECONDS, RECONCILES, publish_phases
 from ..reconcile import reconcile
 from ..render import DEPLOYMENT_LABEL, MANAGED_BY, RenderConfig
@@ -39,17 +40,24 @@ class OperatorContext:
     workers: int = 4
     resync_seconds: float = 300.0
     queue: WorkQueue | None = None
-    phases: dict = field(default_factory=dict)  # (namespace, name) -> last phase
+    phases: dict = field(default_factory=dict)  # "namespace/name" -> last phase
 
 
 context: OperatorContext | None = None
 
 
-async def _reconcile_one(key) -> None:
-    namespace, name = key
+def _key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+async def _reconcile_one(key: str) -> None:
+    namespace, name = key.split("/", 1)
     started = time.monotonic()
     try:
         result = await asyncio.to_thread(reconcile, context.kube, context.config, namespace, name)
+    except ApiException as error:
+        RECONCILES.labels(result="error").inc()
+        raise RuntimeError(describe(error)) from None  # the queue logs it and retries with backoff
     except Exception:
         RECONCILES.labels(result="error").inc()
         raise
@@ -100,16 +108,16 @@ async def shutdown(**_) -> None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def llmdeployment_changed(event, namespace, name, **_) -> None:
     if event["type"] == "DELETED":
-        context.phases.pop((namespace, name), None)
+        context.phases.pop(_key(namespace, name), None)
         publish_phases(context.phases)
         return
-    context.queue.add((namespace, name))
+    context.queue.add(_key(namespace, name))
 
 
 async def child_changed(namespace, labels, **_) -> None:
     owner = labels.get(DEPLOYMENT_LABEL)
     if owner:
-        context.queue.add((namespace, owner))
+        context.queue.add(_key(namespace, owner))
 
 
 for _group, _version, _plural in CHILD_RESOURCES:

@@ -153,6 +153,11 @@ class Kube:
         }, _preload_content=False)
 
 
+def describe(error: ApiException) -> str:
+    """One readable line for logs: HTTP status, reason and the API server's own message."""
+    return f"{error.status} {error.reason}: {_reason(error)}"
+
+
 def _reason(error: ApiException) -> str:
     try:
         return json.loads(error.body).get("message", error.reason)
