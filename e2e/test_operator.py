@@ -242,3 +242,10 @@ def test_spec_the_cluster_refuses_fails_once_without_retry_storm(cluster, operat
     cluster.kubectl("-n", namespace, "patch", "llmd", "qwen-mini", "--type=json",
                     "-p", '[{"op": "remove", "path": "/spec/llm/scheduling"}]')
     wait_ready(cluster, namespace, "qwen-mini", timeout=60)
+
+
+def test_kubectl_explain_documents_the_fields(cluster, crd):
+    explained = cluster.kubectl("explain", "llmd.spec.llm.engine").stdout
+    for field in ("maxModelLen", "gpuMemoryUtilization", "toolCallParser", "reasoningParser", "extraArgs"):
+        assert field in explained
+    assert "--tool-call-parser" in explained  # descriptions come from the pydantic models
