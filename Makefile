@@ -11,7 +11,7 @@ export LLMOPS_CACHE_DIR := $(CACHE_DIR)
 
 BIN := $(VENV)/bin
 
-.PHONY: venv test unit crd render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint demo demo-down clean
+.PHONY: venv test unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint demo demo-down clean
 
 ## Python environment of the operator, runtime and tests (fast when present).
 venv: $(VENV)/.installed
@@ -32,6 +32,15 @@ unit: venv
 ## Regenerate the CRD from the pydantic models (a test fails when crds/ drifts).
 crd: venv
 	$(BIN)/llm-operator crd > crds/llmops.dev_llmdeployments.yaml
+
+## Regenerate the Helm chart's CRD templates from crds/ (a test fails when they drift).
+chart-crds: venv
+	$(BIN)/python charts/generate_crds.py
+
+## Lint the Helm chart with the cached helm binary (built by `make cluster-tools`).
+helm-lint: venv
+	"$$($(BIN)/python -c 'import sys; sys.path.insert(0, "e2e"); import plane; print(plane.find_binary("helm"))')" \
+		lint --strict charts/llm-operator
 
 ## Regenerate golden files and docs; review the diff before committing.
 golden: venv

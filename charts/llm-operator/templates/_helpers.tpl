@@ -1,0 +1,110 @@
+{{/* Chart name, overridable. */}}
+{{- define "llm-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified name of the release's objects. A release called "llm-operator" gives
+"llm-operator", not "llm-operator-llm-operator".
+*/}}
+{{- define "llm-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "llm-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object of the chart. */}}
+{{- define "llm-operator.labels" -}}
+helm.sh/chart: {{ include "llm-operator.chart" . }}
+{{ include "llm-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: llm-operator
+{{- end }}
+
+{{/* Labels that select the operator pod: stable across upgrades (a Deployment selector is immutable). */}}
+{{- define "llm-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "llm-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "llm-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "llm-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "llm-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+The namespaced rules: exactly the API calls of operator/llm_operator/k8s and handlers/, nothing more.
+Used by the ClusterRole (cluster-wide mode) and by the Role in each watched namespace
+(listed-namespaces mode), so both modes grant the same verbs.
+*/}}
+{{- define "llm-operator.namespacedRules" -}}
+# LLMDeployments: kopf lists and watches them; every reconcile GETs the current object.
+# No update/patch: the operator never writes the user's spec or metadata (GitOps tools own them).
+- apiGroups: ["llmops.dev"]
+  resources: ["llmdeployments"]
+  verbs: ["get", "list", "watch"]
+# Status is written by server-side apply (a PATCH of the status subresource), nothing else.
+- apiGroups: ["llmops.dev"]
+  resources: ["llmdeployments/status"]
+  verbs: ["patch"]
+# The Deployments the operator owns: watched (label selector) and listed by label on reconcile;
+# written with server-side apply, which is a PATCH that also needs "create" when the object does
+# not exist yet (the API server authorizes that PATCH as a create); deleted when a role is removed
+# from the spec. No get/update: the operator never reads or writes one by name outside apply.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# The Services (one per role) and the shared weights cache claim: same lifecycle as Deployments.
+- apiGroups: [""]
+  resources: ["services", "persistentvolumeclaims"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# Pods are only observed: their states (pulling, crash-looping, unschedulable) become status.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+# Secrets: GET only, to tell the user a referenced Secret is missing. The value is never logged
+# or stored, and nothing lists or watches Secrets.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# The operator's own Events on phase transitions (kopf's event posting is disabled).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+
+{{/*
+Listed-namespaces mode only: kopf (1.45) lists and watches Namespaces to match its namespace
+patterns. Without this it retries the forbidden list 9 times, about 55 s, before it falls back to
+the listed names, so every operator start would stall for a minute (measured on the e2e control
+plane). Read-only, and namespace objects only. Cluster-wide mode does not list namespaces.
+Not granted in either mode: customresourcedefinitions list/watch. kopf watches CRDs to notice
+resources appearing later; without the permission it logs "Not enough permissions to watch for
+resources" at start and works the same: the LLMDeployment CRD is found by discovery at start, and
+granting the watch did not make kopf serve a CRD created after it started either (measured).
+*/}}
+{{- define "llm-operator.namespaceListingRules" -}}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
