@@ -87,7 +87,8 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Tex
     endpoints = {scheme: url for scheme, url in (("modelscope", args.modelscope_endpoint), ("hf", args.hf_endpoint)) if url}
     config = RenderConfig(image=args.image or RUNTIME_IMAGE, gpu_resource=args.gpu_resource, hub_endpoints=endpoints)
     handlers.context = handlers.OperatorContext(kube=Kube(load_config(args.kubeconfig)), config=config,
-                                                workers=args.workers, resync_seconds=args.resync_seconds)
+                                                workers=args.workers, resync_seconds=args.resync_seconds,
+                                                crd_wait_seconds=args.crd_wait_seconds)
     metrics_host, metrics_port = args.metrics_address.rsplit(":", 1)
     start_http_server(int(metrics_port), addr=metrics_host)
     health_host, health_port = args.health_address.rsplit(":", 1)
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--health-address", default="0.0.0.0:8080", help="host:port of /healthz")
     run_parser.add_argument("--workers", type=int, default=4, help="reconciles running at once")
     run_parser.add_argument("--resync-seconds", type=float, default=300.0, help="reconcile every object this often")
+    run_parser.add_argument("--crd-wait-seconds", type=float, default=60.0,
+                            help="how long to wait at start for the LLMDeployment CRD before exiting")
     run_parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     run_parser.add_argument("-v", "--verbose", action="store_true")
     run_parser.set_defaults(func=cmd_run)

@@ -94,17 +94,8 @@ Used by the ClusterRole (cluster-wide mode) and by the Role in each watched name
 {{- end }}
 
 {{/*
-Listed-namespaces mode only: kopf (1.45) lists and watches Namespaces to match its namespace
-patterns. Without this it retries the forbidden list 9 times, about 55 s, before it falls back to
-the listed names, so every operator start would stall for a minute (measured on the e2e control
-plane). Read-only, and namespace objects only. Cluster-wide mode does not list namespaces.
-Not granted in either mode: customresourcedefinitions list/watch. kopf watches CRDs to notice
-resources appearing later; without the permission it logs "Not enough permissions to watch for
-resources" at start and works the same: the LLMDeployment CRD is found by discovery at start, and
-granting the watch did not make kopf serve a CRD created after it started either (measured).
+Not granted in either mode: namespaces and customresourcedefinitions. The operator turns kopf's
+scanning off (settings.scanning.disabled): it finds the LLMDeployment API by discovery at start,
+takes the listed namespaces as they are, and exits with a clear message if the CRD is not served
+within a minute, so the pod restarts once the CRD exists.
 */}}
-{{- define "llm-operator.namespaceListingRules" -}}
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["list", "watch"]
-{{- end }}

@@ -39,6 +39,7 @@ class OperatorContext:
     config: RenderConfig
     workers: int = 4
     resync_seconds: float = 300.0
+    crd_wait_seconds: float = 60.0
     queue: WorkQueue | None = None
     phases: dict = field(default_factory=dict)  # "namespace/name" -> last phase
 
@@ -81,6 +82,20 @@ async def _resync_forever() -> None:
             context.queue.add(key)
 
 
+async def _wait_for_the_crd() -> None:
+    """kopf only discovers resources at start (scanning is off, see below): without the CRD it would
+    watch nothing, forever. Wait a little (a Helm install applies CRD and Deployment together), then
+    stop with a message, so Kubernetes restarts the pod and the condition shows in its status."""
+    deadline = time.monotonic() + context.crd_wait_seconds
+    while not await asyncio.to_thread(context.kube.llmdeployments_served):
+        if time.monotonic() > deadline:
+            raise kopf.PermanentError(
+                f"The {PLURAL}.{GROUP}/{VERSION} API is not served: install the CRD "
+                "(`kubectl apply --server-side -f crds/` or the chart with crds.enabled=true)")
+        log.info("Waiting for the %s.%s CRD to be served", PLURAL, GROUP)
+        await asyncio.sleep(2)
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
@@ -93,6 +108,10 @@ async def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.connect_timeout = 30
     for _, _, plural in CHILD_RESOURCES:
         settings.watching.label_selectors[plural] = "app.kubernetes.io/managed-by=" + MANAGED_BY
+    # No watching of CRDs and namespaces: the operator needs no cluster-scoped permission at all
+    # in listed-namespaces mode, and the resources it serves are fixed.
+    settings.scanning.disabled = True
+    await _wait_for_the_crd()
     context.queue = WorkQueue(_reconcile_one, workers=context.workers)
     context.queue.start()
     asyncio.create_task(_resync_forever(), name="resync")

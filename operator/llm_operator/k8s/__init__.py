@@ -54,6 +54,16 @@ class Kube:
     def _json(response) -> dict[str, Any]:
         return json.loads(response.data)
 
+    def llmdeployments_served(self) -> bool:
+        """Whether the API server serves the LLMDeployment API (the CRD is installed and established)."""
+        try:
+            listing = self._json(self.custom.get_api_resources(GROUP, VERSION, _preload_content=False))
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return any(resource.get("name") == PLURAL for resource in listing.get("resources", []))
+
     def get_llmdeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self._json(self.custom.get_namespaced_custom_object(
