@@ -64,6 +64,10 @@ def service_account_kubeconfig(cluster, namespace: str, name: str, path: Path) -
 
 
 class OperatorProcess:
+    # Every operator process a test started and has not stopped: a test that must be the only
+    # operator (the RBAC tests) stops these and starts them again afterwards.
+    running: "set[OperatorProcess]" = set()
+
     def __init__(self, kubeconfig: Path, log_path: Path, namespaces: tuple[str, ...] = (),
                  extra_args: tuple[str, ...] = ()):
         self.kubeconfig = kubeconfig
@@ -84,6 +88,7 @@ class OperatorProcess:
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         log = open(self.log_path, "a", encoding="utf-8")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        OperatorProcess.running.add(self)
         eventually(self._healthy, timeout, what=f"operator /healthz (log: {self.log_path})")
 
     def _healthy(self) -> bool:
@@ -93,6 +98,7 @@ class OperatorProcess:
             return response.status == 200
 
     def stop(self) -> None:
+        OperatorProcess.running.discard(self)
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:

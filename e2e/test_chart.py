@@ -9,7 +9,6 @@ run the real `llm-operator run` process with the identity the chart creates inst
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import secrets
 import shutil
@@ -129,8 +128,7 @@ def only_the_chart_operator():
     """An operator with wider rights (test_operator.py's session operator runs as cluster-admin over
     every namespace) would reconcile these tests' resources too and hide a missing rule. Whatever the
     test order, stop any running one for this module and start it again afterwards."""
-    running = [process for process in gc.get_objects()
-               if isinstance(process, OperatorProcess) and process.process is not None]
+    running = list(OperatorProcess.running)
     for process in running:
         process.stop()
     yield
