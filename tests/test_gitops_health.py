@@ -1,0 +1,55 @@
+"""The Argo CD health check in docs/gitops.md, run by a real Lua interpreter on statuses the
+operator's own status code produces."""
+
+import re
+
+import pytest
+import yaml
+from lupa import LuaRuntime
+
+from llm_operator.status import Observed, compute_status, invalid_spec_status
+from support import REPO, llmd
+
+SPEC = {"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}}}
+READY_DEPLOYMENT = {"metadata": {"generation": 1},
+                    "status": {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}}
+UNSCHEDULABLE_POD = {"metadata": {"name": "p"}, "status": {"conditions": [{
+    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+    "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."}]}}
+
+
+def health_check() -> str:
+    text = (REPO / "docs" / "gitops.md").read_text()
+    block = re.search(r"```yaml\n(data:\n  resource\.customizations\.health\.llmops\.dev_LLMDeployment:.*?)```", text, re.S)
+    assert block, "the health check block is missing from docs/gitops.md"
+    return yaml.safe_load(block[1])["data"]["resource.customizations.health.llmops.dev_LLMDeployment"]
+
+
+def assess(obj):
+    lua = LuaRuntime(unpack_returned_tuples=True)
+    function = lua.eval("function(obj)\n" + health_check() + "\nend")
+    result = function(lua.table_from(obj, recursive=True))
+    return result["status"], result["message"]
+
+
+def resource(status, generation=2):
+    return {"metadata": {"name": "x", "generation": generation}, "status": status}
+
+
+def status_of(observed, generation=2):
+    return compute_status(llmd(SPEC, name="x", namespace="ai", generation=generation), observed, "nvidia.com/gpu")
+
+
+@pytest.mark.parametrize("obj,expected", [
+    (resource(status_of(Observed(deployments={"llm": READY_DEPLOYMENT}))), "Healthy"),
+    (resource(status_of(Observed(deployments={"llm": READY_DEPLOYMENT}), generation=1)), "Progressing"),  # old spec
+    (resource(status_of(Observed())), "Progressing"),
+    (resource(status_of(Observed(pods={"llm": [UNSCHEDULABLE_POD]}))), "Degraded"),
+    (resource(invalid_spec_status(2, ["spec.llm.gpus: bad"])), "Degraded"),
+    ({"metadata": {"name": "x", "generation": 1}}, "Progressing"),  # the operator has not looked yet
+])
+def test_argo_cd_health(obj, expected):
+    status, message = assess(obj)
+    assert status == expected, message
+    if expected == "Degraded":
+        assert "Insufficient nvidia.com/gpu" in message or "spec.llm.gpus" in message
