@@ -48,7 +48,7 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
         return True
     if (live["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) != desired["metadata"]["annotations"][HASH_ANNOTATION]:
         return True
-    return not is_subset({k: v for k, v in desired.items() if k != "status"}, live)
+    return not is_subset(desired, live)
 
 
 def referenced_secrets(llmd: LLMDeployment) -> list[tuple[str, str]]:
