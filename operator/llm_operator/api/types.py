@@ -16,9 +16,6 @@ QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 
-_BINARY_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL_SUFFIX = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
-
 
 def _quantity(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -27,17 +24,6 @@ def _quantity(value: Any) -> str:
     if not re.fullmatch(QUANTITY_PATTERN, text):
         raise ValueError(f"{text!r} is not a Kubernetes quantity (examples: 16Gi, 500m, 2)")
     return text
-
-
-def quantity_bytes(quantity: str) -> float:
-    """Value of a quantity in base units (bytes for memory), for comparisons and defaults."""
-    match = re.fullmatch(r"([+-]?[0-9.]+)([eE][+-]?[0-9.]+|[KMGTPE]i|[numkMGTPE])?", quantity)
-    if not match:
-        raise ValueError(f"{quantity!r} is not a Kubernetes quantity")
-    number, suffix = float(match.group(1)), match.group(2) or ""
-    if suffix[:1] in ("e", "E"):
-        return number * 10 ** float(suffix[1:])
-    return number * (_BINARY_SUFFIX.get(suffix) or _DECIMAL_SUFFIX[suffix])
 
 
 Quantity = Annotated[

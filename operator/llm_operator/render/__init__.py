@@ -238,9 +238,7 @@ def render(llmd: LLMDeployment, config: RenderConfig | None = None) -> list[dict
     return [_finish(obj, llmd) for obj in objects]
 
 
-def service_url(llmd: LLMDeployment, role_name: str, cluster_domain: str | None = None) -> str:
-    """The OpenAI-compatible base URL of a role inside the cluster."""
+def service_url(llmd: LLMDeployment, role_name: str) -> str:
+    """The OpenAI-compatible base URL of a role inside the cluster (`.svc` resolves in any cluster domain)."""
     host = f"{child_name(llmd.metadata.name, role_name)}.{llmd.metadata.namespace or 'default'}.svc"
-    if cluster_domain:
-        host += f".{cluster_domain}"
     return f"http://{host}:{service_port(llmd)}/v1"

@@ -29,7 +29,6 @@ class RenderConfig:
 
     image: str = RUNTIME_IMAGE
     gpu_resource: str = DEFAULT_GPU_RESOURCE
-    cluster_domain: str = "cluster.local"
     # Mirrors for the hubs, handed to the download init container (MODELSCOPE_ENDPOINT / HF_ENDPOINT).
     hub_endpoints: dict[str, str] = field(default_factory=dict)
 
