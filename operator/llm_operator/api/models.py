@@ -201,7 +201,6 @@ class GenerativeEngineSpec(EngineSpec):
         max_length=64,
         description="Reasoning parser, for example `deepseek_r1`, `qwen3` (`--reasoning-parser`).",
     )
-    RULES: ClassVar = (_extra_args_rule(),)
 
 
 class PoolingEngineSpec(EngineSpec):
@@ -214,7 +213,6 @@ class PoolingEngineSpec(EngineSpec):
             "embedding model, `classify` into a classifier/reranker. Leave unset for native embedding and reranker models."
         ),
     )
-    RULES: ClassVar = (_extra_args_rule(),)
 
 
 # ---------------------------------------------------------------- scheduling and resources
@@ -294,7 +292,6 @@ class LLMRoleSpec(RoleSpec):
 
     model: ModelSpec = Field(description="The model to serve.")
     engine: GenerativeEngineSpec | None = Field(None, description="vLLM engine settings.")
-    RULES: ClassVar = RoleSpec.RULES
 
 
 class PoolingRoleSpec(RoleSpec):
@@ -302,7 +299,6 @@ class PoolingRoleSpec(RoleSpec):
 
     model: ModelSpec = Field(description="The model to serve.")
     engine: PoolingEngineSpec | None = Field(None, description="vLLM engine settings.")
-    RULES: ClassVar = RoleSpec.RULES
 
 
 # ---------------------------------------------------------------- shared settings

@@ -48,7 +48,7 @@ class SpecModel(BaseModel):
     def __get_pydantic_json_schema__(cls, core_schema, handler):
         schema = handler(core_schema)
         target = handler.resolve_ref_schema(schema)
-        rules = cls.__dict__.get("RULES", ())
+        rules = cls.RULES
         if rules:
             target["x-kubernetes-validations"] = [rule.as_schema() for rule in rules]
         return schema
