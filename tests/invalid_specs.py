@@ -32,8 +32,8 @@ RULE_ROLES = "at least one of spec.llm, spec.embedding and spec.rerank is requir
 RULE_PARALLEL = "tensorParallelSize x pipelineParallelSize must equal gpus (GPUs per replica, default 1)"
 RULE_EXTRA_ARGS = (
     "extraArgs may not set --model, --host, --port, --served-model-name, --tensor-parallel-size, "
-    "--pipeline-parallel-size, --api-key, --task, --enable-reasoning, --runner: use the typed fields "
-    "(gpus, tensorParallelSize, model.servedName, apiKeySecretRef); --task and --enable-reasoning no longer exist in vLLM"
+    "--pipeline-parallel-size, --api-key, --task, --enable-reasoning, --runner, --tokenizer: use the typed fields "
+    "(gpus, tensorParallelSize, model.servedName, model.tokenizer, apiKeySecretRef); --task and --enable-reasoning no longer exist in vLLM"
 )
 RULE_CACHE = "set exactly one of cache.size (a new claim) and cache.existingClaim"
 RULE_PVC = (

@@ -9,7 +9,7 @@ from typing import Any, Iterable, TextIO
 
 import yaml
 
-from llm_runtime.versions import OPERATOR_VERSION, RUNTIME_IMAGE, VLLM_VERSION
+from llm_runtime.versions import OPERATOR_VERSION, RUNTIME_CPU_IMAGE, RUNTIME_IMAGE, VLLM_VERSION
 
 from .api import InvalidSpec, parse_llmdeployment
 from .api.crd import crd_yaml
@@ -36,7 +36,8 @@ def _dump(objects: list[dict[str, Any]]) -> str:
 
 
 def cmd_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
-    config = RenderConfig(image=args.image or RUNTIME_IMAGE, gpu_resource=args.gpu_resource)
+    config = RenderConfig(image=args.image or RUNTIME_IMAGE, cpu_image=args.cpu_image or RUNTIME_CPU_IMAGE,
+                          gpu_resource=args.gpu_resource)
     output: list[dict[str, Any]] = []
     failed = False
     try:
@@ -85,7 +86,8 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Tex
         for noisy in ("kubernetes", "kopf.objects", "aiohttp.access"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     endpoints = {scheme: url for scheme, url in (("modelscope", args.modelscope_endpoint), ("hf", args.hf_endpoint)) if url}
-    config = RenderConfig(image=args.image or RUNTIME_IMAGE, gpu_resource=args.gpu_resource, hub_endpoints=endpoints)
+    config = RenderConfig(image=args.image or RUNTIME_IMAGE, cpu_image=args.cpu_image or RUNTIME_CPU_IMAGE,
+                          gpu_resource=args.gpu_resource, hub_endpoints=endpoints)
     handlers.context = handlers.OperatorContext(kube=Kube(load_config(args.kubeconfig)), config=config,
                                                 workers=args.workers, resync_seconds=args.resync_seconds,
                                                 crd_wait_seconds=args.crd_wait_seconds)
@@ -109,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     render_parser.add_argument("-f", "--filename", dest="filenames", action="append", required=True,
                                help="LLMDeployment YAML file ('-' for stdin); repeatable")
     render_parser.add_argument("--image", help=f"runtime image (default {RUNTIME_IMAGE})")
+    render_parser.add_argument("--cpu-image", help=f"runtime image of device CPU roles (default {RUNTIME_CPU_IMAGE})")
     render_parser.add_argument("--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="GPU extended resource name")
     render_parser.set_defaults(func=cmd_render)
 
@@ -117,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="watch only this namespace (repeatable); default: all namespaces")
     run_parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
     run_parser.add_argument("--image", help=f"default runtime image (default {RUNTIME_IMAGE})")
+    run_parser.add_argument("--cpu-image", help=f"runtime image of device CPU roles (default {RUNTIME_CPU_IMAGE})")
     run_parser.add_argument("--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="GPU extended resource name")
     run_parser.add_argument("--modelscope-endpoint", help="ModelScope mirror handed to download init containers")
     run_parser.add_argument("--hf-endpoint", help="Hugging Face mirror handed to download init containers")

@@ -14,15 +14,17 @@ Phases, most severe first:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .api.models import LLMDeployment
 from .render import service_url
 from .render.config import served_name
+from .render.loader import TOKENIZER_CONTAINER
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
-DOWNLOADER_NAMES = ("model-download", "model-check")
+DOWNLOADER_NAMES = ("model-download", "model-check", TOKENIZER_CONTAINER)
 ENGINE_CONTAINER = "vllm"
 MAX_MESSAGE = 600  # keep conditions readable; the pod has the full text
 
@@ -47,6 +49,21 @@ class Observed:
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+# A Python exception line ("ValueError: ..."), the form in which vLLM states why it stopped.
+_ERROR_LINE = re.compile(r"\b[A-Za-z_.]*(Error|Exception|Exit)\b: \S")
+# vLLM's API server process ends with this wrapper when its engine process died: the cause is above it.
+_WRAPPER_LINES = ("Engine core initialization failed", "Failed core proc")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def last_log_line(log: str) -> str:
+    """The line of a crashed engine's log that says why: its last exception line (skipping vLLM's
+    "see root cause above" wrapper), else its last non-empty line."""
+    lines = [line.strip() for line in _ANSI.sub("", log).splitlines() if line.strip()]
+    errors = [line for line in lines if _ERROR_LINE.search(line) and not any(w in line for w in _WRAPPER_LINES)]
+    return (errors or lines or [""])[-1]
 
 
 def _statuses(pod: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -93,7 +110,7 @@ def _pod_problem(role: str, pod: dict[str, Any], gpu_resource: str) -> Problem |
         terminated = _failed_termination(status)
         if status.get("name") == ENGINE_CONTAINER and (waiting.get("reason") == "CrashLoopBackOff" or (
                 terminated and status.get("restartCount", 0) > 0)):
-            detail = ((terminated or {}).get("message") or (terminated or {}).get("reason") or "").strip()
+            detail = last_log_line((terminated or {}).get("message") or "") or (terminated or {}).get("reason", "")
             code = (terminated or {}).get("exitCode", "?")
             return Problem("EngineCrashLoop", _short(
                 f"vLLM of role {role} keeps exiting (exit code {code}, {status.get('restartCount', 0)} restarts): {detail}"))

@@ -73,6 +73,11 @@ def filter_listing(listing: Listing, request: Request, source: str, revision: st
     return Listing([by_path[p] for p in chosen], listing.commit)
 
 
+def _ancestors(paths: list[str]) -> set[str]:
+    """Every folder above some path: `a/b/c` gives `a` and `a/b`."""
+    return {path.rsplit("/", depth)[0] for path in paths for depth in range(1, path.count("/") + 1)}
+
+
 class ModelScope:
     scheme = "modelscope"
 
@@ -86,7 +91,12 @@ class ModelScope:
         quiet_sdk_loggers()
         api = HubApi(endpoint=self.endpoint, token=self.token)
         files = api.get_model_files(repo, revision=revision, recursive=True)
-        return Listing([RemoteFile(f["Path"], int(f.get("Size") or 0)) for f in files if f.get("Path")])
+        # A recursive listing names every folder too ("Type": "tree" on the wire), and the SDK's
+        # legacy listing drops that type: a path that is the parent of another path is a folder
+        # (in a git tree a path cannot be both).
+        folders = _ancestors([f["Path"] for f in files if f.get("Path")])
+        return Listing([RemoteFile(f["Path"], int(f.get("Size") or 0)) for f in files
+                        if f.get("Path") and f["Path"] not in folders])
 
     def fetch(self, repo: str, revision: str, request: Request, dest: str, max_workers: int, listing: Listing) -> None:
         # ModelScope checks every file's SHA-256 against its listing itself and never leaves a

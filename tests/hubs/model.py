@@ -6,6 +6,7 @@ import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -25,6 +26,11 @@ class TinyModel:
             data = self.files[path]
             self._hashes[key] = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
         return self._hashes[key]
+
+    @classmethod
+    def from_directory(cls, root: Path) -> "TinyModel":
+        """Every file below `root` (a model directory of a few MB), by its relative path."""
+        return cls(files={str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()})
 
     @property
     def total_size(self) -> int:

@@ -54,7 +54,8 @@ class _Handler(BaseHTTPRequestHandler):
 class HubServer:
     """Base: a threaded server on 127.0.0.1 with a random port, a request log and knobs."""
 
-    def __init__(self, repos: dict[str, dict[str, TinyModel]] | None = None) -> None:
+    def __init__(self, repos: dict[str, dict[str, TinyModel]] | None = None, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
         # repo id -> revision -> model
         self.repos: dict[str, dict[str, TinyModel]] = repos or {}
         self.token: str | None = None
@@ -65,7 +66,8 @@ class HubServer:
         self.requests: list[tuple[str, str]] = []
         self.seen_auth: list[str] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        # Pods reach the hub on the local plane's node address; everything else uses loopback.
+        self._httpd = ThreadingHTTPServer((host, port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.hub = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -238,9 +240,14 @@ class ModelScopeHub(HubServer):
             return self._error(h, 404, f"revision {revision} of {repo} not found", method)
         model = revisions[revision]
         if pattern is self._FILES:
-            files = [
+            commit = self.commit_of(repo, revision)
+            # A recursive listing on the real hub names every folder too, as a "tree" entry.
+            folders = sorted({p.rsplit("/", 1)[0] for p in model.files if "/" in p})
+            files = [{"Name": d.rsplit("/", 1)[-1], "Path": d, "Type": "tree", "Size": 0, "Sha256": None,
+                      "Revision": commit, "IsLFS": False} for d in folders]
+            files += [
                 {"Name": p.rsplit("/", 1)[-1], "Path": p, "Type": "blob", "Size": len(b),
-                 "Sha256": model.sha256(p), "Revision": self.commit_of(repo, revision), "IsLFS": True}
+                 "Sha256": model.sha256(p), "Revision": commit, "IsLFS": True}
                 for p, b in sorted(model.files.items())
             ]
             return self._send_json(h, 200, {"Code": 200, "Success": True, "Data": {"Files": files}}, method=method)
@@ -321,22 +328,33 @@ class HFHub(HubServer):
                         {"ETag": f'"{etag}"', "X-Repo-Commit": commit})
 
 
-def serve_forever(kind: str, repo: str, revision: str, rate: float | None = None) -> None:  # pragma: no cover
-    """`python -m tests.hubs.server modelscope org/name master`: a manual server for poking at."""
-    from .model import make_tiny_model
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - run by `make demo`
+    """`python -m tests.hubs.server --host H --port P --repo org/name=DIR ...`: a ModelScope hub serving
+    model directories (the demo's tiny models) until SIGTERM."""
+    import argparse
+    import signal
+    from pathlib import Path
 
-    hub = (ModelScopeHub if kind == "modelscope" else HFHub)({repo: {revision: make_tiny_model()}})
-    hub.rate = rate
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--repo", action="append", required=True, metavar="ORG/NAME=DIR")
+    parser.add_argument("--rate", type=float, help="bytes per second for file bodies")
+    args = parser.parse_args(argv)
+    repos = {}
+    for item in args.repo:
+        name, directory = item.split("=", 1)
+        repos[name] = {"master": TinyModel.from_directory(Path(directory))}
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # before any thread starts, so sigwait gets them
+    hub = ModelScopeHub(repos, host=args.host, port=args.port)
+    hub.rate = args.rate
     hub.start()
-    print(hub.url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    finally:
-        hub.stop()
+    print(f"Serving {', '.join(repos)} as a ModelScope hub at {hub.url}", flush=True)
+    signal.sigwait(stop_signals)
+    hub.stop()
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    serve_forever(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else None)
+    raise SystemExit(main())

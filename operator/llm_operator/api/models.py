@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from llm_runtime.layout import SOURCE_PATTERN, parse_source
+from llm_runtime.layout import HUB_SOURCE_PATTERN, SOURCE_PATTERN, parse_source
 
 from .rules import Rule, SpecModel
 from .types import DNS_LABEL, ENV_NAME, FreeFormObject, ObjectName, Quantity
@@ -44,6 +44,7 @@ RESERVED_FLAGS = (
     "--task",
     "--enable-reasoning",
     "--runner",
+    "--tokenizer",
 )
 
 PARSER_NAME = r"^[a-z][a-z0-9_]*$"
@@ -99,6 +100,14 @@ class ModelSpec(SpecModel):
     ignorePatterns: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
         None, max_length=32, description="Glob patterns of files not to download (for example `*.pth`). Hub sources only."
     )
+    tokenizer: TokenizerSpec | None = Field(
+        None,
+        description=(
+            "Tokenizer to serve the model with (`--tokenizer`), downloaded by the same init container into the same "
+            "cache. Recommended for a GGUF `file`: vLLM's conversion of the tokenizer embedded in a GGUF file is slow "
+            "and unreliable, so give the base model's repository here."
+        ),
+    )
 
     RULES: ClassVar = (
         Rule(
@@ -108,11 +117,37 @@ class ModelSpec(SpecModel):
             or not (_set(m.revision) or _set(m.allowPatterns) or _set(m.ignorePatterns)),
         ),
         Rule(
+            "!has(self.tokenizer) || !self.source.startsWith('pvc://')",
+            "tokenizer is downloaded into the weights cache, which a pvc:// model does not use: put the tokenizer "
+            "files next to the model on the claim instead",
+            lambda m: m.tokenizer is None or not m.source.startswith("pvc://"),
+            ".tokenizer",
+        ),
+        Rule(
             "!has(self.file) || !has(self.allowPatterns)",
             "file and allowPatterns cannot both be set: file already selects the one file to download",
             lambda m: not (_set(m.file) and _set(m.allowPatterns)),
         ),
     )
+
+
+class TokenizerSpec(SpecModel):
+    """Where the tokenizer comes from, when it is not the model's own. Only its small files are downloaded
+    (`*.json`, `*.txt`, `*.model`, `*.tiktoken`), never weights."""
+
+    source: str = Field(
+        max_length=512,
+        pattern=HUB_SOURCE_PATTERN,
+        description="`modelscope://org/name` or `hf://org/name`, for example the GGUF's base model.",
+    )
+    revision: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="Branch, tag or commit. Default: `master` on ModelScope, `main` on Hugging Face. Hub sources only.",
+    )
+
 
 
 class EnvVarSource(SpecModel):
@@ -148,7 +183,7 @@ def _extra_args_rule() -> Rule:
     return Rule(
         f"!has(self.extraArgs) || self.extraArgs.all(a, !(a.split('=')[0] in [{flags}]))",
         "extraArgs may not set " + ", ".join(RESERVED_FLAGS)
-        + ": use the typed fields (gpus, tensorParallelSize, model.servedName, apiKeySecretRef); --task and --enable-reasoning no longer exist in vLLM",
+        + ": use the typed fields (gpus, tensorParallelSize, model.servedName, model.tokenizer, apiKeySecretRef); --task and --enable-reasoning no longer exist in vLLM",
         lambda e: not any(arg.split("=")[0] in RESERVED_FLAGS for arg in e.extraArgs or ()),
         ".extraArgs",
     )
@@ -249,6 +284,20 @@ class RoleSpec(SpecModel):
     """One served model: a Deployment of vLLM pods and a Service."""
 
     replicas: int | None = Field(None, ge=0, le=1000, description="Number of pods. Default 1. 0 keeps the objects but frees the GPUs.")
+    device: Literal["GPU", "CPU"] | None = Field(
+        None,
+        description=(
+            "What runs the model. Default `GPU`. `CPU` runs vLLM's CPU build (the operator's CPU runtime image unless "
+            "spec.image is set) with no GPU request and no GPU toleration: for small models, laptops and CI clusters."
+        ),
+    )
+    kvCacheSize: Quantity | None = Field(
+        None,
+        description=(
+            "CPU only: memory for the KV cache (`VLLM_CPU_KVCACHE_SPACE`, rounded up to whole GiB). Default 1Gi. "
+            "Count it in resources.memory."
+        ),
+    )
     gpus: int | None = Field(None, ge=1, le=64, description="GPUs per pod. Default 1.")
     gpuResourceName: str | None = Field(
         None,
@@ -283,6 +332,23 @@ class RoleSpec(SpecModel):
             if r.tensorParallelSize
             else (r.gpus or 1) % (r.pipelineParallelSize or 1) == 0,
             ".tensorParallelSize",
+        ),
+        Rule(
+            "!has(self.device) || self.device != 'CPU' || (!has(self.gpus) && !has(self.gpuResourceName)"
+            " && !has(self.tensorParallelSize) && !has(self.pipelineParallelSize)"
+            " && !(has(self.engine) && has(self.engine.gpuMemoryUtilization)))",
+            "a role with device CPU takes no gpus, gpuResourceName, tensorParallelSize, pipelineParallelSize or "
+            "engine.gpuMemoryUtilization: size its memory with resources.memory and kvCacheSize",
+            lambda r: r.device != "CPU" or not (
+                _set(r.gpus) or _set(r.gpuResourceName) or _set(r.tensorParallelSize) or _set(r.pipelineParallelSize)
+                or _set(getattr(getattr(r, "engine", None), "gpuMemoryUtilization", None))),
+            ".device",
+        ),
+        Rule(
+            "!has(self.kvCacheSize) || (has(self.device) && self.device == 'CPU')",
+            "kvCacheSize applies to device CPU only; on GPUs use engine.gpuMemoryUtilization",
+            lambda r: not _set(r.kvCacheSize) or r.device == "CPU",
+            ".kvCacheSize",
         ),
     )
 
@@ -472,6 +538,7 @@ class LLMDeployment(SpecModel):
 
 
 # Forward references: EnvVarSource uses SecretKeySelector, defined further down for readability.
+ModelSpec.model_rebuild()
 EnvVarSource.model_rebuild()
 EnvVar.model_rebuild()
 EngineSpec.model_rebuild()

@@ -24,7 +24,10 @@ from .config import (  # noqa: F401  (RenderConfig is part of this package's API
     DEFAULT_SERVICE_PORT,
     STARTUP_PROBE_PERIOD_SECONDS,
     RenderConfig,
+    cpu_kv_cache_gib,
+    image,
     model_source,
+    on_cpu,
     served_name,
     shm_size,
     startup_failure_threshold,
@@ -117,21 +120,23 @@ def _cache_volume(llmd: LLMDeployment, role: RoleSpec) -> dict[str, Any]:
 
 
 def _tolerations(role: RoleSpec, gpu_resource: str) -> list[dict[str, Any]]:
+    extra = [t.model_dump(exclude_none=True) for t in (role.scheduling.tolerations or ())] if role.scheduling else []
+    if on_cpu(role):
+        return extra
     # GPU nodes carry the taint `<gpu resource>:NoSchedule` by convention (NVIDIA GPU operator, GKE, EKS).
     gpu = {"key": gpu_resource, "operator": "Exists", "effect": "NoSchedule"}
-    extra = [t.model_dump(exclude_none=True) for t in (role.scheduling.tolerations or ())] if role.scheduling else []
     return [gpu] + [t for t in extra if t != gpu]
 
 
 def _resources(role: RoleSpec, gpu_resource: str) -> dict[str, Any]:
-    gpus = str(role.gpus or 1)
     requests: dict[str, str] = {}
-    limits: dict[str, str] = {gpu_resource: gpus}
+    limits: dict[str, str] = {}
     if role.resources and role.resources.cpu:
         requests["cpu"] = role.resources.cpu
     if role.resources and role.resources.memory:
         requests["memory"] = limits["memory"] = role.resources.memory
-    requests[gpu_resource] = gpus
+    if not on_cpu(role):
+        requests[gpu_resource] = limits[gpu_resource] = str(role.gpus or 1)
     return {"requests": requests, "limits": limits}
 
 
@@ -143,6 +148,8 @@ def _vllm_env(llmd: LLMDeployment, role: RoleSpec) -> list[dict[str, Any]]:
         {"name": "DO_NOT_TRACK", "value": "1"},
         {"name": "HOME", "value": "/tmp"},
     ]
+    if on_cpu(role):
+        env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": str(cpu_kv_cache_gib(role))})
     key_ref = llmd.spec.apiKeySecretRef
     if key_ref:
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": key_ref.name, "key": key_ref.key}}})
@@ -156,6 +163,21 @@ def render_deployment(llmd: LLMDeployment, role_name: str, role: RoleSpec, confi
     source = model_source(role.model)
     path = model_path(CACHE_MOUNT_PATH, source, role.model.revision, role.model.file)
     scheduling = role.scheduling.model_dump(exclude_none=True) if role.scheduling else {}
+    loaders = [{
+        "name": loader.container_name(role.model),
+        "args": loader.download_args(role.model),
+        "env": loader.download_env(llmd.spec, role.model.source, config),
+        "read_only": source.scheme == "pvc",
+    }]
+    tokenizer = role.model.tokenizer
+    if tokenizer:
+        loaders.append({
+            "name": loader.TOKENIZER_CONTAINER,
+            "args": loader.tokenizer_download_args(tokenizer),
+            "env": loader.download_env(llmd.spec, tokenizer.source, config),
+            # A pvc:// tokenizer on another claim than the model's is not mounted: see _cache_volume.
+            "read_only": model_source(tokenizer).scheme == "pvc",
+        })
     return _render_template(
         "deployment.yaml.j2",
         name=child_name(owner, role_name),
@@ -165,15 +187,10 @@ def render_deployment(llmd: LLMDeployment, role_name: str, role: RoleSpec, confi
         replicas=1 if role.replicas is None else role.replicas,
         scheduling=scheduling,
         tolerations=_tolerations(role, gpu_resource),
-        image=llmd.spec.image or config.image,
+        image=image(role, llmd.spec.image, config),
         image_pull_policy=llmd.spec.imagePullPolicy,
-        loader={
-            "name": loader.container_name(role.model),
-            "args": loader.download_args(role.model),
-            "env": loader.download_env(llmd.spec, role.model, config),
-            "read_only": source.scheme == "pvc",
-        },
-        args=vllm.serve_args(role_name, role, path, served_name(role.model)),
+        loaders=loaders,
+        args=vllm.serve_args(role_name, role, path, served_name(role.model), loader.tokenizer_path(tokenizer)),
         container_port=CONTAINER_PORT,
         env=_vllm_env(llmd, role),
         resources=_resources(role, gpu_resource),

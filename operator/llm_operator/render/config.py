@@ -7,10 +7,11 @@ never rewritten, and every rendered value that was not in the spec comes from on
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from llm_runtime.layout import ModelSource, parse_source
-from llm_runtime.versions import RUNTIME_IMAGE
+from llm_runtime.versions import RUNTIME_CPU_IMAGE, RUNTIME_IMAGE
 
 from ..api.models import ModelSpec, RoleSpec
 
@@ -20,6 +21,8 @@ DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_SERVICE_PORT = 8000
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 1800
 SHM_GI_PER_GPU = 2
+CPU_SHM_SIZE = "1Gi"  # vLLM's CPU workers exchange little through /dev/shm; it counts against memory
+DEFAULT_CPU_KV_CACHE_GIB = 1
 STARTUP_PROBE_PERIOD_SECONDS = 10
 
 
@@ -28,6 +31,7 @@ class RenderConfig:
     """How this operator installation renders every LLMDeployment (set by `llm-operator run` flags)."""
 
     image: str = RUNTIME_IMAGE
+    cpu_image: str = RUNTIME_CPU_IMAGE  # roles with device CPU
     gpu_resource: str = DEFAULT_GPU_RESOURCE
     # Mirrors for the hubs, handed to the download init container (MODELSCOPE_ENDPOINT / HF_ENDPOINT).
     hub_endpoints: dict[str, str] = field(default_factory=dict)
@@ -49,9 +53,44 @@ def parallelism(role: RoleSpec) -> tuple[int, int]:
     return tensor, pipeline
 
 
+def on_cpu(role: RoleSpec) -> bool:
+    return role.device == "CPU"
+
+
 def shm_size(role: RoleSpec) -> str:
     """/dev/shm size: the spec's, else 2Gi per GPU (NCCL buffers for tensor parallelism live there)."""
-    return role.shmSize or f"{SHM_GI_PER_GPU * (role.gpus or 1)}Gi"
+    if role.shmSize:
+        return role.shmSize
+    return CPU_SHM_SIZE if on_cpu(role) else f"{SHM_GI_PER_GPU * (role.gpus or 1)}Gi"
+
+
+def image(role: RoleSpec, spec_image: str | None, config: RenderConfig) -> str:
+    """spec.image when set (for every role), else the operator's GPU or CPU runtime image."""
+    return spec_image or (config.cpu_image if on_cpu(role) else config.image)
+
+
+_BINARY_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL_SUFFIX = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18, "m": 10**-3}
+
+
+def quantity_bytes(quantity: str) -> float:
+    """A Kubernetes quantity as a number (`1Gi` -> 1073741824, `1.5G` -> 1.5e9, `1e9` -> 1e9).
+
+    Assumes the value already passed the CRD's quantity pattern."""
+    match = re.fullmatch(r"([+-]?[0-9.]+)([eE][+-]?[0-9.]+|[KMGTPE]i|[kMGTPEm]?)", quantity)
+    if not match:
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity")
+    number, suffix = match.groups()
+    if suffix[:1] in ("e", "E"):
+        return float(number + suffix)
+    return float(number) * (_BINARY_SUFFIX.get(suffix) or _DECIMAL_SUFFIX[suffix])
+
+
+def cpu_kv_cache_gib(role: RoleSpec) -> int:
+    """VLLM_CPU_KVCACHE_SPACE takes whole GiB: round kvCacheSize up, and never below 1."""
+    if not role.kvCacheSize:
+        return DEFAULT_CPU_KV_CACHE_GIB
+    return max(1, math.ceil(quantity_bytes(role.kvCacheSize) / 2**30))
 
 
 def startup_failure_threshold(role: RoleSpec) -> int:

@@ -11,12 +11,18 @@ from typing import Any
 
 from llm_runtime.layout import parse_source
 
-from ..api.models import LLMDeploymentSpec, ModelSpec
+from llm_runtime.layout import model_dir
+
+from ..api.models import LLMDeploymentSpec, ModelSpec, TokenizerSpec
 from .config import CACHE_MOUNT_PATH, RenderConfig
 
 # Keys of spec.credentialsSecretRef's Secret, passed to the downloader as environment variables.
 HUB_TOKEN_KEYS = ("MODELSCOPE_API_TOKEN", "HF_TOKEN")
 HUB_ENDPOINT_VARIABLES = {"modelscope": "MODELSCOPE_ENDPOINT", "hf": "HF_ENDPOINT"}
+TOKENIZER_CONTAINER = "tokenizer-download"
+# What a tokenizer needs (tokenizer.json, tokenizer_config.json, vocab/merges, sentencepiece or
+# tiktoken files, config.json for the model type) and no weights.
+TOKENIZER_PATTERNS = ("*.json", "*.txt", "*.model", "*.tiktoken")
 
 
 def container_name(model: ModelSpec) -> str:
@@ -37,10 +43,27 @@ def download_args(model: ModelSpec) -> list[str]:
     return args
 
 
-def download_env(spec: LLMDeploymentSpec, model: ModelSpec, config: RenderConfig) -> list[dict[str, Any]]:
+def tokenizer_download_args(tokenizer: TokenizerSpec) -> list[str]:
+    """Arguments after `llm-runtime download` for the tokenizer's small files."""
+    args = ["--source", tokenizer.source, "--cache-dir", CACHE_MOUNT_PATH]
+    if tokenizer.revision:
+        args += ["--revision", tokenizer.revision]
+    for pattern in TOKENIZER_PATTERNS:
+        args += ["--allow-pattern", pattern]
+    return args
+
+
+def tokenizer_path(tokenizer: TokenizerSpec | None) -> str | None:
+    """Where the tokenizer lands in the cache: what `--tokenizer` is given (None: the model's own)."""
+    if tokenizer is None:
+        return None
+    return model_dir(CACHE_MOUNT_PATH, parse_source(tokenizer.source), tokenizer.revision)
+
+
+def download_env(spec: LLMDeploymentSpec, source: str, config: RenderConfig) -> list[dict[str, Any]]:
     """Hub tokens by Secret reference only (optional keys: a public model needs none) and mirrors."""
     env: list[dict[str, Any]] = []
-    scheme = parse_source(model.source).scheme
+    scheme = parse_source(source).scheme
     endpoint_variable = HUB_ENDPOINT_VARIABLES.get(scheme)
     if endpoint_variable and scheme in config.hub_endpoints:
         env.append({"name": endpoint_variable, "value": config.hub_endpoints[scheme]})

@@ -33,7 +33,8 @@ def _engine_args(engine) -> list[str]:
     return args
 
 
-def serve_args(role_name: str, role: RoleSpec, model_path: str, served_name: str) -> list[str]:
+def serve_args(role_name: str, role: RoleSpec, model_path: str, served_name: str,
+               tokenizer_path: str | None = None) -> list[str]:
     """Arguments after `vllm serve`: the local model path first, then flags, then extraArgs."""
     tensor, pipeline = parallelism(role)
     args = [
@@ -43,6 +44,8 @@ def serve_args(role_name: str, role: RoleSpec, model_path: str, served_name: str
         "--tensor-parallel-size", str(tensor),
         "--pipeline-parallel-size", str(pipeline),
     ]
+    if tokenizer_path:
+        args += ["--tokenizer", tokenizer_path]
     engine = role.engine
     if role_name in POOLING_ROLES:
         args += ["--runner", "pooling"]
