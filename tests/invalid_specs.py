@@ -44,6 +44,16 @@ RULE_ENV = (
     "VLLM_API_KEY, HF_TOKEN and MODELSCOPE_API_TOKEN are set by the operator: use apiKeySecretRef and credentialsSecretRef"
 )
 
+RULE_CPU = (
+    "a role with device CPU takes no gpus, gpuResourceName, tensorParallelSize, pipelineParallelSize or "
+    "engine.gpuMemoryUtilization: size its memory with resources.memory and kvCacheSize"
+)
+RULE_KV_CACHE = "kvCacheSize applies to device CPU only; on GPUs use engine.gpuMemoryUtilization"
+RULE_TOKENIZER_PVC = (
+    "tokenizer is downloaded into the weights cache, which a pvc:// model does not use: put the tokenizer "
+    "files next to the model on the claim instead"
+)
+
 CASES = [
     Invalid("no-role", {}, f"spec: {RULE_ROLES}", ("spec", RULE_ROLES)),
     Invalid(
@@ -148,5 +158,41 @@ CASES = [
         "<root>: metadata.name must be at most 53 characters: child Services are named <name>-embedding",
         ("metadata.name must be at most 53 characters",),
         name="a" * 54,
+    ),
+    Invalid(
+        "cpu-with-gpus",
+        _llm(device="CPU", gpus=2),
+        f"spec.llm.device: {RULE_CPU}",
+        ("spec.llm.device", RULE_CPU),
+    ),
+    Invalid(
+        "cpu-with-gpu-memory",
+        _llm(device="CPU", engine={"gpuMemoryUtilization": 0.9}),
+        f"spec.llm.device: {RULE_CPU}",
+        ("spec.llm.device", RULE_CPU),
+    ),
+    Invalid(
+        "kv-cache-on-gpu",
+        _llm(kvCacheSize="2Gi"),
+        f"spec.llm.kvCacheSize: {RULE_KV_CACHE}",
+        ("spec.llm.kvCacheSize", RULE_KV_CACHE),
+    ),
+    Invalid(
+        "unknown-device",
+        _llm(device="TPU"),
+        "spec.llm.device: Input should be 'GPU' or 'CPU'",
+        ("spec.llm.device", "Unsupported value"),
+    ),
+    Invalid(
+        "tokenizer-for-pvc-model",
+        {"llm": {"model": {"source": "pvc://models/llama", "tokenizer": {"source": "hf://meta-llama/Llama-3.1-8B"}}}},
+        f"spec.llm.model.tokenizer: {RULE_TOKENIZER_PVC}",
+        ("spec.llm.model.tokenizer", RULE_TOKENIZER_PVC),
+    ),
+    Invalid(
+        "tokenizer-in-extra-args",
+        _llm(engine={"extraArgs": ["--tokenizer=/models/x"]}),
+        f"spec.llm.engine.extraArgs: {RULE_EXTRA_ARGS}",
+        ("spec.llm.engine.extraArgs", RULE_EXTRA_ARGS),
     ),
 ]

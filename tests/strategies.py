@@ -29,6 +29,8 @@ def models(draw):
             model["file"] = draw(_repo).lstrip(".") + ".gguf"
         elif draw(st.booleans()):
             model["ignorePatterns"] = ["*.pth", "original/*"]
+        if draw(st.booleans()):
+            model["tokenizer"] = {"source": f"hf://{draw(_repo)}/{draw(_repo)}"}
     if draw(st.booleans()):
         model["servedName"] = draw(_repo)
     return model
@@ -67,7 +69,14 @@ def _engine_common(draw) -> dict:
 
 @st.composite
 def roles(draw, role: str):
-    spec = {"model": draw(models()), **draw(parallelism())}
+    on_cpu = draw(st.booleans())
+    spec = {"model": draw(models())}
+    if on_cpu:
+        spec["device"] = "CPU"
+        if draw(st.booleans()):
+            spec["kvCacheSize"] = draw(st.sampled_from(["1Gi", "4Gi", "1536Mi", 10**9]))
+    else:
+        spec.update(draw(parallelism()))
     if draw(st.booleans()):
         spec["replicas"] = draw(st.integers(0, 4))
     if draw(st.booleans()):
@@ -77,6 +86,8 @@ def roles(draw, role: str):
     if draw(st.booleans()):
         spec["scheduling"] = {"nodeSelector": {"gpu": "a100"}, "tolerations": [{"key": "dedicated", "operator": "Exists"}]}
     engine = _engine_common(draw)
+    if on_cpu:
+        engine.pop("gpuMemoryUtilization", None)
     if role == "llm":
         if draw(st.booleans()):
             engine["toolCallParser"] = draw(_parser)

@@ -183,3 +183,45 @@ def test_service_and_url():
     assert service["spec"]["selector"] == {"llmops.dev/deployment": "test", "llmops.dev/role": "rerank"}
     assert service_url(llmd({"rerank": {"model": HF}, "service": {"port": 9000}}, namespace="ai"), "rerank") == (
         "http://test-rerank.ai.svc:9000/v1")
+
+
+def test_cpu_role_requests_no_gpu_and_uses_the_cpu_image():
+    spec = {"llm": {"model": HF, "device": "CPU", "kvCacheSize": "1536Mi",
+                    "scheduling": {"tolerations": [{"key": "cpu-pool", "operator": "Exists"}]}}}
+    deployment = render(llmd(spec), RenderConfig(image="reg/gpu:1", cpu_image="reg/cpu:1"))[0]
+    pod = deployment["spec"]["template"]["spec"]
+    vllm = container(deployment)
+    assert vllm["resources"] == {"requests": {}, "limits": {}}
+    assert pod["tolerations"] == [{"key": "cpu-pool", "operator": "Exists"}]  # no GPU toleration
+    assert {c["image"] for c in pod["containers"] + pod["initContainers"]} == {"reg/cpu:1"}
+    # KV-cache space is whole GiB: 1536Mi rounds up to 2.
+    assert {"name": "VLLM_CPU_KVCACHE_SPACE", "value": "2"} in vllm["env"]
+    dshm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+    assert dshm["emptyDir"]["sizeLimit"] == "1Gi"
+    # Same contract as on GPUs: download init container, probes on /health, the key by reference.
+    assert container(deployment, "model-download")["command"] == ["llm-runtime", "download"]
+    assert vllm["startupProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_cpu_role_defaults_and_spec_image_wins():
+    deployment = render(llmd({"rerank": {"model": HF, "device": "CPU", "resources": {"memory": "6Gi"}},
+                              "image": "mine/rt:2"}))[0]
+    vllm = container(deployment)
+    assert vllm["image"] == "mine/rt:2"
+    assert vllm["resources"] == {"requests": {"memory": "6Gi"}, "limits": {"memory": "6Gi"}}
+    assert {"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"} in vllm["env"]
+    gpu = render(llmd({"rerank": {"model": HF}}))[0]
+    assert not any(e["name"] == "VLLM_CPU_KVCACHE_SPACE" for e in container(gpu)["env"])
+
+
+def test_tokenizer_is_downloaded_by_its_own_init_container_and_passed_by_path():
+    deployment = render(parse_llmdeployment(load_example("gguf-single-file.yaml")))[0]
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["model-download", "tokenizer-download"]
+    tokenizer = container(deployment, "tokenizer-download")
+    args = tokenizer["args"]
+    assert args[args.index("--source") + 1] == "modelscope://Qwen/Qwen2.5-1.5B-Instruct"
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--allow-pattern"] == [
+        "*.json", "*.txt", "*.model", "*.tiktoken"]
+    vllm_args = container(deployment)["args"]
+    assert vllm_args[vllm_args.index("--tokenizer") + 1] == "/models/modelscope/Qwen/Qwen2.5-1.5B-Instruct/master"

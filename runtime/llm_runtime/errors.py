@@ -111,13 +111,23 @@ def _short(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def auth_message(source: str, status: int | None, scheme: str, token_given: bool) -> str:
+def hub_words(exc: BaseException, limit: int = 200) -> str:
+    """What the hub itself said: the server's message where the SDK keeps it apart (Hugging Face's
+    `server_message`), else the exception text, which for ModelScope is the hub's Message."""
+    server_message = getattr(exc, "server_message", None)
+    if isinstance(server_message, str) and server_message.strip():
+        return _short(ValueError(server_message), limit)
+    return _short(exc, limit)
+
+
+def auth_message(source: str, status: int | None, scheme: str, token_given: bool, detail: str = "") -> str:
     env = TOKEN_ENV.get(scheme, "the hub token")
     code = f" (HTTP {status})" if status else ""
     given = "the token given was refused" if token_given else "no token was given"
+    hub_said = f"; the hub said: {detail}" if detail else ""
     return (
         f"private or gated model: set spec.credentialsSecretRef to a Secret with {env} that can read {source}"
-        f"{code}; {given}; for a gated model accept its license on the hub first"
+        f"{code}; {given}; for a gated model accept its license on the hub first{hub_said}"
     )
 
 
@@ -147,10 +157,11 @@ def classify(exc: BaseException, *, source: str, revision: str, scheme: str, tok
 
     if any(s in (401, 403) for s in statuses) or names & _AUTH_NAMES:
         status = next((s for s in statuses if s in (401, 403)), 403 if "GatedRepoError" in names else 401)
-        return AuthError(auth_message(source, status, scheme, token_given))
+        culprit = next((e for e in chain if _names(e) & _AUTH_NAMES or http_status(e) in (401, 403)), exc)
+        return AuthError(auth_message(source, status, scheme, token_given, hub_words(culprit)))
     if 404 in statuses or names & _NOT_FOUND_NAMES:
         culprit = next((e for e in chain if _names(e) & _NOT_FOUND_NAMES or http_status(e) == 404), exc)
-        return NotFoundError(not_found_message(source, revision, _short(culprit, 160)))
+        return NotFoundError(not_found_message(source, revision, hub_words(culprit)))
     for e in chain:
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             return NoSpaceError(f"cache volume full: {_short(e)}; raise spec.cache.size or free the volume")

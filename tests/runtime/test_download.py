@@ -141,6 +141,8 @@ def test_private_model_without_valid_token_gives_actionable_401(hub, runner, tok
     assert message.startswith("private or gated model: set spec.credentialsSecretRef")
     assert ("HTTP 401") in message
     assert ("the token given was refused" if token else "no token was given") in message
+    # The hub's own words, as its server sent them (tests/hubs/server.py), end the line.
+    assert ("login required for private model" if hub.scheme == "modelscope" else "invalid credentials") in message
     assert "MODELSCOPE_API_TOKEN" in message if hub.scheme == "modelscope" else "HF_TOKEN" in message
     assert "the-right-token" not in r.stderr + message
     if token:
@@ -164,6 +166,7 @@ def test_gated_hf_model_gives_actionable_403(hf_hub, runner):
     assert r.returncode == EXIT_AUTH, r.stderr
     assert runner.message().startswith("private or gated model: set spec.credentialsSecretRef")
     assert "HTTP 403" in runner.message()
+    assert "Access to model tiny-org/tiny-model is restricted" in runner.message()
 
 
 def test_unknown_model_gives_404(hub, runner):
