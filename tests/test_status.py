@@ -6,6 +6,7 @@ from llm_operator.status import (
     Observed,
     compute_status,
     invalid_spec_status,
+    last_log_line,
     same_status,
     transitions,
     with_transition_times,
@@ -170,3 +171,35 @@ def test_transitions_post_events_for_new_phase_and_new_problem():
     assert events[0][:2] == ("Warning", "InsufficientGPU")
     assert events[1] == ("Normal", "PhaseChanged", "Phase changed from Pending to Degraded.")
     assert transitions(short, short) == []
+
+
+# Tails of real vLLM (CPU, 0.32) crash logs, as the kubelet keeps them as termination messages.
+PYDANTIC_CRASH = """\
+    return ModelConfig(
+           ^^^^^^^^^^^^
+pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig
+  Value error, User-specified max_model_len (2048) is greater than the derived max_model_len (max_position_embeddings=1024.0). [type=value_error]
+    For further information visit https://errors.pydantic.dev/2.14/v/value_error
+"""
+ENGINE_PROCESS_CRASH = """\
+(EngineCore pid=18) ERROR [core.py:1510] RuntimeError: Worker failed with error 'InvalidCxxCompiler: No working C++ compiler found', please check the stack trace above for the root cause
+Process EngineCore:
+Traceback (most recent call last):
+  File "/opt/venv/lib/python3.11/site-packages/vllm/v1/engine/utils.py", line 1431, in wait_for_engine_startup
+    raise RuntimeError(
+RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}
+"""
+
+
+@pytest.mark.parametrize("log, expected", [
+    (PYDANTIC_CRASH, "pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig Value error, "
+                     "User-specified max_model_len (2048) is greater than the derived max_model_len "
+                     "(max_position_embeddings=1024.0). [type=value_error]"),
+    (ENGINE_PROCESS_CRASH, "(EngineCore pid=18) ERROR [core.py:1510] RuntimeError: Worker failed with error "
+                           "'InvalidCxxCompiler: No working C++ compiler found', please check the stack trace above "
+                           "for the root cause"),
+    ("\x1b[32mINFO\x1b[0m starting\nKilled\n", "Killed"),
+    ("", ""),
+], ids=["pydantic-detail", "skips-wrapper", "no-exception", "empty"])
+def test_engine_crash_quotes_the_line_that_says_why(log, expected):
+    assert last_log_line(log) == expected

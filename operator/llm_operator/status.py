@@ -60,10 +60,20 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def last_log_line(log: str) -> str:
     """The line of a crashed engine's log that says why: its last exception line (skipping vLLM's
-    "see root cause above" wrapper), else its last non-empty line."""
-    lines = [line.strip() for line in _ANSI.sub("", log).splitlines() if line.strip()]
-    errors = [line for line in lines if _ERROR_LINE.search(line) and not any(w in line for w in _WRAPPER_LINES)]
-    return (errors or lines or [""])[-1]
+    "see root cause above" wrapper) with the indented detail lines pydantic prints under it, else
+    its last non-empty line."""
+    lines = [line.rstrip() for line in _ANSI.sub("", log).splitlines() if line.strip()]
+    errors = [i for i, line in enumerate(lines)
+              if _ERROR_LINE.search(line) and not any(w in line for w in _WRAPPER_LINES)]
+    if not errors:
+        return lines[-1].strip() if lines else ""
+    quote = [lines[errors[-1]].strip()]
+    for line in lines[errors[-1] + 1:errors[-1] + 3]:
+        detail = line.strip()
+        if detail == line or detail.startswith(("File ", "For further information", "^")):
+            break  # not indented, or a traceback frame or a link: not part of the message
+        quote.append(detail)
+    return " ".join(quote)
 
 
 def _statuses(pod: dict[str, Any], key: str) -> list[dict[str, Any]]:
