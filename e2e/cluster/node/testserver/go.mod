@@ -1,0 +1,3 @@
+module llmops.dev/e2e/testserver
+
+go 1.25
