@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   local control plane, CRDs, operator, the RAG-stack example until Ready
+#   make demo   local plane with a real node, CRDs, operator, the CPU RAG stack answering requests
 #   make test   every test (unit, runtime, vLLM contract, end-to-end)
 # Heavy builds are cached outside the repo, keyed by version, under $(CACHE_DIR).
 
@@ -21,8 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[runtime,test]'
 	touch $@
 
-## Every test. Builds (or reuses from the cache) the control plane and the vLLM check environment.
-test: venv cluster-tools vllm-check-env
+## Every test. Builds (or reuses from the cache) the control plane, the vLLM check environment,
+## the CPU runtime image and the tiny models.
+test: venv cluster-tools vllm-check-env cpu-image tiny-models
 	$(BIN)/pytest
 
 ## Unit tests only: no control plane, no vLLM environment.
@@ -62,8 +63,9 @@ cluster-up: cluster-tools venv
 cluster-down:
 	PYTHONPATH=e2e$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m plane down
 
-## The main job: control plane, CRD, operator, examples/rag-stack.yaml until Ready, endpoints printed.
-demo: cluster-up
+## The main job: the plane with its real node, the CRD, the operator, examples/cpu-rag-stack.yaml
+## serving tiny models on the real node, one request to each endpoint with the answers printed.
+demo: cluster-up cpu-image tiny-models
 	$(BIN)/python e2e/demo.py up
 
 ## Stop the demo's operator and the control plane.

@@ -1,9 +1,14 @@
-"""Fixtures for the end-to-end tests: a real control plane (e2e/plane.py), once per run.
+"""Fixtures for the end-to-end tests: a real control plane (e2e/plane/), once per run.
 
     cluster    session: starts the plane unless it is already up, stops it at the end only
-               if this session started it. Attributes: kubeconfig, audit_log, server,
-               state_dir, env (os.environ with KUBECONFIG set); methods kubectl(*args,
-               check=True, input=None, timeout=120), bin(name), logs_tail(lines).
+               if this session started it. Attributes: plane, kubeconfig, audit_log, server,
+               state_dir, env (os.environ with KUBECONFIG set), real_node_problem (why the
+               plane runs without its real node, or None); methods kubectl(*args, check=True,
+               input=None, timeout=120), bin(name), logs_tail(lines).
+    real_node  the Plane, for tests whose containers must really run (on node
+               plane.node_name, with plane.REAL_NODE_SELECTOR / REAL_NODE_TOLERATIONS); skips
+               outside CI when the real node cannot run here (not root, packages missing,
+               LLMOPS_REAL_NODE=0), fails with CI=true.
     namespace  function: a fresh namespace (its default ServiceAccount exists), deleted after.
 
 A failing test that used `namespace` gets the namespace's events, the YAML of its objects
@@ -15,18 +20,28 @@ missing binary or a plane that does not start fails them, so CI never passes by 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import secrets
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import plane  # noqa: E402  (e2e/ is not a package; the path insert above makes it importable)
+import plane  # noqa: E402  (a package in e2e/, which is not one; the path insert above makes it importable)
+from operator_process import OPERATOR_NAMESPACE, REPO, OperatorProcess, service_account_kubeconfig  # noqa: E402
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from tests.hubs import HFHub, ModelScopeHub, TinyModel  # noqa: E402
+
+import demo  # noqa: E402
+import serving  # noqa: E402
 
 SKIP_MESSAGE = "control plane binaries not built: run `make cluster-tools` (or `make test`) to enable the e2e tests"
 
@@ -39,8 +54,9 @@ class KubectlError(subprocess.CalledProcessError):
 
 
 class Cluster:
-    def __init__(self, p: plane.Plane):
+    def __init__(self, p: plane.Plane, real_node_problem: str | None = None):
         self.plane = p
+        self.real_node_problem = real_node_problem
         self.state_dir: Path = p.cfg.state_dir
         self.kubeconfig: Path = p.cfg.kubeconfig
         self.audit_log: Path = p.cfg.audit_log
@@ -77,13 +93,91 @@ def cluster():
             pytest.fail(f"CI=true and control plane binaries are missing ({', '.join(missing)}): "
                         "run `make cluster-tools` before the tests", pytrace=False)
         pytest.skip(SKIP_MESSAGE)
-    p = plane.Plane()
+    cfg, problem = plane.Config.from_env(), None
+    if not cfg.real_node:
+        problem = "LLMOPS_REAL_NODE=0 starts the plane without its real node"
+    else:
+        problems = plane.RealNode(cfg).problems()
+        if problems:
+            # The kwok tests can still run; the real-node tests report this (and fail in CI).
+            problem = "the real node cannot run here: " + "; ".join(problems)
+            cfg = dataclasses.replace(cfg, real_node=False)
+    p = plane.Plane(cfg)
     started = p.up()  # raises PlaneError (an error, never a skip) when it cannot start
     try:
-        yield Cluster(p)
+        yield Cluster(p, problem)
     finally:
         if started:
             p.down(quiet=True)
+
+
+@dataclass
+class PodHubs:
+    """The local ModelScope and Hugging Face hubs that init containers in pods download from."""
+
+    host: str
+    modelscope: ModelScopeHub
+    hf: HFHub
+
+
+@pytest.fixture(scope="session")
+def pod_hubs(cluster):
+    """Both hubs on the real node's address (pods reach the host there; loopback when the plane runs
+    without a real node), on the ports `make demo` uses. They serve nothing until a test adds
+    repositories to `.repos`. A running demo's hub is stood in for meanwhile: these serve its
+    models too, and it is started again afterwards."""
+    cfg = cluster.plane.cfg
+    host = cfg.node_ip if cfg.real_node else "127.0.0.1"
+    demo_was_serving = demo.hub_running(cfg)
+    if demo_was_serving:
+        demo.stop(cfg, "hub")
+    hubs = PodHubs(host, ModelScopeHub(host=host, port=serving.HUB_PORTS["modelscope"]).start(),
+                   HFHub(host=host, port=serving.HUB_PORTS["hf"]).start())
+    if demo_was_serving:
+        hubs.modelscope.repos.update({repo: {"master": TinyModel.from_directory(directory)}
+                                      for repo, directory in demo.demo_repos().items()})
+    yield hubs
+    hubs.modelscope.stop()
+    hubs.hf.stop()
+    if demo_was_serving:
+        demo.start_hub(cfg, demo.demo_repos())
+
+
+@pytest.fixture(scope="session")
+def crd(cluster):
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/llmdeployments.llmops.dev", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(cluster):
+    """A ServiceAccount of its own (cluster-admin here; the chart tests prove the real RBAC)."""
+    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    cluster.kubectl("-n", OPERATOR_NAMESPACE, "create", "serviceaccount", "llm-operator", check=False)
+    cluster.kubectl("create", "clusterrolebinding", "llm-operator-e2e", "--clusterrole=cluster-admin",
+                    f"--serviceaccount={OPERATOR_NAMESPACE}:llm-operator", check=False)
+    return service_account_kubeconfig(cluster, OPERATOR_NAMESPACE, "llm-operator",
+                                      Path(cluster.state_dir) / "operator-e2e.kubeconfig")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, crd, operator_kubeconfig, pod_hubs):
+    """The operator over every namespace, its init containers pointed at the local hubs."""
+    process = OperatorProcess(operator_kubeconfig, Path(cluster.state_dir) / "logs" / "operator.log",
+                              extra_args=tuple(serving.operator_hub_flags(pod_hubs.host)))
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster: Cluster) -> plane.Plane:
+    if cluster.real_node_problem:
+        if _in_ci():
+            pytest.fail(f"CI=true and {cluster.real_node_problem}", pytrace=False)
+        pytest.skip(f"{cluster.real_node_problem}; run the tests as root after `make cluster-tools` "
+                    "to enable the real-node tests")
+    return cluster.plane
 
 
 def _namespace_name(nodeid: str) -> str:

@@ -1,7 +1,12 @@
-"""`make demo`: the local control plane, the CRD, the operator, and the RAG-stack example until Ready.
+"""`make demo`: the local plane with its real node, the CRD, the operator, and the CPU RAG stack
+(examples/cpu-rag-stack.yaml) serving real requests.
 
-`python e2e/demo.py up` leaves the plane and the operator running and prints how to reach them;
-`python e2e/demo.py down` stops the operator (the Makefile then stops the plane).
+    python e2e/demo.py up     (after `make cluster-up`) leave the stack serving; print how to reach it
+    python e2e/demo.py down   stop the operator and the hub (the Makefile then stops the plane)
+
+The three models are tiny random ones generated here (e2e/cluster/tiny_models.py) and served by a
+local ModelScope hub under the example's repository names, so their answers are noise: what the
+demo shows is the path from `kubectl apply` to answers through each Service.
 """
 
 from __future__ import annotations
@@ -12,54 +17,34 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plane  # noqa: E402
+import serving  # noqa: E402
 from operator_process import REPO, eventually  # noqa: E402
 
 NAMESPACE = "demo"
-EXAMPLE = REPO / "examples" / "rag-stack.yaml"
+API_KEY = "demo-key-change-me"
 METRICS = "127.0.0.1:19090"
 HEALTH = "127.0.0.1:18080"
+READY_TIMEOUT = 1200
 
 
-def kubectl(cfg: plane.Config, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def kubectl(cfg: plane.Config, *args: str, input: str | None = None, check: bool = True,
+            timeout: float = 120) -> subprocess.CompletedProcess:
     result = subprocess.run([str(plane.find_binary("kubectl")), f"--kubeconfig={cfg.kubeconfig}", *args],
-                            input=input, capture_output=True, text=True)
+                            input=input, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         sys.exit(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
     return result
 
 
-def operator_pid_file(cfg: plane.Config) -> Path:
-    return cfg.state_dir / "operator.pid"
-
-
-def start_operator(cfg: plane.Config) -> None:
-    pid_file = operator_pid_file(cfg)
-    if pid_file.exists() and _alive(int(pid_file.read_text())):
-        print(f"Operator already running (pid {pid_file.read_text().strip()})")
-        return
-    log = open(cfg.logs_dir / "operator.log", "a", encoding="utf-8")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "llm-operator"), "run", f"--kubeconfig={cfg.kubeconfig}",
-         f"--metrics-address={METRICS}", f"--health-address={HEALTH}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
-        env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"})
-    pid_file.write_text(str(process.pid))
-    import urllib.request
-
-    def healthy():
-        if process.poll() is not None:
-            sys.exit(f"The operator exited ({process.returncode}); see {cfg.logs_dir / 'operator.log'}")
-        with urllib.request.urlopen(f"http://{HEALTH}/healthz", timeout=2) as response:
-            return response.status == 200
-
-    eventually(healthy, 30, what="operator health")
-    print(f"Started operator (pid {process.pid}), log {cfg.logs_dir / 'operator.log'}")
+def _pid_file(cfg: plane.Config, what: str) -> Path:
+    return cfg.state_dir / f"demo-{what}.pid"
 
 
 def _alive(pid: int) -> bool:
@@ -70,56 +55,141 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _start(cfg: plane.Config, what: str, argv: list[str], ready) -> None:
+    """Start a background process of the demo (unless it runs) and wait until `ready()`."""
+    pid_file = _pid_file(cfg, what)
+    if pid_file.exists() and _alive(int(pid_file.read_text())):
+        print(f"The demo's {what} already runs (pid {pid_file.read_text().strip()})")
+        return
+    log_path = cfg.logs_dir / f"demo-{what}.log"
+    with open(log_path, "a", encoding="utf-8") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+                                   env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"})
+    pid_file.write_text(str(process.pid))
+
+    def check():
+        if process.poll() is not None:
+            sys.exit(f"The demo's {what} exited ({process.returncode}); see {log_path}")
+        return ready()
+
+    eventually(check, 60, what=f"the demo's {what}")
+    print(f"Started the demo's {what} (pid {process.pid}), log {log_path}")
+
+
+def _stop(cfg: plane.Config, what: str) -> None:
+    pid_file = _pid_file(cfg, what)
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    if _alive(pid):
+        os.killpg(pid, signal.SIGTERM)
+        eventually(lambda: not _alive(pid), 20, what=f"{what} exit")
+        print(f"Stopped the demo's {what} (pid {pid})")
+    pid_file.unlink()
+
+
+def start_hub(cfg: plane.Config, repos: dict[str, Path]) -> None:
+    """The ModelScope hub the demo's init containers download the tiny models from."""
+    url = serving.hub_endpoints(cfg.node_ip)["modelscope"]
+    _start(cfg, "hub", [sys.executable, "-m", "tests.hubs.server", "--host", cfg.node_ip,
+                        "--port", str(serving.HUB_PORTS["modelscope"]),
+                        *[f"--repo={repo}={directory}" for repo, directory in repos.items()]],
+           lambda: _http_ok(f"{url}/api/v1/models/{next(iter(repos))}"))
+
+
+def hub_running(cfg: plane.Config) -> bool:
+    pid_file = _pid_file(cfg, "hub")
+    return pid_file.exists() and _alive(int(pid_file.read_text()))
+
+
+def demo_repos() -> dict[str, Path]:
+    return serving.hub_repos(serving.on_real_node(serving.load_example()), serving.tiny_models())
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status == 200
+
+
 def up() -> None:
     cfg = plane.Config.from_env()
+    if not cfg.real_node:
+        sys.exit("The demo serves on the plane's real node: unset LLMOPS_REAL_NODE and run `make demo` again")
+    started = time.monotonic()
     kubectl(cfg, "apply", "--server-side", "-f", str(REPO / "crds"))
     kubectl(cfg, "wait", "--for=condition=Established", "crd/llmdeployments.llmops.dev", "--timeout=60s")
-    start_operator(cfg)
+
+    print("Building (or reusing) the CPU runtime image and the tiny models ...", flush=True)
+    image, archive = serving.cpu_runtime_image()
+    if plane.import_image(cfg, archive, image):
+        print(f"Imported {image} into the real node's containerd")
+    manifest = serving.on_real_node(serving.load_example())
+    repos = demo_repos()
+
+    start_hub(cfg, repos)
+    _start(cfg, "operator", [str(Path(sys.executable).parent / "llm-operator"), "run", f"--kubeconfig={cfg.kubeconfig}",
+                             f"--metrics-address={METRICS}", f"--health-address={HEALTH}",
+                             *serving.operator_hub_flags(cfg.node_ip)],
+           lambda: _http_ok(f"http://{HEALTH}/healthz"))
 
     kubectl(cfg, "create", "namespace", NAMESPACE, check=False)
-    kubectl(cfg, "-n", NAMESPACE, "create", "secret", "generic", "llm-api-key",
-            "--from-literal=api-key=demo-key-change-me", check=False)
-    # The example asks for a 200Gi ReadWriteMany claim of class "nfs": give it a volume to bind.
-    kubectl(cfg, "apply", "-f", "-", input=yaml.safe_dump({
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "demo-model-cache"},
-        "spec": {"capacity": {"storage": "200Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "nfs",
-                 "hostPath": {"path": "/tmp/llm-operator-demo"},
-                 "claimRef": {"namespace": NAMESPACE, "name": "rag-stack-cache"}}}))
-
-    started = time.monotonic()
-    kubectl(cfg, "-n", NAMESPACE, "apply", "-f", str(EXAMPLE))
-    print(f"Applied {EXAMPLE.relative_to(REPO)} in namespace {NAMESPACE}; waiting for Ready ...")
-    waited = kubectl(cfg, "-n", NAMESPACE, "wait", "--for=condition=Ready", "llmd/rag-stack", "--timeout=180s",
-                     check=False)
+    kubectl(cfg, "-n", NAMESPACE, "create", "secret", "generic", "llm-api-key", f"--from-literal=api-key={API_KEY}",
+            check=False)
+    applied = time.monotonic()
+    kubectl(cfg, "-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump(manifest))
+    name = manifest["metadata"]["name"]
+    print(f"Applied {serving.CPU_EXAMPLE.relative_to(REPO)} (scheduled onto the real node) in namespace "
+          f"{NAMESPACE}; waiting until it is Ready (download, then vLLM loading) ...", flush=True)
+    waited = kubectl(cfg, "-n", NAMESPACE, "wait", "--for=condition=Ready", f"llmd/{name}",
+                     f"--timeout={READY_TIMEOUT}s", check=False, timeout=READY_TIMEOUT + 30)
     if waited.returncode != 0:
-        print(kubectl(cfg, "-n", NAMESPACE, "get", "llmd", "rag-stack", "-o", "yaml").stdout)
-        sys.exit("rag-stack did not become Ready; its status above says why")
-    print(f"rag-stack is Ready after {time.monotonic() - started:.1f}s\n")
-
+        print(kubectl(cfg, "-n", NAMESPACE, "get", "llmd", name, "-o", "yaml").stdout)
+        sys.exit(f"{name} did not become Ready; its status above says why")
+    print(f"{name} is Ready {time.monotonic() - applied:.0f}s after apply "
+          f"({time.monotonic() - started:.0f}s for the whole demo)\n")
     print(kubectl(cfg, "-n", NAMESPACE, "get", "llmd,deploy,svc,pods", "-o", "wide").stdout)
-    status = json.loads(kubectl(cfg, "-n", NAMESPACE, "get", "llmd", "rag-stack", "-o", "json").stdout)["status"]
-    print("Endpoints (in-cluster, OpenAI-compatible; send the API key as a Bearer token):")
-    for role, info in status["roles"].items():
-        print(f"  {role:<10} {info['url']:<50} model={info['servedName']}")
+
+    status = json.loads(kubectl(cfg, "-n", NAMESPACE, "get", "llmd", name, "-o", "json").stdout)["status"]
+    urls = {}
+    for role in status["roles"]:
+        service = json.loads(kubectl(cfg, "-n", NAMESPACE, "get", "service", f"{name}-{role}", "-o", "json").stdout)
+        urls[role] = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+    served = {role: info["servedName"] for role, info in status["roles"].items()}
+    print("One request to each endpoint, through its Service's ClusterIP (the models are tiny and random: "
+          "the text and numbers are noise, their shape is the point):")
+    for role, (code, body) in serving.ask_every_role(urls, served, API_KEY).items():
+        print(f"  {role:<10} {urls[role]}  HTTP {code}: {_summary(role, body)}")
     print(f"""
+In-cluster URLs (status.roles): {', '.join(info['url'] for info in status['roles'].values())}
 Try it:
   export KUBECONFIG={cfg.kubeconfig}
   kubectl -n {NAMESPACE} get llmd
-  kubectl -n {NAMESPACE} patch llmd rag-stack --type=merge -p '{{"spec":{{"llm":{{"gpus":16}}}}}}'   # watch it report the GPU shortage
+  curl -s {urls['llm']}/v1/chat/completions -H 'Authorization: Bearer {API_KEY}' -H 'Content-Type: application/json' \\
+    -d '{{"model": "{served['llm']}", "messages": [{{"role": "user", "content": "Hello"}}], "max_tokens": 16}}'
   curl -s http://{METRICS}/metrics | grep llmops_
 Stop everything with: make demo-down""")
 
 
+def _summary(role: str, body) -> str:
+    if not isinstance(body, dict):
+        return str(body)[:200]
+    if role == "llm" and body.get("choices"):
+        return f"{body['choices'][0]['message']['content']!r} ({body['usage']['completion_tokens']} tokens)"
+    if role == "embedding" and body.get("data"):
+        return f"{len(body['data'])} vectors of {len(body['data'][0]['embedding'])} numbers"
+    if role == "rerank" and body.get("results"):
+        return "scores " + ", ".join(f"doc {r['index']}: {r['relevance_score']:.3f}" for r in body["results"])
+    return json.dumps(body)[:200]
+
+
+def stop(cfg: plane.Config, what: str) -> None:
+    _stop(cfg, what)
+
+
 def down() -> None:
     cfg = plane.Config.from_env()
-    pid_file = operator_pid_file(cfg)
-    if pid_file.exists():
-        pid = int(pid_file.read_text())
-        if _alive(pid):
-            os.killpg(pid, signal.SIGTERM)
-            eventually(lambda: not _alive(pid), 20, what="operator exit")
-            print(f"Stopped operator (pid {pid})")
-        pid_file.unlink()
+    for what in ("operator", "hub"):
+        _stop(cfg, what)
 
 
 if __name__ == "__main__":

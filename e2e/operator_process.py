@@ -21,6 +21,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+# The e2e operator's own identity (see the `operator` fixture in conftest.py).
+OPERATOR_NAMESPACE = "llm-operator-e2e"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:llm-operator"
 
 
 def free_port() -> int:

@@ -12,49 +12,19 @@ import pytest
 import yaml
 
 from operator_process import (
+    OPERATOR_USER,
     REPO,
     OperatorProcess,
     audit_lines,
     audit_writes,
     eventually,
-    service_account_kubeconfig,
 )
 from workloads import apply, condition, deploy_rag_stack, example, get, llm_args, names, wait_ready
 
 sys.path.insert(0, str(REPO / "tests"))
 from invalid_specs import CASES  # noqa: E402  (shared with the unit tests)
 
-OPERATOR_NAMESPACE = "llm-operator-e2e"
-OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:llm-operator"
 ROLES = ("llm", "embedding", "rerank")
-
-
-# ------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="session")
-def crd(cluster):
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/llmdeployments.llmops.dev", "--timeout=60s")
-
-
-@pytest.fixture(scope="session")
-def operator_kubeconfig(cluster):
-    """A ServiceAccount of its own (cluster-admin here; the chart tests prove the real RBAC)."""
-    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    cluster.kubectl("-n", OPERATOR_NAMESPACE, "create", "serviceaccount", "llm-operator", check=False)
-    cluster.kubectl("create", "clusterrolebinding", "llm-operator-e2e", "--clusterrole=cluster-admin",
-                    f"--serviceaccount={OPERATOR_NAMESPACE}:llm-operator", check=False)
-    return service_account_kubeconfig(cluster, OPERATOR_NAMESPACE, "llm-operator",
-                                      Path(cluster.state_dir) / "operator-e2e.kubeconfig")
-
-
-@pytest.fixture(scope="session")
-def operator(cluster, crd, operator_kubeconfig):
-    process = OperatorProcess(operator_kubeconfig, Path(cluster.state_dir) / "logs" / "operator.log")
-    process.start()
-    yield process
-    process.stop()
 
 
 # ------------------------------------------------------------------ tests

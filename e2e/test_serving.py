@@ -1,0 +1,298 @@
+"""Serve for real: the CPU RAG stack from a custom resource to answers, on the plane's real node.
+
+Real parts only: the operator process renders the pods; the kubelet runs them in containerd from
+the CPU runtime image built by runtime/cpu-image.sh; the init containers download tiny generated
+models from the local ModelScope hub (the real SDK) into a local PersistentVolume; vLLM (CPU
+build) serves them; requests go through each Service's ClusterIP (kube-proxy). The models are
+random, so only the shape of each answer is checked, never its text.
+
+The tests build on one another (one stack, then a restart, a second replica, failures), in file
+order. They need root, the real node and a few GiB of memory per vLLM server.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import plane
+import serving
+from operator_process import eventually
+from tests.hubs import TinyModel
+from workloads import condition, get
+
+API_KEY = "e2e-serving-key"
+READY_TIMEOUT = 900  # a cold start of three vLLM servers on 2 cores, with headroom
+RATE = 1.5 * 1024 * 1024  # hub bytes/s per file: each model downloads for a few seconds, so Downloading is seen
+METRICS = ("vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc")
+
+pytestmark = pytest.mark.usefixtures("real_node")
+
+
+@pytest.fixture(scope="module")
+def cpu_image(cluster):
+    started = time.monotonic()
+    name, archive = serving.cpu_runtime_image()
+    built = time.monotonic()
+    imported = plane.import_image(cluster.plane.cfg, archive, name)
+    print(f"\nCPU runtime image {name}: build/check {built - started:.1f}s, "
+          f"{'import' if imported else 'already imported, check'} {time.monotonic() - built:.1f}s")
+    return name
+
+
+@pytest.fixture(scope="module")
+def stack(cluster, operator, pod_hubs, cpu_image):
+    """The CPU RAG stack example, aimed at the real node, in a namespace of its own."""
+    models = serving.tiny_models()
+    manifest = serving.on_real_node(serving.load_example())
+    for repo, directory in serving.hub_repos(manifest, models).items():
+        pod_hubs.modelscope.repos[repo] = {"master": TinyModel.from_directory(directory)}
+    namespace = f"e2e-serving-{int(time.time()) % 100000}"
+    cluster.kubectl("create", "namespace", namespace)
+    eventually(lambda: cluster.kubectl("-n", namespace, "get", "sa", "default", check=False).returncode == 0, 30,
+               what="default ServiceAccount")
+    cluster.kubectl("-n", namespace, "create", "secret", "generic", "llm-api-key", f"--from-literal=api-key={API_KEY}")
+    yield Stack(cluster, namespace, manifest, models, pod_hubs.modelscope)
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+class Stack:
+    def __init__(self, cluster, namespace, manifest, models, hub):
+        self.cluster, self.namespace, self.manifest, self.models, self.hub = cluster, namespace, manifest, models, hub
+        self.name = manifest["metadata"]["name"]
+        self.times: dict[str, float] = {}
+
+    def kubectl(self, *args, **kwargs):
+        return self.cluster.kubectl("-n", self.namespace, *args, **kwargs)
+
+    def apply(self, manifest):
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
+
+    def status(self):
+        return (get(self.cluster, self.namespace, "llmd", self.name) or {}).get("status") or {}
+
+    def pods(self, role):
+        out = self.kubectl("get", "pods", "-l", f"llmops.dev/deployment={self.name},llmops.dev/role={role}",
+                           "-o", "json").stdout
+        return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+    def base_urls(self) -> dict[str, str]:
+        """Each role's OpenAI base URL through its Service's ClusterIP (no cluster DNS on the host)."""
+        urls = {}
+        for role, info in self.status()["roles"].items():
+            service = get(self.cluster, self.namespace, "service", f"{self.name}-{role}")
+            urls[role] = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+        return urls
+
+    def served_names(self) -> dict[str, str]:
+        return {role: info["servedName"] for role, info in self.status()["roles"].items()}
+
+    def wait_ready(self, timeout=READY_TIMEOUT) -> float:
+        started = time.monotonic()
+        self.kubectl("wait", "--for=condition=Ready", f"llmd/{self.name}", f"--timeout={timeout}s", timeout=timeout + 30)
+        return time.monotonic() - started
+
+
+class PhaseRecorder:
+    """The phases status goes through, as `kubectl get -w` sees them, with the time of each."""
+
+    def __init__(self, stack: Stack):
+        self.seen: list[tuple[float, str]] = []
+        self.process = subprocess.Popen(
+            [str(stack.cluster.bin("kubectl")), f"--kubeconfig={stack.cluster.kubeconfig}", "-n", stack.namespace,
+             "get", "llmd", stack.name, "--watch", "--no-headers", "-o", "custom-columns=PHASE:.status.phase"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            phase = line.strip()
+            if phase and phase != "<none>" and (not self.seen or self.seen[-1][1] != phase):
+                self.seen.append((time.monotonic() - self.started, phase))
+
+    def stop(self) -> list[str]:
+        self.process.terminate()
+        self.process.wait(10)
+        return [phase for _, phase in self.seen]
+
+
+def _in_order(seen: list[str], expected: list[str]) -> bool:
+    """`expected` appears in `seen` as a subsequence."""
+    it = iter(seen)
+    return all(phase in it for phase in expected)
+
+
+def _init_log(stack: Stack, pod: dict) -> str:
+    return stack.kubectl("logs", pod["metadata"]["name"], "-c", "model-download").stdout
+
+
+# ------------------------------------------------------------------ the stack serves
+
+
+def test_rag_stack_goes_from_apply_to_answers(stack):
+    stack.hub.rate = RATE
+    stack.hub.reset_counts()
+    started = time.monotonic()
+    stack.apply(stack.manifest)
+    recorder = PhaseRecorder(stack)  # a watch lists the current state first: nothing is missed
+    waited = stack.wait_ready()
+    stack.times["first Ready"] = time.monotonic() - started
+    phases = recorder.stop()
+    stack.hub.rate = None
+    print(f"\nApply to Ready (cold pods, downloads at {RATE / 2**20:.1f} MiB/s per file): "
+          f"{stack.times['first Ready']:.1f}s; phases {recorder.seen}")
+
+    # `kubectl wait` returned when, and only when, every role serves.
+    for role in ("llm", "embedding", "rerank"):
+        deployment = get(stack.cluster, stack.namespace, "deployment", f"{stack.name}-{role}")
+        assert deployment["status"].get("readyReplicas") == 1, role
+    assert waited > 5
+    assert _in_order(phases, ["Downloading", "Starting", "Ready"]), phases
+    assert set(phases) <= {"Pending", "Downloading", "Starting", "Ready"}, phases
+    # The init containers really downloaded every file of the three models.
+    downloaded = set(stack.hub.file_requests())
+    for directory in serving.hub_repos(stack.manifest, stack.models).values():
+        assert {str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()} <= downloaded
+
+    answers = serving.ask_every_role(stack.base_urls(), stack.served_names(), API_KEY)
+    status, chat = answers["llm"]
+    assert status == 200, chat
+    assert chat["usage"]["completion_tokens"] > 0 and isinstance(chat["choices"][0]["message"]["content"], str)
+    status, embeddings = answers["embedding"]
+    assert status == 200, embeddings
+    hidden = json.loads((stack.models / "embedding" / "config.json").read_text())["hidden_size"]
+    assert [len(item["embedding"]) for item in embeddings["data"]] == [hidden, hidden]
+    status, rerank = answers["rerank"]
+    assert status == 200, rerank
+    assert sorted(r["index"] for r in rerank["results"]) == [0, 1, 2]
+    assert all(isinstance(r["relevance_score"], float) for r in rerank["results"])
+    print(f"Chat answered (noise from a random model): {chat['choices'][0]['message']['content']!r}")
+
+
+def test_api_key_is_enforced(stack):
+    urls, served = stack.base_urls(), stack.served_names()
+    body = {"model": served["llm"], "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+    assert serving.post_json(urls["llm"] + "/v1/chat/completions", body)[0] == 401
+    assert serving.post_json(urls["llm"] + "/v1/chat/completions", body, "wrong-key")[0] == 401
+    assert serving.post_json(urls["llm"] + "/v1/chat/completions", body, API_KEY)[0] == 200
+    for role, path, request in (("embedding", "/v1/embeddings", {"model": served["embedding"], "input": "x"}),
+                                ("rerank", "/v1/rerank", {"model": served["rerank"], "query": "q", "documents": ["d"]})):
+        assert serving.post_json(urls[role] + path, request)[0] == 401, role
+        assert serving.post_json(urls[role] + path, request, API_KEY)[0] == 200, role
+
+
+def test_pod_metrics_are_where_the_pod_monitor_looks(stack, cluster):
+    """The chart's PodMonitor selects pods by label and scrapes the port named in it: follow it."""
+    rendered = subprocess.run([str(cluster.bin("helm")), "template", "x", str(plane.REPO_DIR / "charts" / "llm-operator"),
+                               "--set", "vllmPodMonitor.enabled=true"], capture_output=True, text=True, check=True).stdout
+    monitor = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "PodMonitor")
+    selector = ",".join(f"{k}={v}" for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+    pods = json.loads(stack.kubectl("get", "pods", "-l", selector, "-o", "json").stdout)["items"]
+    assert {p["metadata"]["labels"]["llmops.dev/role"] for p in pods} == {"llm", "embedding", "rerank"}
+    for pod in pods:
+        vllm = next(c for c in pod["spec"]["containers"] if c["name"] == "vllm")
+        port = next(p["containerPort"] for p in vllm["ports"] if p["name"] == endpoint["port"])
+        text = serving.get_text(f"http://{pod['status']['podIP']}:{port}{endpoint['path']}")
+        for metric in METRICS:
+            assert f"\n{metric}{{" in text, f"{metric} missing from {pod['metadata']['name']}"
+    llm_pod = next(p for p in pods if p["metadata"]["labels"]["llmops.dev/role"] == "llm")
+    text = serving.get_text(f"http://{llm_pod['status']['podIP']}:8000/metrics")
+    generated = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                 if line.startswith("vllm:generation_tokens_total{")]
+    assert generated and sum(generated) > 0  # the chat request of the first test was counted
+
+
+# ------------------------------------------------------------------ the cache
+
+
+def test_restarted_pod_reuses_the_download(stack):
+    (old,) = stack.pods("llm")
+    stack.hub.reset_counts()
+    started = time.monotonic()
+    stack.kubectl("delete", "pod", old["metadata"]["name"], "--wait=false")
+    eventually(lambda: [p for p in stack.pods("llm") if p["metadata"]["uid"] != old["metadata"]["uid"]], 60,
+               what="replacement pod")
+    stack.wait_ready()
+    stack.times["Ready after pod delete"] = time.monotonic() - started
+    (new,) = stack.pods("llm")
+    print(f"\nReady after deleting the LLM pod (cache hit): {stack.times['Ready after pod delete']:.1f}s; "
+          f"first start: {stack.times.get('first Ready', float('nan')):.1f}s")
+    assert stack.hub.file_requests() == []  # zero bytes downloaded
+    assert "skipped download" in _init_log(stack, new)
+    assert stack.times["Ready after pod delete"] < stack.times["first Ready"]
+
+
+def test_second_replica_reuses_the_download(stack):
+    # Only the LLM from here on: two more vLLM servers would not fit next to three on this machine.
+    manifest = json.loads(json.dumps(stack.manifest))
+    del manifest["spec"]["embedding"], manifest["spec"]["rerank"]
+    manifest["spec"]["llm"]["replicas"] = 2
+    stack.hub.reset_counts()
+    stack.apply(manifest)
+    eventually(lambda: len(stack.pods("llm")) == 2 and not stack.pods("embedding"), 120, what="2 LLM pods, no others")
+    stack.wait_ready()
+    eventually(lambda: stack.status().get("roles", {}).get("llm", {}).get("readyReplicas") == 2, 60,
+               what="2 ready LLM replicas")
+    assert stack.hub.file_requests() == []
+    for pod in stack.pods("llm"):
+        assert "skipped download" in _init_log(stack, pod)
+
+
+# ------------------------------------------------------------------ failures a user must see
+
+
+def _failing(stack, name, role_spec):
+    manifest = {"apiVersion": "llmops.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": name},
+                "spec": {"llm": role_spec}}
+    stack.apply(serving.on_real_node(manifest))
+
+
+def _degraded(stack, name, reason, timeout=300):
+    def check():
+        llmd = get(stack.cluster, stack.namespace, "llmd", name) or {}
+        found = condition(llmd, "Degraded")
+        return found if found.get("reason") == reason else None
+    return eventually(check, timeout, interval=1, what=f"Degraded reason {reason} on {name}")
+
+
+def test_models_the_hub_refuses_end_in_download_failed(stack, pod_hubs):
+    tiny = TinyModel.from_directory(stack.models / "chat")
+    pod_hubs.hf.repos["llmops-e2e/gated-chat"] = {"main": tiny}
+    pod_hubs.hf.token = "only-for-the-owner"  # no credentialsSecretRef: the download gets 401
+    try:
+        _failing(stack, "missing", {"device": "CPU", "model": {"source": "modelscope://llmops-e2e/no-such-model"}})
+        _failing(stack, "gated", {"device": "CPU", "model": {"source": "hf://llmops-e2e/gated-chat"}})
+        missing = _degraded(stack, "missing", "DownloadFailed")
+        gated = _degraded(stack, "gated", "DownloadFailed")
+    finally:
+        pod_hubs.hf.token = None
+    print(f"\nmissing: {missing['message']}\ngated: {gated['message']}")
+    # The hub's own words reach status, through a real init container that failed.
+    assert "model llmops-e2e/no-such-model not found" in missing["message"]
+    assert "401" in gated["message"] or "credentials" in gated["message"].lower()
+    for name in ("missing", "gated"):
+        pod = json.loads(stack.kubectl("get", "pods", "-l", f"llmops.dev/deployment={name}", "-o", "json").stdout)["items"][0]
+        init = pod["status"]["initContainerStatuses"][0]
+        terminated = init["state"].get("terminated") or init["lastState"].get("terminated")
+        assert terminated and terminated["exitCode"] != 0
+        assert get(stack.cluster, stack.namespace, "llmd", name)["status"]["phase"] == "Degraded"
+        stack.kubectl("delete", "llmd", name, "--wait=false")
+
+
+def test_engine_that_exits_is_engine_crash_loop(stack):
+    # Accepted by vLLM's argument parser, refused by the engine once it reads the model's config.
+    chat_source = stack.manifest["spec"]["llm"]["model"]["source"]
+    _failing(stack, "crashing", {"device": "CPU", "model": {"source": chat_source}, "engine": {"maxModelLen": 1048576}})
+    crashed = _degraded(stack, "crashing", "EngineCrashLoop", timeout=400)
+    print(f"\nEngineCrashLoop: {crashed['message']}")
+    assert "max_model_len" in crashed["message"].lower() or "max-model-len" in crashed["message"].lower()
+    stack.kubectl("delete", "llmd", "crashing", "--wait=false")
