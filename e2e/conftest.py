@@ -127,8 +127,8 @@ def pod_hubs(cluster):
     repositories to `.repos`. A running demo's hub is stood in for meanwhile: these serve its
     models too, and it is started again afterwards."""
     cfg = cluster.plane.cfg
-    host = cfg.node_ip if cfg.real_node else "127.0.0.1"
-    demo_was_serving = demo.hub_running(cfg)
+    host = serving.pod_hub_host(cfg)
+    demo_was_serving = demo.running(cfg, "hub")
     if demo_was_serving:
         demo.stop(cfg, "hub")
     hubs = PodHubs(host, ModelScopeHub(host=host, port=serving.HUB_PORTS["modelscope"]).start(),
@@ -162,9 +162,8 @@ def operator_kubeconfig(cluster):
 
 @pytest.fixture(scope="session")
 def operator(cluster, crd, operator_kubeconfig, pod_hubs):
-    """The operator over every namespace, its init containers pointed at the local hubs."""
-    process = OperatorProcess(operator_kubeconfig, Path(cluster.state_dir) / "logs" / "operator.log",
-                              extra_args=tuple(serving.operator_hub_flags(pod_hubs.host)))
+    """The operator over every namespace, its init containers pointed at the local hubs (pod_hubs)."""
+    process = OperatorProcess(operator_kubeconfig, Path(cluster.state_dir) / "logs" / "operator.log")
     process.start()
     yield process
     process.stop()

@@ -97,8 +97,16 @@ def start_hub(cfg: plane.Config, repos: dict[str, Path]) -> None:
            lambda: _http_ok(f"{url}/api/v1/models/{next(iter(repos))}"))
 
 
-def hub_running(cfg: plane.Config) -> bool:
-    pid_file = _pid_file(cfg, "hub")
+def start_operator(cfg: plane.Config) -> None:
+    _start(cfg, "operator", [str(Path(sys.executable).parent / "llm-operator"), "run", f"--kubeconfig={cfg.kubeconfig}",
+                             f"--metrics-address={METRICS}", f"--health-address={HEALTH}",
+                             *serving.operator_hub_flags(serving.pod_hub_host(cfg))],
+           lambda: _http_ok(f"http://{HEALTH}/healthz"))
+
+
+def running(cfg: plane.Config, what: str) -> bool:
+    """Whether the demo's `what` ("hub" or "operator") is running."""
+    pid_file = _pid_file(cfg, what)
     return pid_file.exists() and _alive(int(pid_file.read_text()))
 
 
@@ -127,10 +135,7 @@ def up() -> None:
     repos = demo_repos()
 
     start_hub(cfg, repos)
-    _start(cfg, "operator", [str(Path(sys.executable).parent / "llm-operator"), "run", f"--kubeconfig={cfg.kubeconfig}",
-                             f"--metrics-address={METRICS}", f"--health-address={HEALTH}",
-                             *serving.operator_hub_flags(cfg.node_ip)],
-           lambda: _http_ok(f"http://{HEALTH}/healthz"))
+    start_operator(cfg)
 
     kubectl(cfg, "create", "namespace", NAMESPACE, check=False)
     kubectl(cfg, "-n", NAMESPACE, "create", "secret", "generic", "llm-api-key", f"--from-literal=api-key={API_KEY}",

@@ -19,6 +19,9 @@ from typing import Any, Callable
 
 import yaml
 
+import plane
+import serving
+
 REPO = Path(__file__).resolve().parent.parent
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 # The e2e operator's own identity (see the `operator` fixture in conftest.py).
@@ -82,10 +85,13 @@ class OperatorProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> None:
+        # Every operator of the tests, and the demo's, points init containers at the same hubs:
+        # then they all render the very same pods and none undoes another's work.
         command = [str(Path(sys.executable).parent / "llm-operator"), "run",
                    f"--kubeconfig={self.kubeconfig}",
                    f"--metrics-address=127.0.0.1:{self.metrics_port}",
                    f"--health-address=127.0.0.1:{self.health_port}",
+                   *serving.operator_hub_flags(serving.pod_hub_host(plane.Config.from_env())),
                    "--resync-seconds=60", *self.extra_args]
         command += [f"--namespace={ns}" for ns in self.namespaces]
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}

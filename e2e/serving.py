@@ -50,6 +50,11 @@ def tiny_models() -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
+def pod_hub_host(cfg: plane.Config) -> str:
+    """Where pods reach the host: the real node's address (loopback when the plane has no real node)."""
+    return cfg.node_ip if cfg.real_node else "127.0.0.1"
+
+
 def hub_endpoints(host: str) -> dict[str, str]:
     return {hub: f"http://{host}:{port}" for hub, port in HUB_PORTS.items()}
 

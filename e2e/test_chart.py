@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import demo
 from operator_process import REPO, OperatorProcess, audit_lines, eventually, service_account_kubeconfig
 from workloads import deploy_rag_stack, get, wait_ready
 
@@ -124,16 +125,22 @@ class Release:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def only_the_chart_operator():
-    """An operator with wider rights (test_operator.py's session operator runs as cluster-admin over
-    every namespace) would reconcile these tests' resources too and hide a missing rule. Whatever the
-    test order, stop any running one for this module and start it again afterwards."""
+def only_the_chart_operator(cluster):
+    """An operator with wider rights (the session operator, or a running `make demo`'s, both
+    cluster-admin over every namespace) would reconcile these tests' resources too and hide a
+    missing rule. Whatever the test order, stop any running one for this module and start it again
+    afterwards."""
     running = list(OperatorProcess.running)
     for process in running:
         process.stop()
+    demo_was_running = demo.running(cluster.plane.cfg, "operator")
+    if demo_was_running:
+        demo.stop(cluster.plane.cfg, "operator")
     yield
     for process in running:
         process.start()
+    if demo_was_running:
+        demo.start_operator(cluster.plane.cfg)
 
 
 @pytest.fixture(scope="module")

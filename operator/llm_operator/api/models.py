@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from llm_runtime.layout import HUB_SOURCE_PATTERN, SOURCE_PATTERN, parse_source
 
 from .rules import Rule, SpecModel
-from .types import DNS_LABEL, ENV_NAME, FreeFormObject, ObjectName, Quantity
+from .types import DNS_LABEL, ENV_NAME, FreeFormObject, ObjectName, Quantity, Revision
 
 GROUP = "llmops.dev"
 VERSION = "v1alpha1"
@@ -73,11 +73,8 @@ class ModelSpec(SpecModel):
             "`pvc://claim/path` (a directory on an existing PersistentVolumeClaim in the same namespace)."
         ),
     )
-    revision: str | None = Field(
+    revision: Revision | None = Field(
         None,
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
         description="Branch, tag or commit to download. Default: `master` on ModelScope, `main` on Hugging Face. Hub sources only.",
     )
     servedName: str | None = Field(
@@ -140,12 +137,8 @@ class TokenizerSpec(SpecModel):
         pattern=HUB_SOURCE_PATTERN,
         description="`modelscope://org/name` or `hf://org/name`, for example the GGUF's base model.",
     )
-    revision: str | None = Field(
-        None,
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
-        description="Branch, tag or commit. Default: `master` on ModelScope, `main` on Hugging Face. Hub sources only.",
+    revision: Revision | None = Field(
+        None, description="Branch, tag or commit. Default: `master` on ModelScope, `main` on Hugging Face."
     )
 
 

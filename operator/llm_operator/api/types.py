@@ -44,6 +44,9 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 
 ObjectName = Annotated[str, Field(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
 
+# A hub branch, tag or commit (branch names may contain '/').
+Revision = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+
 # An environment variable name as the API server accepts it (C identifier, plus '-' and '.').
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 
