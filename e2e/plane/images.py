@@ -142,23 +142,51 @@ def archive_manifest(archive: Path, name: str) -> tuple[str, str | None]:
     return "sha256:" + hashlib.sha256(raw).hexdigest(), None
 
 
-def import_image(cfg: Config, archive: Path, name: str) -> bool:
-    """Import an OCI archive as `name`, unless containerd already has `name` at the archive's digest.
+# Set on an image once its import (and so its unpack into snapshots) completed: a failed import can
+# leave the image record behind, at the right digest, with nothing unpacked.
+UNPACKED_LABEL = "llmops.dev/unpacked"
 
-    Returns True when it imported. Warm (already there): one `ctr images ls`, a few milliseconds.
+
+def _labels(cfg: Config, name: str) -> dict[str, str]:
+    out = ctr(cfg, "images", "ls", f"name=={name}").stdout.splitlines()
+    for line in out[1:]:
+        fields = line.split()
+        if fields and fields[0] == name and fields[-1] != "-":
+            return dict(item.split("=", 1) for item in fields[-1].split(",") if "=" in item)
+    return {}
+
+
+def import_image(cfg: Config, archive: Path, name: str) -> bool:
+    """Import an OCI archive as `name`, unless containerd already has `name` at the archive's digest,
+    completely unpacked.
+
+    Returns True when it imported. Warm (already there): two `ctr images ls`, a few milliseconds.
     """
     archive = Path(archive)
     digest, annotated = archive_manifest(archive, name)
-    if image_digest(cfg, name) == digest:
+    previous = image_digest(cfg, name)
+    if previous == digest and _labels(cfg, name).get(UNPACKED_LABEL) == digest:
         return False
-    args = ["images", "import"]
-    if annotated is None:
-        args.append(f"--index-name={name}")
-    # Multi-GiB archives: unpacking into overlayfs snapshots takes minutes on this machine.
-    ctr(cfg, *args, str(archive), timeout=3600)
-    if annotated is not None and annotated != name:
-        ctr(cfg, "images", "tag", "--force", annotated, name)
-    got = image_digest(cfg, name)
-    if got != digest:
-        raise PlaneError(f"Importing {archive} gave {name} the digest {got}, expected {digest}")
+    # While `ctr images import` moves `name` to the new manifest, the old one's snapshots are held by
+    # nothing, and containerd's garbage collector can remove a base layer's snapshot that the new
+    # image shares, in the middle of the unpack ("parent snapshot ... does not exist"). An alias holds
+    # the old image until the new one is unpacked.
+    alias = f"{name}-previous-import"
+    if previous:
+        ctr(cfg, "images", "tag", "--force", name, alias)
+    try:
+        args = ["images", "import"]
+        if annotated is None:
+            args.append(f"--index-name={name}")
+        # Multi-GiB archives: unpacking into overlayfs snapshots takes minutes on this machine.
+        ctr(cfg, *args, str(archive), timeout=3600)
+        if annotated is not None and annotated != name:
+            ctr(cfg, "images", "tag", "--force", annotated, name)
+        got = image_digest(cfg, name)
+        if got != digest:
+            raise PlaneError(f"Importing {archive} gave {name} the digest {got}, expected {digest}")
+        ctr(cfg, "images", "label", name, f"{UNPACKED_LABEL}={digest}")
+    finally:
+        if previous:
+            ctr(cfg, "images", "rm", alias, check=False)
     return True
