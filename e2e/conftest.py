@@ -25,23 +25,17 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import plane  # noqa: E402  (a package in e2e/, which is not one; the path insert above makes it importable)
-from operator_process import OPERATOR_NAMESPACE, REPO, OperatorProcess, service_account_kubeconfig  # noqa: E402
-
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-from tests.hubs import HFHub, ModelScopeHub, TinyModel  # noqa: E402
-
-import demo  # noqa: E402
-import serving  # noqa: E402
+import demo
+import plane  # e2e/ and the repository root are on pytest's pythonpath (pyproject.toml)
+import serving
+from operator_process import OPERATOR_NAMESPACE, REPO, OperatorProcess, service_account_kubeconfig
+from tests.hubs import HFHub, ModelScopeHub, TinyModel
 
 SKIP_MESSAGE = "control plane binaries not built: run `make cluster-tools` (or `make test`) to enable the e2e tests"
 

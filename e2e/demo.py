@@ -22,10 +22,9 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import plane  # noqa: E402
-import serving  # noqa: E402
-from operator_process import REPO, eventually  # noqa: E402
+import plane  # `python e2e/demo.py` puts e2e/ first on sys.path
+import serving
+from operator_process import REPO, eventually
 
 NAMESPACE = "demo"
 API_KEY = "demo-key-change-me"

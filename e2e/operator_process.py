@@ -75,8 +75,11 @@ class OperatorProcess:
     running: "set[OperatorProcess]" = set()
 
     def __init__(self, kubeconfig: Path, log_path: Path, namespaces: tuple[str, ...] = (),
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), lease: tuple[str, str] = (OPERATOR_NAMESPACE, "llm-operator")):
+        """`lease`: (namespace, name) of the leader-election Lease. Processes that share one take
+        turns; the tests' operators use their own, apart from a running demo's (default/llm-operator)."""
         self.kubeconfig = kubeconfig
+        self.lease = lease
         self.log_path = log_path
         self.namespaces = namespaces
         self.extra_args = extra_args
@@ -84,7 +87,9 @@ class OperatorProcess:
         self.health_port = free_port()
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, lead: bool = True) -> None:
+        """Start, and wait for /healthz and, with `lead`, for the Lease (a process that shares it
+        with a running one passes lead=False)."""
         # Every operator of the tests, and the demo's, points init containers at the same hubs:
         # then they all render the very same pods and none undoes another's work.
         command = [str(Path(sys.executable).parent / "llm-operator"), "run",
@@ -92,13 +97,20 @@ class OperatorProcess:
                    f"--metrics-address=127.0.0.1:{self.metrics_port}",
                    f"--health-address=127.0.0.1:{self.health_port}",
                    *serving.operator_hub_flags(serving.pod_hub_host(plane.Config.from_env())),
-                   "--resync-seconds=60", *self.extra_args]
+                   "--resync-seconds=60",
+                   f"--leader-election-namespace={self.lease[0]}", f"--leader-election-id={self.lease[1]}",
+                   *self.extra_args]
         command += [f"--namespace={ns}" for ns in self.namespaces]
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         log = open(self.log_path, "a", encoding="utf-8")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         OperatorProcess.running.add(self)
         eventually(self._healthy, timeout, what=f"operator /healthz (log: {self.log_path})")
+        if lead:
+            eventually(self.leading, timeout, interval=0.5, what=f"operator holds its Lease (log: {self.log_path})")
+
+    def leading(self) -> bool:
+        return "llmops_leader 1.0" in self.metrics()
 
     def _healthy(self) -> bool:
         if self.process.poll() is not None:

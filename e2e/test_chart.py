@@ -21,7 +21,7 @@ import yaml
 
 import demo
 from operator_process import REPO, OperatorProcess, audit_lines, eventually, service_account_kubeconfig
-from workloads import deploy_rag_stack, get, wait_ready
+from workloads import apply, condition, deploy_rag_stack, example, get, wait_ready
 
 CHART = REPO / "charts" / "llm-operator"
 CRD = "llmdeployments.llmops.dev"
@@ -164,7 +164,8 @@ def release(cluster, crd_applied):
     kubeconfig = service_account_kubeconfig(cluster, namespace, name, Path(cluster.state_dir) / "chart-operator.kubeconfig")
     log = Path(cluster.state_dir) / "logs" / "operator-chart.log"
     log.write_text("")
-    operator = OperatorProcess(kubeconfig, log)  # no --namespace: the chart's default, cluster-wide mode
+    # No --namespace: the chart's default, cluster-wide mode. The Lease the chart's RBAC allows.
+    operator = OperatorProcess(kubeconfig, log, lease=(namespace, name))
     operator.start()
     try:
         yield Release(name, namespace, operator)
@@ -232,7 +233,8 @@ def test_rendered_chart_passes_a_server_side_dry_run(cluster, crd_applied, names
                                  input=rendered)
         kinds = {line.split("/")[0].split(".")[0] for line in result.stdout.splitlines()}
         listed = bool(values)
-        rbac = {"role", "rolebinding"} if listed else {"clusterrole", "clusterrolebinding"}
+        # Both modes: a Role and RoleBinding for the leader-election Lease in the release namespace.
+        rbac = {"role", "rolebinding"} | (set() if listed else {"clusterrole", "clusterrolebinding"})
         assert {"serviceaccount", "deployment", "service"} | rbac == kinds - {"customresourcedefinition"}, result.stdout
         assert ("customresourcedefinition" in kinds) == (not listed)
 
@@ -263,12 +265,13 @@ def test_listed_namespaces_mode_needs_only_a_role(cluster, crd_applied, namespac
         assert can_i(cluster, who, "delete", "deployments.apps", namespace)
         assert not can_i(cluster, who, "list", "deployments.apps", "default")
         assert not can_i(cluster, who, "get", "secrets", "default")
+        assert not can_i(cluster, who, "get", "secrets", namespace)
 
         kubeconfig = service_account_kubeconfig(cluster, namespace, fullname,
                                                 Path(cluster.state_dir) / "chart-listed.kubeconfig")
         log = Path(cluster.state_dir) / "logs" / "operator-chart-listed.log"
         log.write_text("")
-        operator = OperatorProcess(kubeconfig, log, namespaces=(namespace,))
+        operator = OperatorProcess(kubeconfig, log, namespaces=(namespace,), lease=(namespace, fullname))
         started = time.monotonic()
         operator.start()
         deploy_rag_stack(cluster, namespace)
@@ -295,10 +298,15 @@ def test_install_creates_the_objects(cluster, release):
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
     rules = json.loads(cluster.kubectl("get", "clusterrole", name, "-o", "json").stdout)["rules"]
     assert all("*" not in rule[key] for rule in rules for key in ("apiGroups", "resources", "verbs"))
-    assert {"list", "watch"} & {v for rule in rules if "secrets" in rule["resources"] for v in rule["verbs"]} == set()
+    assert not [rule for rule in rules if "secrets" in rule["resources"]], "no permission on Secrets"
+    assert {"update"} == {v for rule in rules if "llmdeployments/finalizers" in rule["resources"] for v in rule["verbs"]}
+    lease_rules = json.loads(cluster.kubectl("-n", ns, "get", "role", f"{name}-leader-election", "-o", "json").stdout)["rules"]
+    assert {r for rule in lease_rules for r in rule["resources"]} == {"leases"}
 
     deployment = get(cluster, ns, "deployment", name)
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["replicas"] == 1
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env == {"POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -347,6 +355,24 @@ def test_without_delete_on_deployments_a_removed_role_stays(cluster, release, na
     # The rule back: the retried reconcile deletes it, so the rule was the only thing missing.
     eventually(lambda: get(cluster, namespace, "deployment", "rag-stack-rerank") is None, 30,
                what="rerank Deployment deleted once the rule is back")
+
+
+def test_without_update_on_finalizers_owner_references_are_refused(cluster, release, namespace):
+    """The plane's API server runs OwnerReferencesPermissionEnforcement (as OpenShift does): children
+    carry blockOwnerDeletion, which needs update on llmdeployments/finalizers. Without it, Failed with
+    the API server's words; with it back, the retry (on the next change) succeeds."""
+    with without_verb(cluster, release.fullname, "llmdeployments/finalizers", "update"):
+        eventually(lambda: not can_i(cluster, release.user, "update", "llmdeployments.llmops.dev", namespace,
+                                     subresource="finalizers"), 10, what="RBAC change in effect")
+        apply(cluster, namespace, example("minimal.yaml"))
+        failed = eventually(lambda: (o := get(cluster, namespace, "llmd", "qwen-mini")) and
+                            (o.get("status") or {}).get("phase") == "Failed" and o, 30, what="phase Failed")
+        message = condition(failed, "Ready")["message"]
+        print(f"\nWithout the finalizers rule: {message}")
+        assert "blockOwnerDeletion" in message
+        assert get(cluster, namespace, "deployment", "qwen-mini-llm") is None
+    cluster.kubectl("-n", namespace, "annotate", "llmd", "qwen-mini", "retry=now")  # any change triggers a retry
+    wait_ready(cluster, namespace, "qwen-mini", timeout=60)
 
 
 def test_without_patch_on_status_the_resource_never_gets_ready(cluster, release, namespace):

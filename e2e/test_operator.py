@@ -4,16 +4,13 @@ bad input, restart. Pods run on kwok's simulated GPU nodes."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from operator_process import (
     OPERATOR_USER,
-    REPO,
     OperatorProcess,
     audit_lines,
     audit_writes,
@@ -21,8 +18,7 @@ from operator_process import (
 )
 from workloads import apply, condition, deploy_rag_stack, example, get, llm_args, names, wait_ready
 
-sys.path.insert(0, str(REPO / "tests"))
-from invalid_specs import CASES  # noqa: E402  (shared with the unit tests)
+from invalid_specs import CASES  # shared with the unit tests (tests/ is on pytest's pythonpath)
 
 ROLES = ("llm", "embedding", "rerank")
 
@@ -120,16 +116,6 @@ def test_gpu_shortage_is_reported_not_silent(cluster, operator, namespace):
     assert "InsufficientGPU" in events
 
 
-def test_missing_secret_is_reported_then_recovers(cluster, operator, namespace):
-    manifest = example("minimal.yaml")
-    manifest["spec"]["apiKeySecretRef"] = {"name": "not-yet", "key": "api-key"}
-    apply(cluster, namespace, manifest)
-    cluster.kubectl("-n", namespace, "wait", "--for=condition=Degraded", "llmd/qwen-mini", "--timeout=60s", timeout=70)
-    assert condition(get(cluster, namespace, "llmd", "qwen-mini"), "Ready")["reason"] == "SecretMissing"
-    cluster.kubectl("-n", namespace, "create", "secret", "generic", "not-yet", "--from-literal=api-key=x")
-    wait_ready(cluster, namespace, "qwen-mini", timeout=60)
-
-
 def test_deleting_the_resource_removes_every_child(cluster, operator, namespace):
     deploy_rag_stack(cluster, namespace)
     eventually(lambda: len(names(cluster, namespace, "deployment", "llmops.dev/deployment=rag-stack")) == 3, 10,
@@ -163,6 +149,9 @@ def test_restart_with_unchanged_resources_writes_nothing(cluster, crd, operator,
             manifest = example("minimal.yaml")
             manifest["metadata"]["name"] = f"model-{index:02d}"
             manifest["spec"]["llm"]["replicas"] = 0  # settled without holding GPUs other tests need
+            # Quantities the API server stores in another form ("500m", "64Gi", "2Gi"): not a change.
+            manifest["spec"]["llm"]["resources"] = {"cpu": "0.5", "memory": "65536Mi"}
+            manifest["spec"]["llm"]["shmSize"] = "2048Mi"
             apply(cluster, namespace, manifest)
         for index in range(20):
             wait_ready(cluster, namespace, f"model-{index:02d}", timeout=60)
@@ -173,7 +162,10 @@ def test_restart_with_unchanged_resources_writes_nothing(cluster, crd, operator,
         eventually(lambda: _reconciles(mine.metrics()) >= 20, 30, what="20 reconciles after restart")
         time.sleep(3)  # let any late write arrive before counting
         writes = audit_writes(cluster.audit_log, OPERATOR_USER, since_line=before)
-        print(f"\nWrite requests after restart with 20 unchanged LLMDeployments: {sum(writes.values())} {writes}")
+        lease = {verb: count for verb, count in writes.items() if verb.endswith(" leases")}
+        writes = {verb: count for verb, count in writes.items() if verb not in lease}
+        print(f"\nWrite requests after restart with 20 unchanged LLMDeployments: {sum(writes.values())} {writes} "
+              f"(and leader election's own: {lease})")
         assert writes == {}
         assert "llmops_api_writes_total" not in _nonzero_samples(mine.metrics())
     finally:

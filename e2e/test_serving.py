@@ -16,7 +16,6 @@ import json
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -296,3 +295,19 @@ def test_engine_that_exits_is_engine_crash_loop(stack):
     print(f"\nEngineCrashLoop: {crashed['message']}")
     assert "max_model_len" in crashed["message"].lower() or "max-model-len" in crashed["message"].lower()
     stack.kubectl("delete", "llmd", "crashing", "--wait=false")
+
+
+def test_missing_secret_is_reported_from_the_pod_then_recovers(stack):
+    """The operator may not read Secrets: the kubelet's CreateContainerConfigError names the missing one."""
+    chat_source = stack.manifest["spec"]["llm"]["model"]["source"]
+    manifest = {"apiVersion": "llmops.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "keyless"},
+                "spec": {"llm": {"device": "CPU", "model": {"source": chat_source}},
+                         "apiKeySecretRef": {"name": "not-yet", "key": "api-key"}}}
+    stack.apply(serving.on_real_node(manifest))
+    missing = _degraded(stack, "keyless", "SecretMissing")
+    print(f"\nSecretMissing: {missing['message']}")
+    assert 'secret "not-yet" not found' in missing["message"]
+    stack.kubectl("create", "secret", "generic", "not-yet", "--from-literal=api-key=late")
+    eventually(lambda: condition(get(stack.cluster, stack.namespace, "llmd", "keyless"), "Degraded").get("status") == "False",
+               180, interval=1, what="SecretMissing cleared once the Secret exists")
+    stack.kubectl("delete", "llmd", "keyless", "--wait=false")

@@ -35,6 +35,7 @@ RULE_EXTRA_ARGS = (
     "--pipeline-parallel-size, --api-key, --task, --enable-reasoning, --runner, --tokenizer: use the typed fields "
     "(gpus, tensorParallelSize, model.servedName, model.tokenizer, apiKeySecretRef); --task and --enable-reasoning no longer exist in vLLM"
 )
+RULE_AUTOSCALING = "replicas and autoscaling exclude each other: with autoscaling the autoscaler sets the number of pods"
 RULE_CACHE = "set exactly one of cache.size (a new claim) and cache.existingClaim"
 RULE_PVC = (
     "revision, allowPatterns and ignorePatterns apply to modelscope:// and hf:// sources only; "
@@ -194,5 +195,50 @@ CASES = [
         _llm(engine={"extraArgs": ["--tokenizer=/models/x"]}),
         f"spec.llm.engine.extraArgs: {RULE_EXTRA_ARGS}",
         ("spec.llm.engine.extraArgs", RULE_EXTRA_ARGS),
+    ),
+    Invalid(
+        "misspelled-affinity-field",
+        _llm(scheduling={"affinity": {"nodeAfinity": {}}}),
+        "spec.llm.scheduling.affinity.nodeAfinity: unknown field; check the spelling against `kubectl explain llmd.spec`",
+        ("spec.llm.scheduling.affinity.nodeAfinity", "unknown field"),
+    ),
+    Invalid(
+        "affinity-term-without-topology-key",
+        _llm(scheduling={"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "vllm"}}}]}}}),
+        "spec.llm.scheduling.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey: "
+        "required field is missing",
+        ("topologyKey: Required value",),
+    ),
+    Invalid(
+        "replicas-and-autoscaling",
+        _llm(replicas=2, autoscaling={"provider": "External"}),
+        f"spec.llm.autoscaling: {RULE_AUTOSCALING}",
+        ("spec.llm.autoscaling", RULE_AUTOSCALING),
+    ),
+    Invalid(
+        "file-and-allow-patterns",
+        {"llm": {"model": {"source": "hf://a/b", "file": "x.gguf", "allowPatterns": ["*.gguf"]}}},
+        "spec.llm.model: file and allowPatterns cannot both be set: file already selects the one file to download",
+        ("spec.llm.model", "file and allowPatterns cannot both be set"),
+    ),
+    Invalid(
+        "env-value-and-value-from",
+        _llm(engine={"env": [{"name": "X", "value": "1", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
+        "spec.llm.engine.env[0]: set exactly one of value and valueFrom",
+        ("spec.llm.engine.env[0]", "set exactly one of value and valueFrom"),
+    ),
+    Invalid(
+        "existing-claim-with-storage-class",
+        {**_llm(), "cache": {"existingClaim": "weights", "storageClassName": "nfs"}},
+        "spec.cache: storageClassName and accessMode describe a new claim: they cannot be set with existingClaim",
+        ("spec.cache", "cannot be set with existingClaim"),
+    ),
+    Invalid(
+        "name-with-a-dot",
+        _llm(),
+        "<root>: metadata.name must start with a letter and contain only lowercase letters, digits and '-': it names Services",
+        ("metadata.name must start with a letter",),
+        name="model.v2",
     ),
 ]

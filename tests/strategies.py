@@ -74,15 +74,21 @@ def roles(draw, role: str):
     if on_cpu:
         spec["device"] = "CPU"
         if draw(st.booleans()):
-            spec["kvCacheSize"] = draw(st.sampled_from(["1Gi", "4Gi", "1536Mi", 10**9]))
+            spec["kvCacheSize"] = draw(st.sampled_from(["1Gi", "4Gi", "1536Mi", 10**9, "2048Mi"]))
     else:
         spec.update(draw(parallelism()))
-    if draw(st.booleans()):
+    scaling = draw(st.sampled_from(["default", "replicas", "autoscaling"]))
+    if scaling == "replicas":
         spec["replicas"] = draw(st.integers(0, 4))
+    elif scaling == "autoscaling":
+        spec["autoscaling"] = {"provider": "External"}
+    # Quantities as users write them, canonical or not ("0.5", "65536Mi", "2048Mi" come back from
+    # the API server as "500m", "64Gi", "2Gi").
     if draw(st.booleans()):
-        spec["shmSize"] = draw(st.sampled_from(["1Gi", "8Gi", "512Mi"]))
+        spec["shmSize"] = draw(st.sampled_from(["1Gi", "8Gi", "512Mi", "2048Mi", "0.5Gi"]))
     if draw(st.booleans()):
-        spec["resources"] = {"cpu": draw(st.sampled_from(["4", "500m", 8])), "memory": "32Gi"}
+        spec["resources"] = {"cpu": draw(st.sampled_from(["4", "500m", 8, "0.5", "1000m", "1.5"])),
+                             "memory": draw(st.sampled_from(["32Gi", "65536Mi", "1024Mi", "2G", "1e9"]))}
     if draw(st.booleans()):
         spec["scheduling"] = {"nodeSelector": {"gpu": "a100"}, "tolerations": [{"key": "dedicated", "operator": "Exists"}]}
     engine = _engine_common(draw)
@@ -104,7 +110,7 @@ def roles(draw, role: str):
 def llmdeployment_specs(draw):
     chosen = draw(st.sets(st.sampled_from(["llm", "embedding", "rerank"]), min_size=1))
     spec = {role: draw(roles(role)) for role in sorted(chosen)}
-    cache = draw(st.sampled_from([None, {"size": "100Gi"}, {"size": 10**11, "storageClassName": "nfs"},
+    cache = draw(st.sampled_from([None, {"size": "100Gi"}, {"size": 10**11, "storageClassName": "nfs"}, {"size": "102400Mi"},
                                   {"existingClaim": "weights"}]))
     if cache:
         spec["cache"] = cache

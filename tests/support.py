@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes.utils.quantity import parse_quantity
 
 from llm_operator.api import parse_llmdeployment
 
@@ -49,3 +52,35 @@ def check_golden(path: Path, actual: str, update: bool) -> None:
     assert path.exists(), f"{path} is missing: run `make golden` and review it"
     expected = path.read_text()
     assert actual == expected, f"{path.relative_to(REPO)} is stale: run `make golden` and review the diff"
+
+
+_BINARY = (("Ei", 60), ("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10))
+_DECIMAL = (("E", 18), ("P", 15), ("T", 12), ("G", 9), ("M", 6), ("k", 3), ("", 0), ("m", -3))
+
+
+def canonical_quantity(value: Any) -> str:
+    """A quantity as the API server stores it (resource.Quantity's canonical form): binary
+    suffixes stay binary with the largest exact unit, "0.5" becomes "500m", "1e9" stays in
+    exponent form. Written from Kubernetes' documented rules, to play the API server offline."""
+    text = str(value)
+    amount = Decimal(str(parse_quantity(text)))
+    if re.search(r"[KMGTPE]i$", text) and amount == amount.to_integral_value():
+        return next((f"{int(amount) >> power}{suffix}" for suffix, power in _BINARY
+                     if int(amount) % (1 << power) == 0), str(int(amount)))
+    if re.search(r"\de[+-]?\d+$", text, re.IGNORECASE):
+        exponent = max(e for e in range(-3, 19, 3) if (amount / Decimal(10) ** e) == (amount / Decimal(10) ** e).to_integral_value())
+        mantissa = int(amount / Decimal(10) ** exponent)
+        return f"{mantissa}e{exponent}" if exponent else str(mantissa)
+    return next(f"{int(amount / Decimal(10) ** e)}{suffix}" for suffix, e in _DECIMAL
+                if amount / Decimal(10) ** e == (amount / Decimal(10) ** e).to_integral_value())
+
+
+def canonical_quantities(obj: Any, key: str = "", parent: str = "") -> Any:
+    """Every quantity field of a rendered object in canonical form (requests, limits, sizeLimit)."""
+    if isinstance(obj, dict):
+        return {k: canonical_quantities(v, k, key) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [canonical_quantities(item, key, parent) for item in obj]
+    if parent in ("requests", "limits") or key == "sizeLimit":
+        return canonical_quantity(obj)
+    return obj

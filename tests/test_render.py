@@ -6,7 +6,8 @@ import json
 import yaml
 
 from llm_operator.cli import main
-from llm_operator.render import HASH_ANNOTATION, RenderConfig, content_hash, render, service_url
+from llm_operator.names import HASH_ANNOTATION
+from llm_operator.render import RenderConfig, content_hash, render, service_url
 from support import by_kind_and_name, container, llmd, load_example
 from llm_operator.api import parse_llmdeployment
 

@@ -22,10 +22,12 @@ def resource(spec=SPEC, generation=3):
     return llmd(spec, name="rag", namespace="ai", uid="u", generation=generation)
 
 
-def deployment(replicas, ready, generation=1, observed=1, updated=None):
+def deployment(replicas, ready, generation=1, observed=1, updated=None, conditions=(), spec_replicas=None):
     return {"metadata": {"name": "d", "generation": generation},
+            "spec": {"replicas": replicas if spec_replicas is None else spec_replicas},
             "status": {"observedGeneration": observed, "replicas": replicas, "readyReplicas": ready,
-                       "updatedReplicas": replicas if updated is None else updated}}
+                       "updatedReplicas": replicas if updated is None else updated,
+                       "conditions": list(conditions)}}
 
 
 def pod(conditions=(), init=(), containers=(), started=True, deleting=False):
@@ -49,6 +51,16 @@ ENGINE_CRASH = {"name": "vllm", "restartCount": 4, "state": {"waiting": {"reason
                 "lastState": {"terminated": {"exitCode": 1, "message": "ValueError: unrecognized arguments: --task"}}}
 ENGINE_LOADING = {"name": "vllm", "restartCount": 0, "ready": False, "state": {"running": {}}}
 IMAGE_PULL = {"name": "vllm", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}
+# Failed once (a hub hiccup), then succeeded on the kubelet's retry: recovered, not DownloadFailed.
+DOWNLOAD_RECOVERED = {"name": "model-download", "restartCount": 1, "state": {"terminated": {"exitCode": 0}},
+                      "lastState": {"terminated": {"exitCode": 3, "message": "HTTP 503 from the hub"}}}
+# The engine crashed once and is loading again: judged by its current state.
+ENGINE_RELOADING = {"name": "vllm", "restartCount": 1, "ready": False, "state": {"running": {}},
+                    "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}
+QUOTA_REFUSED = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                 "message": 'pods "rag-llm-1" is forbidden: exceeded quota: gpus, requested: requests.nvidia.com/gpu=1'}
+DEADLINE = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+            "message": 'ReplicaSet "rag-llm-5d8" has timed out progressing.'}
 CONFIG_ERROR = {"name": "vllm", "state": {"waiting": {"reason": "CreateContainerConfigError",
                                                      "message": 'secret "llm-api-key" not found'}}}
 
@@ -78,9 +90,27 @@ CASES = {
     "image-pull": (Observed(pods={"llm": [pod(containers=[IMAGE_PULL])]}), "Degraded", "ImagePullFailed", "Back-off"),
     "secret-missing-in-pod": (Observed(pods={"llm": [pod(containers=[CONFIG_ERROR])]}),
                               "Degraded", "SecretMissing", 'secret "llm-api-key" not found'),
-    "secret-missing-seen-by-operator": (Observed(deployments=ALL_READY,
-                                                 missing_secrets=["Secret llm-api-key (spec.apiKeySecretRef)"]),
-                                        "Degraded", "SecretMissing", "llm-api-key (spec.apiKeySecretRef) does not exist"),
+    "download-recovered": (Observed(deployments={**ALL_READY, "llm": deployment(2, 1)},
+                                    pods={"llm": [pod(init=[DOWNLOAD_RECOVERED], containers=[ENGINE_LOADING])]}),
+                           "Starting", "Starting", "1/2 roles ready"),
+    "engine-reloading-after-a-crash": (Observed(deployments={**ALL_READY, "llm": deployment(2, 1)},
+                                                pods={"llm": [pod(init=[DOWNLOAD_DONE], containers=[ENGINE_RELOADING])]}),
+                                       "Starting", "Starting", "1/2 roles ready"),
+    "applied-not-yet-rolled-out": (Observed(deployments={**ALL_READY, "llm": deployment(2, 2, generation=5, observed=4)},
+                                            pods={"llm": [pod(init=[DOWNLOAD_DONE], containers=[ENGINE_LOADING])]}),
+                                   "Starting", "Starting", "1/2 roles ready"),
+    "quota-refuses-pods": (Observed(deployments={**ALL_READY, "llm": deployment(2, 1, conditions=[QUOTA_REFUSED])},
+                                    pods={"llm": [pod(init=[DOWNLOAD_DONE], containers=[ENGINE_LOADING])]}),
+                           "Degraded", "ReplicaFailure", "exceeded quota: gpus"),
+    "rollout-deadline": (Observed(deployments={**ALL_READY, "llm": deployment(2, 1, conditions=[DEADLINE])},
+                                  pods={"llm": [pod(conditions=[], started=False)]}),
+                         "Degraded", "ProgressDeadlineExceeded", "timed out progressing"),
+    "deadline-while-downloading": (Observed(deployments={**ALL_READY, "llm": deployment(2, 1, conditions=[DEADLINE])},
+                                            pods={"llm": [pod(init=[DOWNLOAD_RUNNING])]}),
+                                   "Downloading", "Downloading", "1/2 roles ready"),
+    "name-conflict": (Observed(deployments=ALL_READY, name_conflicts=[
+        "PersistentVolumeClaim rag-cache already exists and it was not created by this LLMDeployment."]),
+                      "Degraded", "NameConflict", "rag-cache already exists"),
     "apply-refused": (Observed(apply_error="Deployment rag-llm: spec.template.spec.affinity: Invalid value"),
                       "Failed", "ApplyFailed", "Invalid value"),
     "terminating-pods-ignored": (Observed(pods={"llm": [pod(conditions=[UNSCHEDULABLE], deleting=True)]}),

@@ -49,6 +49,9 @@ def apiserver_argv(c: Config) -> list[str]:
             f"--service-account-signing-key-file={p / 'sa.key'}",
             f"--service-cluster-ip-range={c.service_cidr}",
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",
+            # On by default in OpenShift: setting blockOwnerDeletion needs update on the owner's
+            # finalizers, which the chart's RBAC must grant (tested with the chart's ServiceAccount).
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             # How the API server reaches a kubelet (logs, exec): its own client certificate, and the
             # kubelet's serving certificate checked against the plane's CA, at the node's InternalIP.
             f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",

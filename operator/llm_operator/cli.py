@@ -35,9 +35,15 @@ def _dump(objects: list[dict[str, Any]]) -> str:
     return "".join("---\n" + yaml.safe_dump(obj, sort_keys=False, width=120) for obj in objects)
 
 
+def render_config(args: argparse.Namespace) -> RenderConfig:
+    """The same RenderConfig for `render` and `run`: their shared flags mean the same objects."""
+    endpoints = {scheme: url for scheme, url in (("modelscope", args.modelscope_endpoint), ("hf", args.hf_endpoint)) if url}
+    return RenderConfig(image=args.image or RUNTIME_IMAGE, cpu_image=args.cpu_image or RUNTIME_CPU_IMAGE,
+                        gpu_resource=args.gpu_resource, hub_endpoints=endpoints)
+
+
 def cmd_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
-    config = RenderConfig(image=args.image or RUNTIME_IMAGE, cpu_image=args.cpu_image or RUNTIME_CPU_IMAGE,
-                          gpu_resource=args.gpu_resource)
+    config = render_config(args)
     output: list[dict[str, Any]] = []
     failed = False
     try:
@@ -69,9 +75,6 @@ def cmd_version(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
 
 def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     """Run the operator until interrupted. Imports kopf only here: render/crd need no cluster libraries."""
-    if args.kubeconfig:
-        # Before importing the client: it reads KUBECONFIG at import time, and kopf logs in through it.
-        os.environ["KUBECONFIG"] = args.kubeconfig
     import logging
 
     import kopf
@@ -85,22 +88,48 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Tex
         # One line per watch event and per health probe drowns the lines that say what changed.
         for noisy in ("kubernetes", "kopf.objects", "aiohttp.access"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    endpoints = {scheme: url for scheme, url in (("modelscope", args.modelscope_endpoint), ("hf", args.hf_endpoint)) if url}
-    config = RenderConfig(image=args.image or RUNTIME_IMAGE, cpu_image=args.cpu_image or RUNTIME_CPU_IMAGE,
-                          gpu_resource=args.gpu_resource, hub_endpoints=endpoints)
-    handlers.context = handlers.OperatorContext(kube=Kube(load_config(args.kubeconfig)), config=config,
-                                                workers=args.workers, resync_seconds=args.resync_seconds,
-                                                crd_wait_seconds=args.crd_wait_seconds)
+    config = render_config(args)
+    memo = handlers.OperatorContext(kube=Kube(load_config(args.kubeconfig)), config=config, kubeconfig=args.kubeconfig,
+                                    lease_namespace=args.leader_election_namespace or _own_namespace(),
+                                    lease_name=args.leader_election_id, lease_seconds=args.lease_seconds,
+                                    workers=args.workers, resync_seconds=args.resync_seconds,
+                                    crd_wait_seconds=args.crd_wait_seconds)
     metrics_host, metrics_port = args.metrics_address.rsplit(":", 1)
     start_http_server(int(metrics_port), addr=metrics_host)
     health_host, health_port = args.health_address.rsplit(":", 1)
     kopf.run(
-        standalone=True,  # one replica with strategy Recreate: no peering objects to write
+        memo=memo,
+        standalone=True,  # no kopf peering: a Lease elects the one process that writes (handlers/leader.py)
         clusterwide=not args.namespaces,
         namespaces=args.namespaces or (),
         liveness_endpoint=f"http://{health_host}:{health_port}/healthz",
     )
     return 0
+
+
+def _add_render_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags that change what is rendered: `render` takes every one `run` takes, so that
+    `render -f X` with the operator's flags prints exactly what the operator applies."""
+    parser.add_argument("--image", help=f"default runtime image (default {RUNTIME_IMAGE})")
+    parser.add_argument("--cpu-image", help=f"runtime image of device CPU roles (default {RUNTIME_CPU_IMAGE})")
+    parser.add_argument("--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="GPU extended resource name")
+    parser.add_argument("--modelscope-endpoint", help="ModelScope mirror handed to download init containers")
+    parser.add_argument("--hf-endpoint", help="Hugging Face mirror handed to download init containers")
+
+
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def _own_namespace() -> str:
+    """Where the leader-election Lease lives by default: the pod's namespace (POD_NAMESPACE from the
+    downward API, else the ServiceAccount's), or `default` outside a cluster."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError:
+        return "default"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,23 +139,25 @@ def build_parser() -> argparse.ArgumentParser:
     render_parser = commands.add_parser("render", help="print the objects an LLMDeployment becomes (no cluster needed)")
     render_parser.add_argument("-f", "--filename", dest="filenames", action="append", required=True,
                                help="LLMDeployment YAML file ('-' for stdin); repeatable")
-    render_parser.add_argument("--image", help=f"runtime image (default {RUNTIME_IMAGE})")
-    render_parser.add_argument("--cpu-image", help=f"runtime image of device CPU roles (default {RUNTIME_CPU_IMAGE})")
-    render_parser.add_argument("--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="GPU extended resource name")
+    _add_render_flags(render_parser)
     render_parser.set_defaults(func=cmd_render)
 
     run_parser = commands.add_parser("run", help="run the operator against the current cluster")
     run_parser.add_argument("--namespace", dest="namespaces", action="append", default=[],
                             help="watch only this namespace (repeatable); default: all namespaces")
-    run_parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
-    run_parser.add_argument("--image", help=f"default runtime image (default {RUNTIME_IMAGE})")
-    run_parser.add_argument("--cpu-image", help=f"runtime image of device CPU roles (default {RUNTIME_CPU_IMAGE})")
-    run_parser.add_argument("--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="GPU extended resource name")
-    run_parser.add_argument("--modelscope-endpoint", help="ModelScope mirror handed to download init containers")
-    run_parser.add_argument("--hf-endpoint", help="Hugging Face mirror handed to download init containers")
+    run_parser.add_argument("--kubeconfig", help="kubeconfig file; wins over the in-cluster ServiceAccount "
+                            "(default: in-cluster, then KUBECONFIG)")
+    _add_render_flags(run_parser)
     run_parser.add_argument("--metrics-address", default="0.0.0.0:9090", help="host:port of /metrics")
     run_parser.add_argument("--health-address", default="0.0.0.0:8080", help="host:port of /healthz")
     run_parser.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    run_parser.add_argument("--leader-election-namespace",
+                            help="namespace of the Lease that elects the one writing process "
+                                 "(default: the pod's namespace, or `default` outside a cluster)")
+    run_parser.add_argument("--leader-election-id", default="llm-operator",
+                            help="name of that Lease: processes sharing it take turns, never write together")
+    run_parser.add_argument("--lease-seconds", type=int, default=15,
+                            help="how long a follower waits for a silent leader before taking over")
     run_parser.add_argument("--resync-seconds", type=float, default=300.0, help="reconcile every object this often")
     run_parser.add_argument("--crd-wait-seconds", type=float, default=60.0,
                             help="how long to wait at start for the LLMDeployment CRD before exiting")

@@ -10,8 +10,10 @@ RECONCILE_SECONDS = Histogram(
 PHASES = Gauge(
     "llmops_llmdeployments", "LLMDeployments by phase, as last observed by this operator.", ["phase"])
 API_WRITES = Counter(
-    "llmops_api_writes_total", "Write requests this operator sent to the API server, by kind and verb.",
-    ["kind", "verb"])
+    "llmops_api_writes_total", "Write requests this operator sent to the API server, by kind and verb "
+    "(Lease renewals of leader election not included).", ["kind", "verb"])
+LEADER = Gauge(
+    "llmops_leader", "1 while this process holds the leader-election Lease and reconciles, else 0.")
 
 ALL_PHASES = ("Pending", "Downloading", "Starting", "Ready", "Degraded", "Failed")
 

@@ -4,19 +4,28 @@ difference, and reports what it saw in status."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from .api import InvalidSpec, parse_llmdeployment
-from .api.models import LLMDeployment
-from .k8s import ApplyRejected, Kube, now
-from .render import HASH_ANNOTATION, ROLE_LABEL, RenderConfig, render
+from kubernetes.utils.quantity import parse_quantity
+
+from .api.models import KIND
+from .k8s import FIELD_MANAGER, ApplyRejected, Kube, now
+from .names import HASH_ANNOTATION, ROLE_LABEL
+from .render import RenderConfig, render
 from .status import Observed, compute_status, invalid_spec_status, same_status, transitions, with_transition_times
 
 log = logging.getLogger("llm_operator.reconcile")
 
-SECRET_POLL_SECONDS = 10.0
+# A refused object is tried again on every change of the spec or a child, and otherwise this
+# often (the work queue's longest backoff): soon enough to notice a granted permission, rarely
+# enough to be no load. A retry refused again writes nothing.
+FAILED_RETRY_SECONDS = 120.0
+CONFLICT_RETRY_SECONDS = 30.0
+REPLICAS_HANDOFF_MANAGER = "llm-operator-replicas-handoff"
 
 
 @dataclass(frozen=True)
@@ -26,20 +35,36 @@ class Result:
     requeue_after: float | None = None  # look again even without an event (things we do not watch)
 
 
-def is_subset(desired: Any, live: Any) -> bool:
+# Fields whose values are Kubernetes quantities: the API server returns them in canonical form
+# ("0.5" comes back as "500m", "65536Mi" as "64Gi"), so they are compared by value.
+_QUANTITY_PARENTS = ("requests", "limits", "capacity")
+_QUANTITY_KEYS = ("sizeLimit",)
+
+
+def _same_quantity(desired: Any, live: Any) -> bool:
+    try:
+        return parse_quantity(desired) == parse_quantity(live)
+    except ValueError:
+        return False
+
+
+def is_subset(desired: Any, live: Any, key: str = "", parent: str = "") -> bool:
     """True when every field the operator sets has the same value in the live object.
 
-    The API server adds defaults (so live has more) and drops false/empty values of non-pointer
-    fields (so a desired `readOnly: false` may be absent): both count as unchanged."""
+    The API server adds defaults (so live has more), drops false/empty values of non-pointer
+    fields (so a desired `readOnly: false` may be absent) and canonicalises quantities: all of
+    these count as unchanged."""
     if isinstance(desired, dict):
         if not isinstance(live, dict):
             return not desired
-        return all(is_subset(value, live.get(key)) if key in live else value in (False, 0, "", [], {}, None)
-                   for key, value in desired.items())
+        return all(is_subset(value, live.get(k), k, key) if k in live else value in (False, 0, "", [], {}, None)
+                   for k, value in desired.items())
     if isinstance(desired, list):
         return isinstance(live, list) and len(desired) == len(live) and all(
-            is_subset(d, l) for d, l in zip(desired, live))
-    return desired == live or str(desired) == str(live)
+            is_subset(d, l, key, parent) for d, l in zip(desired, live))
+    if desired == live or str(desired) == str(live):
+        return True
+    return (parent in _QUANTITY_PARENTS or key in _QUANTITY_KEYS) and _same_quantity(desired, live)
 
 
 def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
@@ -51,55 +76,106 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
     return not is_subset(desired, live)
 
 
-def referenced_secrets(llmd: LLMDeployment) -> list[tuple[str, str]]:
-    """(secret name, spec field) pairs the pods need."""
-    refs = []
-    if llmd.spec.apiKeySecretRef:
-        refs.append((llmd.spec.apiKeySecretRef.name, "spec.apiKeySecretRef"))
-    for role, spec in llmd.spec.roles().items():
-        for index, env in enumerate((spec.engine.env if spec.engine else None) or ()):
-            if env.valueFrom:
-                refs.append((env.valueFrom.secretKeyRef.name, f"spec.{role}.engine.env[{index}]"))
-    # credentialsSecretRef keys are optional (public models need no token): a missing Secret is not an error.
-    return refs
+def controller_uid(obj: dict[str, Any]) -> str | None:
+    return next((ref.get("uid") for ref in obj["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
+
+
+def name_conflict(desired: dict[str, Any], existing: dict[str, Any], owner_uid: str) -> str | None:
+    """Why an object of the desired name that the operator did not list as a child must not be
+    written (None when it is this resource's own, e.g. with its labels removed by hand)."""
+    controller = next((ref for ref in existing["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
+    if controller and controller.get("uid") == owner_uid:
+        return None
+    kind, name = desired["kind"], desired["metadata"]["name"]
+    if controller:
+        held = (f"it is controlled by {controller.get('kind')} {controller.get('name')} (uid {controller.get('uid')})"
+                + ("; an old object of the same name still being deleted is the usual cause, and it clears by itself"
+                   if controller.get("kind") == KIND and controller.get("name") == desired["metadata"]["ownerReferences"][0]["name"] else ""))
+    else:
+        held = "it was not created by this LLMDeployment"
+    return f"{kind} {name} already exists and {held}. The operator leaves it untouched: rename or delete it, or rename the LLMDeployment."
+
+
+def keep_expanded_claim(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
+    """A cache claim someone expanded by hand keeps its size: the API server refuses to shrink a
+    claim, and a larger cache does no harm."""
+    if desired["kind"] != "PersistentVolumeClaim" or live is None:
+        return desired
+    want = desired["spec"]["resources"]["requests"]["storage"]
+    have = (((live.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
+    if have is None or not parse_quantity(have) > parse_quantity(want):
+        return desired
+    kept = copy.deepcopy(desired)
+    kept["spec"]["resources"]["requests"]["storage"] = have
+    return kept
+
+
+def replicas_handoff(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The apply that passes `spec.replicas` of a Deployment to an autoscaler, or None.
+
+    When a role switches to `autoscaling`, the operator stops applying `replicas`. If it was the
+    field's only owner, server-side apply would then reset the field to its default (1 pod). So
+    first a second field manager applies the current value, and the field stays as it is until the
+    autoscaler changes it (Kubernetes' documented way of handing a field to an HPA)."""
+    if desired["kind"] != "Deployment" or "replicas" in desired["spec"] or live is None:
+        return None
+    owned = any(entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
+                and "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+                for entry in live["metadata"].get("managedFields") or [])
+    if not owned or "replicas" not in (live.get("spec") or {}):
+        return None
+    return {"apiVersion": desired["apiVersion"], "kind": "Deployment",
+            "metadata": {"name": desired["metadata"]["name"], "namespace": desired["metadata"]["namespace"]},
+            "spec": {"replicas": live["spec"]["replicas"]}}
 
 
 def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str) -> Result:
     raw = kube.get_llmdeployment(namespace, name)
     if raw is None or raw["metadata"].get("deletionTimestamp"):
         return Result(None, 0)  # owner references make the garbage collector delete the children
-    old_status = raw.get("status")
     try:
         llmd = parse_llmdeployment(raw)
     except InvalidSpec as error:
         return _write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), error.errors), 0)
 
-    if old_status and old_status.get("phase") == "Failed" and \
-            old_status.get("observedGeneration") == llmd.metadata.generation:
-        # The API server refused this generation's objects; retrying cannot help until the spec changes.
-        return Result("Failed", 0)
-
     desired = render(llmd, config)
     live = {(c["kind"], c["metadata"]["name"]): c for c in kube.list_children(namespace, name, llmd.metadata.uid)}
-    writes, apply_error = 0, None
+    writes, apply_error, conflicts = 0, None, []
     for obj in desired:
         key = (obj["kind"], obj["metadata"]["name"])
-        if needs_apply(obj, live.get(key)):
-            try:
-                kube.apply(obj)
-            except ApplyRejected as error:
-                apply_error = str(error)
-                break
-            writes += 1
-            log.info("Applied %s %s/%s for LLMDeployment %s", obj["kind"], namespace, key[1], name)
+        if key not in live:
+            existing = kube.get_child(obj["kind"], namespace, key[1])
+            conflict = existing and name_conflict(obj, existing, llmd.metadata.uid)
+            if conflict:
+                conflicts.append(conflict)
+                continue
+            if existing:
+                live[key] = existing
+        obj = keep_expanded_claim(obj, live.get(key))
+        if not needs_apply(obj, live.get(key)):
+            continue
+        try:
+            handoff = replicas_handoff(obj, live.get(key))
+            if handoff:
+                kube.apply(handoff, field_manager=REPLICAS_HANDOFF_MANAGER)
+                writes += 1
+                log.info("Handed replicas of Deployment %s/%s to its autoscaler", namespace, key[1])
+            # Status is judged from the object as stored by this apply, not as read before it.
+            live[key] = kube.apply(obj)
+        except ApplyRejected as error:
+            apply_error = str(error)
+            break
+        writes += 1
+        log.info("Applied %s %s/%s for LLMDeployment %s", obj["kind"], namespace, key[1], name)
     wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
-    for key, child in live.items():
+    for key, child in list(live.items()):
         if key not in wanted and apply_error is None:
             kube.delete(key[0], namespace, key[1])
+            del live[key]
             writes += 1
             log.info("Deleted %s %s/%s of LLMDeployment %s: no longer in the spec", key[0], namespace, key[1], name)
 
-    observed = Observed(apply_error=apply_error)
+    observed = Observed(apply_error=apply_error, name_conflicts=conflicts)
     for child in live.values():
         role = child["metadata"].get("labels", {}).get(ROLE_LABEL)
         if child["kind"] == "Deployment":
@@ -108,11 +184,12 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str) -> Re
             observed.claims.append(child)
     for pod in kube.list_pods(namespace, name):
         observed.pods.setdefault(pod["metadata"].get("labels", {}).get(ROLE_LABEL), []).append(pod)
-    observed.missing_secrets = [f"Secret {secret} ({field})" for secret, field in referenced_secrets(llmd)
-                                if not kube.secret_exists(namespace, secret)]
     result = _write_status(kube, raw, compute_status(llmd, observed, config.gpu_resource), writes)
-    # Secrets are not watched (the operator may not list them): poll while one is missing.
-    return Result(result.phase, result.writes, SECRET_POLL_SECONDS if observed.missing_secrets else None)
+    # Look again later for what no watch reports: a refused object may be accepted after an
+    # operator upgrade or a permission grant, and a conflicting object is not labelled as ours.
+    if apply_error:
+        return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
+    return Result(result.phase, result.writes, CONFLICT_RETRY_SECONDS if conflicts else None)
 
 
 def _write_status(kube: Kube, raw: dict[str, Any], status: dict[str, Any], writes: int) -> Result:

@@ -4,10 +4,11 @@ No API calls and no clock: `compute_status` takes everything as arguments (objec
 server returns them, as dicts), so every case is a table-driven unit test.
 
 Phases, most severe first:
-- Failed: the spec cannot be served as written (the API server refused a child). Not retried until
-  the spec changes.
+- Failed: the API server refused a child. Retried on every change of the spec or a child, and
+  every FAILED_RETRY_SECONDS (see reconcile.py), since a permission or an operator upgrade may fix it.
 - Degraded: something needs the user: not enough GPUs, a download failed (gated model, missing
-  revision, full volume), vLLM crash-loops, a Secret is missing, the cache volume is not bound.
+  revision, full volume), vLLM crash-loops, a Secret is missing, the cache volume is not bound,
+  a quota refuses the pods, an object of a child's name exists that the operator did not make.
 - Pending / Downloading / Starting: on the way; no problem detected.
 - Ready: every role has all its replicas ready on the current spec.
 """
@@ -18,14 +19,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .api.models import LLMDeployment
+from .api.models import LLMDeployment, RoleSpec
 from .render import service_url
 from .render.config import served_name
-from .render.loader import TOKENIZER_CONTAINER
+from .names import ENGINE_CONTAINER, LOADER_CONTAINERS
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
-DOWNLOADER_NAMES = ("model-download", "model-check", TOKENIZER_CONTAINER)
-ENGINE_CONTAINER = "vllm"
 MAX_MESSAGE = 600  # keep conditions readable; the pod has the full text
 
 
@@ -42,8 +41,8 @@ class Observed:
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)  # by role
     pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by role
     claims: list[dict[str, Any]] = field(default_factory=list)  # PVCs the pods mount that the operator made
-    missing_secrets: list[str] = field(default_factory=list)  # "Secret x (spec.field)" descriptions
     apply_error: str | None = None  # the API server refused a rendered object
+    name_conflicts: list[str] = field(default_factory=list)  # objects in the way that the operator did not make
 
 
 def _short(text: str) -> str:
@@ -81,10 +80,17 @@ def _statuses(pod: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 
 def _failed_termination(container_status: dict[str, Any]) -> dict[str, Any] | None:
-    for state_key in ("state", "lastState"):
-        terminated = (container_status.get(state_key) or {}).get("terminated")
-        if terminated and terminated.get("exitCode", 0) != 0:
-            return terminated
+    """The failed run that explains a container's *current* state: it has exited with an error now,
+    or it waits to be restarted after one. A container that is running again or has succeeded has
+    recovered, whatever its lastState says."""
+    state = container_status.get("state") or {}
+    terminated = state.get("terminated")
+    if terminated:
+        return terminated if terminated.get("exitCode", 0) != 0 else None
+    if "waiting" in state:
+        last = (container_status.get("lastState") or {}).get("terminated")
+        if last and last.get("exitCode", 0) != 0:
+            return last
     return None
 
 
@@ -104,7 +110,7 @@ def _pod_problem(role: str, pod: dict[str, Any], gpu_resource: str) -> Problem |
                 f"spec.{role}.gpus or spec.{role}.replicas."))
     for status in _statuses(pod, "initContainerStatuses"):
         terminated = _failed_termination(status)
-        if status.get("name") in DOWNLOADER_NAMES and terminated:
+        if status.get("name") in LOADER_CONTAINERS and terminated:
             detail = (terminated.get("message") or terminated.get("reason") or "").strip()
             return Problem("DownloadFailed", _short(
                 f"Model download for role {role} failed (exit code {terminated.get('exitCode')}): {detail}"))
@@ -114,12 +120,15 @@ def _pod_problem(role: str, pod: dict[str, Any], gpu_resource: str) -> Problem |
             return Problem("ImagePullFailed", _short(
                 f"Image of role {role} cannot be pulled: {waiting.get('message', waiting['reason'])}"))
         if waiting.get("reason") == "CreateContainerConfigError":
-            return Problem("SecretMissing", _short(f"Pods of role {role} cannot start: {waiting.get('message', '')}"))
+            # The kubelet names what is missing ('secret "x" not found'); the operator may not read Secrets.
+            return Problem("SecretMissing", _short(
+                f"Pods of role {role} cannot start: {waiting.get('message', '')}. Create it in the "
+                f"namespace {pod['metadata'].get('namespace', '')}, or fix the reference in the spec."))
     for status in _statuses(pod, "containerStatuses"):
         waiting = (status.get("state") or {}).get("waiting") or {}
         terminated = _failed_termination(status)
-        if status.get("name") == ENGINE_CONTAINER and (waiting.get("reason") == "CrashLoopBackOff" or (
-                terminated and status.get("restartCount", 0) > 0)):
+        if status.get("name") == ENGINE_CONTAINER and terminated and (
+                waiting.get("reason") == "CrashLoopBackOff" or status.get("restartCount", 0) > 0):
             detail = last_log_line((terminated or {}).get("message") or "") or (terminated or {}).get("reason", "")
             code = (terminated or {}).get("exitCode", "?")
             return Problem("EngineCrashLoop", _short(
@@ -147,6 +156,8 @@ def _claim_problem(claims: list[dict[str, Any]]) -> Problem | None:
 
 
 def _role_ready(deployment: dict[str, Any] | None, wanted: int) -> tuple[bool, int]:
+    """Ready only when the Deployment controller has seen the applied template (observedGeneration)
+    and every wanted pod runs it and is ready, with no pod of an older template left."""
     if deployment is None:
         return False, 0
     status = deployment.get("status") or {}
@@ -155,6 +166,29 @@ def _role_ready(deployment: dict[str, Any] | None, wanted: int) -> tuple[bool, i
     updated = status.get("updatedReplicas", 0) >= wanted
     settled = status.get("replicas", 0) == wanted  # no old pods left from a rollout
     return current and updated and settled and ready >= wanted, ready
+
+
+def _deployment_problem(role: str, deployment: dict[str, Any] | None, rolling: bool) -> Problem | None:
+    """What the Deployment controller itself reports: pods it could not create (a ResourceQuota,
+    a LimitRange, an admission denial) or a rollout past its deadline. The deadline counts only
+    when no pod is downloading or loading, which may rightly take longer than any deadline."""
+    conditions = {c.get("type"): c for c in ((deployment or {}).get("status") or {}).get("conditions") or []}
+    failure = conditions.get("ReplicaFailure")
+    if failure and failure.get("status") == "True":
+        return Problem("ReplicaFailure", _short(
+            f"Pods of role {role} cannot be created: {failure.get('message', failure.get('reason', ''))}"))
+    progressing = conditions.get("Progressing")
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded" and not rolling:
+        return Problem("ProgressDeadlineExceeded", _short(
+            f"The rollout of role {role} made no progress: {progressing.get('message', '')}"))
+    return None
+
+
+def wanted_replicas(role: RoleSpec, deployment: dict[str, Any] | None) -> int:
+    """Pods the role should have: its `replicas`, or with autoscaling what the autoscaler set."""
+    if role.autoscaling is not None:
+        return ((deployment or {}).get("spec") or {}).get("replicas", 1)
+    return 1 if role.replicas is None else role.replicas
 
 
 def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str) -> dict[str, Any]:
@@ -166,8 +200,9 @@ def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str) -
     ready_roles = 0
     role_specs = llmd.spec.roles()
     for role, spec in role_specs.items():
-        wanted = 1 if spec.replicas is None else spec.replicas
-        ready, ready_count = _role_ready(observed.deployments.get(role), wanted)
+        deployment = observed.deployments.get(role)
+        wanted = wanted_replicas(spec, deployment)
+        ready, ready_count = _role_ready(deployment, wanted)
         ready_roles += ready
         roles_status[role] = {
             "replicas": wanted,
@@ -179,13 +214,18 @@ def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str) -
             continue
         pods = [p for p in observed.pods.get(role, []) if not p["metadata"].get("deletionTimestamp")]
         role_gpu = spec.gpuResourceName or gpu_resource
+        pod_stages = [_pod_stage(pod) for pod in pods]
         problems += [p for p in (_pod_problem(role, pod, role_gpu) for pod in pods) if p]
-        stages += [_pod_stage(pod) for pod in pods] or ["Pending"]
+        deployment_problem = _deployment_problem(role, deployment, rolling=bool(
+            {"Downloading", "Starting"} & set(pod_stages)))
+        if deployment_problem:
+            problems.append(deployment_problem)
+        stages += pod_stages or ["Pending"]
 
     if observed.apply_error:
         problems.insert(0, Problem("ApplyFailed", _short(observed.apply_error)))
-    problems[:0] = [Problem("SecretMissing", _short(f"{s} does not exist: create it in namespace "
-                                                     f"{llmd.metadata.namespace}.")) for s in observed.missing_secrets]
+    if observed.name_conflicts:  # one problem naming every object in the way
+        problems.insert(0, Problem("NameConflict", _short(" ".join(observed.name_conflicts))))
     claim_problem = _claim_problem(observed.claims)
     if claim_problem:
         problems.append(claim_problem)

@@ -16,11 +16,12 @@ import logging
 import os
 import sys
 
+from .contract import TOKEN_ENV
 from .errors import DownloadError, EXIT_FAILED, redact
 
 log = logging.getLogger("llm_runtime")
 
-SECRET_ENVS = ("MODELSCOPE_API_TOKEN", "HF_TOKEN")
+SECRET_ENVS = tuple(TOKEN_ENV.values())
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from . import layout
+from .contract import ENDPOINT_ENV, TOKEN_ENV
 from .errors import (
     CorruptError,
     NoModelError,
@@ -277,9 +278,9 @@ def run(opts: Options) -> str:
             _link_tree(target, partial, previous.files)
         log.info("Started download of %s into %s", what, target)
         repo = source.repo
-        token_env = "MODELSCOPE_API_TOKEN" if source.scheme == "modelscope" else "HF_TOKEN"
+        token_env = TOKEN_ENV[source.scheme]
         token = os.environ.get(token_env)
-        endpoint_env = "MODELSCOPE_ENDPOINT" if source.scheme == "modelscope" else "HF_ENDPOINT"
+        endpoint_env = ENDPOINT_ENV[source.scheme]
         attempt = 0
         with _sdk_environment():
             hub = make_hub(source.scheme)

@@ -9,8 +9,8 @@ operator copies into the LLMDeployment's status.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 
+from .contract import ENDPOINT_ENV, TOKEN_ENV
 from .progress import human_bytes
 
 # Exit codes of `llm-runtime download` (0 is success, 2 is a usage error from argparse).
@@ -22,8 +22,6 @@ EXIT_CORRUPT = 6
 EXIT_NETWORK = 7
 EXIT_NO_MODEL = 8
 
-TOKEN_ENV = {"modelscope": "MODELSCOPE_API_TOKEN", "hf": "HF_TOKEN"}
-ENDPOINT_ENV = {"modelscope": "MODELSCOPE_ENDPOINT", "hf": "HF_ENDPOINT"}
 
 
 class DownloadError(Exception):

@@ -11,6 +11,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 
+from .contract import ENDPOINT_ENV, TOKEN_ENV
 from .errors import CorruptError, NotFoundError, not_found_message
 from .marker import Request
 
@@ -199,8 +200,7 @@ def verify_file(path: str, remote: RemoteFile, source: str) -> None:
 
 
 def make_hub(scheme: str):
-    if scheme == "modelscope":
-        return ModelScope(os.environ.get("MODELSCOPE_ENDPOINT"), os.environ.get("MODELSCOPE_API_TOKEN"))
-    if scheme == "hf":
-        return HuggingFace(os.environ.get("HF_ENDPOINT"), os.environ.get("HF_TOKEN"))
+    hubs = {"modelscope": ModelScope, "hf": HuggingFace}
+    if scheme in hubs:
+        return hubs[scheme](os.environ.get(ENDPOINT_ENV[scheme]), os.environ.get(TOKEN_ENV[scheme]))
     raise ValueError(f"no hub for scheme {scheme!r}")

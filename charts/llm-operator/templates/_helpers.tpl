@@ -67,26 +67,29 @@ Used by the ClusterRole (cluster-wide mode) and by the Role in each watched name
 - apiGroups: ["llmops.dev"]
   resources: ["llmdeployments/status"]
   verbs: ["patch"]
+# Children carry an owner reference with blockOwnerDeletion: true. Where the admission plugin
+# OwnerReferencesPermissionEnforcement is on (OpenShift's default), setting that needs "update" on
+# the owner's finalizers subresource. The operator never writes finalizers.
+- apiGroups: ["llmops.dev"]
+  resources: ["llmdeployments/finalizers"]
+  verbs: ["update"]
 # The Deployments the operator owns: watched (label selector) and listed by label on reconcile;
 # written with server-side apply, which is a PATCH that also needs "create" when the object does
 # not exist yet (the API server authorizes that PATCH as a create); deleted when a role is removed
-# from the spec. No get/update: the operator never reads or writes one by name outside apply.
+# from the spec. "get" by name only before creating one: an object of that name the operator did
+# not make is reported as a NameConflict and never taken over.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # The Services (one per role) and the shared weights cache claim: same lifecycle as Deployments.
 - apiGroups: [""]
   resources: ["services", "persistentvolumeclaims"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Pods are only observed: their states (pulling, crash-looping, unschedulable) become status.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-# Secrets: GET only, to tell the user a referenced Secret is missing. The value is never logged
-# or stored, and nothing lists or watches Secrets.
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get"]
+# No Secrets at all: a missing one shows in the pod's CreateContainerConfigError, which names it.
 # The operator's own Events on phase transitions (kopf's event posting is disabled).
 - apiGroups: [""]
   resources: ["events"]

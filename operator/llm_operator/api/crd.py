@@ -55,6 +55,8 @@ def _structural(node: Any) -> Any:
             raise ValueError(f"cannot make a structural schema of anyOf {any_of}")
         rest = {key: value for key, value in node.items() if key != "anyOf"}
         return _structural({**alternatives[0], **rest})
+    if "const" in node:  # a one-value Literal: CRD schemas know enum, not const
+        node["enum"] = [node.pop("const")]
     if "enum" in node and "type" not in node:
         node["type"] = "string"
     for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):

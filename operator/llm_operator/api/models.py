@@ -12,10 +12,11 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from llm_runtime.contract import TOKEN_ENV
 from llm_runtime.layout import HUB_SOURCE_PATTERN, SOURCE_PATTERN, parse_source
 
 from .rules import Rule, SpecModel
-from .types import DNS_LABEL, ENV_NAME, FreeFormObject, ObjectName, Quantity, Revision
+from .types import DNS_LABEL, ENV_NAME, Affinity, ObjectName, Quantity, Revision
 
 GROUP = "llmops.dev"
 VERSION = "v1alpha1"
@@ -143,6 +144,10 @@ class TokenizerSpec(SpecModel):
 
 
 
+# Environment variables the operator sets from Secret references; a literal one would leak a secret.
+OPERATOR_SET_ENV = ("VLLM_API_KEY", TOKEN_ENV["hf"], TOKEN_ENV["modelscope"])
+
+
 class EnvVarSource(SpecModel):
     """A reference for an environment variable's value; only Secret keys are allowed."""
 
@@ -163,9 +168,9 @@ class EnvVar(SpecModel):
             lambda e: _set(e.value) != _set(e.valueFrom),
         ),
         Rule(
-            "!(self.name in ['VLLM_API_KEY', 'HF_TOKEN', 'MODELSCOPE_API_TOKEN'])",
+            f"!(self.name in [{', '.join(repr(name) for name in OPERATOR_SET_ENV)}])",
             "VLLM_API_KEY, HF_TOKEN and MODELSCOPE_API_TOKEN are set by the operator: use apiKeySecretRef and credentialsSecretRef",
-            lambda e: e.name not in ("VLLM_API_KEY", "HF_TOKEN", "MODELSCOPE_API_TOKEN"),
+            lambda e: e.name not in OPERATOR_SET_ENV,
             ".name",
         ),
     )
@@ -261,7 +266,8 @@ class Scheduling(SpecModel):
 
     nodeSelector: dict[str, str] | None = Field(None, description="Node labels the pods require.")
     tolerations: list[Toleration] | None = Field(None, max_length=32, description="Extra tolerations.")
-    affinity: FreeFormObject | None = Field(None, description="A Kubernetes Affinity object, passed through.")
+    affinity: Affinity | None = Field(
+        None, description="A Kubernetes Affinity object (nodeAffinity, podAffinity, podAntiAffinity), checked against the core type.")
     priorityClassName: str | None = Field(None, pattern=DNS_LABEL.replace("$", "") + r"|^system-.*$", max_length=253, description="PriorityClass of the pods.")
     runtimeClassName: ObjectName | None = Field(None, description="RuntimeClass of the pods, for example `nvidia`.")
 
@@ -273,10 +279,24 @@ class Resources(SpecModel):
     memory: Quantity | None = Field(None, description="Memory request and limit, for example `64Gi`. The /dev/shm volume counts against it.")
 
 
+class Autoscaling(SpecModel):
+    """Who sets the number of pods instead of `replicas`."""
+
+    provider: Literal["External"] = Field(
+        description=(
+            "`External`: an autoscaler you run (a HorizontalPodAutoscaler or a KEDA ScaledObject targeting the role's "
+            "Deployment `<name>-<role>`) sets its replicas. The operator never writes them, and hands the field over "
+            "without resetting it when a role switches from `replicas`. See docs/autoscaling.md."
+        ),
+    )
+
+
 class RoleSpec(SpecModel):
     """One served model: a Deployment of vLLM pods and a Service."""
 
     replicas: int | None = Field(None, ge=0, le=1000, description="Number of pods. Default 1. 0 keeps the objects but frees the GPUs.")
+    autoscaling: Autoscaling | None = Field(
+        None, description="Leave the number of pods to an autoscaler. Excludes `replicas`.")
     device: Literal["GPU", "CPU"] | None = Field(
         None,
         description=(
@@ -316,6 +336,12 @@ class RoleSpec(SpecModel):
     scheduling: Scheduling | None = Field(None, description="Node placement of the pods.")
 
     RULES: ClassVar = (
+        Rule(
+            "!has(self.replicas) || !has(self.autoscaling)",
+            "replicas and autoscaling exclude each other: with autoscaling the autoscaler sets the number of pods",
+            lambda r: r.replicas is None or r.autoscaling is None,
+            ".autoscaling",
+        ),
         Rule(
             "has(self.tensorParallelSize)"
             " ? self.tensorParallelSize * (has(self.pipelineParallelSize) ? self.pipelineParallelSize : 1) == (has(self.gpus) ? self.gpus : 1)"

@@ -16,6 +16,10 @@ Generated from `operator/llm_operator/api/` by `make golden`; a test fails when 
 """
 
 
+# Fields typed with a core Kubernetes type (see api/types.py, core_type_schema).
+CORE_TYPE_FIELDS = (".affinity",)
+
+
 def _type(node: dict[str, Any]) -> str:
     if node.get("x-kubernetes-int-or-string"):
         return "quantity"
@@ -45,6 +49,8 @@ def _rows(node: dict[str, Any], path: str, required: bool) -> Iterator[str]:
     description = (node.get("description") or "").replace("\n", " ").replace("|", "\\|")
     name = f"`{path}`" + (" (required)" if required else "")
     yield f"| {name} | {_type(node)} | {description} | {_validation(node)} |\n"
+    if path.endswith(CORE_TYPE_FIELDS):
+        return  # a core Kubernetes type: `kubectl explain pod.spec.affinity` documents its fields
     children = node.get("properties", {})
     if node.get("type") == "array" and "properties" in node.get("items", {}):
         children, path = node["items"]["properties"], path + "[]"

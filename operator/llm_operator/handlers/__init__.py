@@ -18,44 +18,52 @@ import kopf
 from kubernetes.client.rest import ApiException
 
 from ..api.models import GROUP, PLURAL, VERSION
-from ..k8s import Kube, describe
+from ..k8s import Kube, describe, load_config
 from ..metrics import RECONCILE_SECONDS, RECONCILES, publish_phases
 from ..reconcile import reconcile
-from ..render import DEPLOYMENT_LABEL, MANAGED_BY, RenderConfig
+from ..names import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from ..render import RenderConfig
+from .leader import LeaderElector
 from .queue import WorkQueue
 
 log = logging.getLogger("llm_operator")
 
-MANAGED_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+MANAGED_LABELS = {MANAGED_BY_LABEL: MANAGED_BY}
 CHILD_RESOURCES = (("apps", "v1", "deployments"), ("", "v1", "services"),
                    ("", "v1", "persistentvolumeclaims"), ("", "v1", "pods"))
 
 
 @dataclass
 class OperatorContext:
-    """What the handlers share, set once by `llm-operator run` before kopf starts."""
+    """What the handlers share, made by `llm-operator run` and handed to kopf as its `memo` (kopf
+    gives each handler a shallow copy: the objects here are shared, never replaced after startup)."""
 
     kube: Kube
     config: RenderConfig
+    kubeconfig: str | None  # --kubeconfig; None: in-cluster, then KUBECONFIG
+    lease_namespace: str
+    lease_name: str = "llm-operator"
+    lease_seconds: int = 15
     workers: int = 4
     resync_seconds: float = 300.0
     crd_wait_seconds: float = 60.0
     queue: WorkQueue | None = None
+    elector: LeaderElector | None = None
     phases: dict = field(default_factory=dict)  # "namespace/name" -> last phase
-
-
-context: OperatorContext | None = None
+    known: set = field(default_factory=set)  # "namespace/name" of every LLMDeployment seen
 
 
 def _key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
-async def _reconcile_one(key: str) -> None:
+async def _reconcile_one(memo: OperatorContext, key: str) -> None:
+    # A follower queues work but does not do it; on election it does all of it (see leader.py).
+    await memo.elector.leading.wait()
     namespace, name = key.split("/", 1)
     started = time.monotonic()
     try:
-        result = await asyncio.to_thread(reconcile, context.kube, context.config, namespace, name)
+        result = await asyncio.to_thread(reconcile, memo.kube, memo.config, namespace, name)
     except ApiException as error:
         RECONCILES.labels(result="error").inc()
         raise RuntimeError(describe(error)) from None  # the queue logs it and retries with backoff
@@ -66,28 +74,28 @@ async def _reconcile_one(key: str) -> None:
         RECONCILE_SECONDS.observe(time.monotonic() - started)
     RECONCILES.labels(result="written" if result.writes else "unchanged").inc()
     if result.phase is None:
-        context.phases.pop(key, None)
+        memo.phases.pop(key, None)
     else:
-        context.phases[key] = result.phase
-    publish_phases(context.phases)
+        memo.phases[key] = result.phase
+    publish_phases(memo.phases)
     if result.requeue_after:
-        context.queue.add_after(key, result.requeue_after)
+        memo.queue.add_after(key, result.requeue_after)
 
 
-async def _resync_forever() -> None:
+async def _resync_forever(memo: OperatorContext) -> None:
     """Level-based safety net: reconcile every known object now and then, events or not."""
     while True:
-        await asyncio.sleep(context.resync_seconds)
-        for key in list(context.phases):
-            context.queue.add(key)
+        await asyncio.sleep(memo.resync_seconds)
+        for key in list(memo.known):
+            memo.queue.add(key)
 
 
-async def _wait_for_the_crd() -> None:
+async def _wait_for_the_crd(memo: OperatorContext) -> None:
     """kopf only discovers resources at start (scanning is off, see below): without the CRD it would
     watch nothing, forever. Wait a little (a Helm install applies CRD and Deployment together), then
     stop with a message, so Kubernetes restarts the pod and the condition shows in its status."""
-    deadline = time.monotonic() + context.crd_wait_seconds
-    while not await asyncio.to_thread(context.kube.llmdeployments_served):
+    deadline = time.monotonic() + memo.crd_wait_seconds
+    while not await asyncio.to_thread(memo.kube.llmdeployments_served):
         if time.monotonic() > deadline:
             raise kopf.PermanentError(
                 f"The {PLURAL}.{GROUP}/{VERSION} API is not served: install the CRD "
@@ -97,7 +105,7 @@ async def _wait_for_the_crd() -> None:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
@@ -107,36 +115,62 @@ async def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     for _, _, plural in CHILD_RESOURCES:
-        settings.watching.label_selectors[plural] = "app.kubernetes.io/managed-by=" + MANAGED_BY
+        settings.watching.label_selectors[plural] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
     # No watching of CRDs and namespaces: the operator needs no cluster-scoped permission at all
     # in listed-namespaces mode, and the resources it serves are fixed.
     settings.scanning.disabled = True
-    await _wait_for_the_crd()
-    context.queue = WorkQueue(_reconcile_one, workers=context.workers)
-    context.queue.start()
-    asyncio.create_task(_resync_forever(), name="resync")
-    log.info("Started llm-operator: %d workers, resync every %.0fs", context.workers, context.resync_seconds)
+    await _wait_for_the_crd(memo)
+    memo.queue = WorkQueue(lambda key: _reconcile_one(memo, key), workers=memo.workers)
+    memo.elector = LeaderElector(memo.kube, memo.lease_namespace, memo.lease_name, memo.lease_seconds,
+                                 on_elected=lambda: [memo.queue.add(key) for key in list(memo.known)])
+    memo.queue.start()
+    memo.elector.start()
+    asyncio.create_task(_resync_forever(memo), name="resync")
+    log.info("Started llm-operator: %d workers, resync every %.0fs, Lease %s/%s", memo.workers,
+             memo.resync_seconds, memo.lease_namespace, memo.lease_name)
+
+
+@kopf.on.login()
+def login(memo: OperatorContext, settings: kopf.OperatorSettings, **_) -> kopf.ConnectionInfo:
+    """kopf's watches log in exactly as the operator's own client does (`load_config`: an explicit
+    --kubeconfig first), not through kopf's default, which reads KUBECONFIG as it was when the
+    `kubernetes` package was first imported."""
+    configuration = load_config(memo.kubeconfig).configuration
+    header = (configuration.get_api_key_with_prefix("BearerToken")
+              or configuration.get_api_key_with_prefix("authorization") or "")
+    scheme, _, token = header.rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host, ca_path=configuration.ssl_ca_cert, insecure=not configuration.verify_ssl,
+        username=configuration.username or None, password=configuration.password or None,
+        scheme=scheme or None, token=token or None,
+        certificate_path=configuration.cert_file, private_key_path=configuration.key_file,
+        trust_env=settings.networking.trust_env)
 
 
 @kopf.on.cleanup()
-async def shutdown(**_) -> None:
-    if context.queue:
-        await context.queue.stop()
+async def shutdown(memo: OperatorContext, **_) -> None:
+    if memo.queue:
+        await memo.queue.stop()
+    if memo.elector:
+        await memo.elector.stop()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def llmdeployment_changed(event, namespace, name, **_) -> None:
+async def llmdeployment_changed(event, namespace, name, memo: OperatorContext, **_) -> None:
+    key = _key(namespace, name)
     if event["type"] == "DELETED":
-        context.phases.pop(_key(namespace, name), None)
-        publish_phases(context.phases)
+        memo.known.discard(key)
+        memo.phases.pop(key, None)
+        publish_phases(memo.phases)
         return
-    context.queue.add(_key(namespace, name))
+    memo.known.add(key)
+    memo.queue.add(key)
 
 
-async def child_changed(namespace, labels, **_) -> None:
+async def child_changed(namespace, labels, memo: OperatorContext, **_) -> None:
     owner = labels.get(DEPLOYMENT_LABEL)
     if owner:
-        context.queue.add(_key(namespace, owner))
+        memo.queue.add(_key(namespace, owner))
 
 
 for _group, _version, _plural in CHILD_RESOURCES:

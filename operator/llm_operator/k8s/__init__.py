@@ -17,24 +17,41 @@ from kubernetes.client.rest import ApiException
 
 from ..api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ..metrics import API_WRITES
-from ..render import DEPLOYMENT_LABEL
+from ..names import DEPLOYMENT_LABEL
 
 FIELD_MANAGER = "llm-operator"
+# Client-side limit of one write (connect, read), longer than the API server's own 60 s request
+# timeout: a client that gave up first would leave the server finishing a request nobody waits for.
+REQUEST_TIMEOUT = (10, 90)
+# Lease calls fail fast instead: a leader whose renewal hangs must stop leading before its Lease
+# (15 s) can expire and a follower take over (see handlers/leader.py).
+LEASE_REQUEST_TIMEOUT = (3, 5)
 APPLY = "application/apply-patch+yaml"
 # Child kinds and the snake_case names the client's methods use for them.
 _SNAKE = {"Deployment": "deployment", "Service": "service", "PersistentVolumeClaim": "persistent_volume_claim"}
 
 
 class ApplyRejected(Exception):
-    """The API server refused an object as invalid (422): retrying the same spec will not help."""
+    """The API server refused an object: retrying the same object will not help (but a changed spec,
+    a deleted old object, a granted permission or an operator upgrade may, so it is retried slowly)."""
+
+
+def _unfixable_by_retry(error: ApiException) -> bool:
+    """Invalid (422), bad request (400), forbidden by RBAC or an admission plugin (403), and the 500
+    that server-side apply answers for an object that does not fit the type's schema."""
+    return error.status in (400, 403, 422) or (
+        error.status == 500 and "failed to create typed patch object" in _reason(error))
 
 
 def load_config(kubeconfig: str | None = None) -> client.ApiClient:
-    """In a pod use the ServiceAccount; elsewhere the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    """An explicit kubeconfig first; else in a pod the ServiceAccount; else KUBECONFIG or ~/.kube/config."""
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig)
+        return client.ApiClient()
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config(config_file=kubeconfig)
+        config.load_kube_config()
     return client.ApiClient()
 
 
@@ -47,12 +64,22 @@ class Kube:
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
 
     # ------------------------------------------------------------ reads
 
     @staticmethod
     def _json(response) -> dict[str, Any]:
         return json.loads(response.data)
+
+    @staticmethod
+    def _finish(response) -> None:
+        """Read a response whose body is not needed, so that its connection goes back to the pool.
+        An unread `_preload_content=False` response is closed when garbage-collected: the API server
+        then sees its client go away before its handler returned, and logs "Post-timeout activity"
+        for a request that succeeded."""
+        response.data  # noqa: B018 - reading is the point
+        response.release_conn()
 
     def llmdeployments_served(self) -> bool:
         """Whether the API server serves the LLMDeployment API (the CRD is installed and established)."""
@@ -96,13 +123,46 @@ class Kube:
         return self._json(self.core.list_namespaced_pod(namespace, label_selector=selector,
                                                         _preload_content=False))["items"]
 
-    def secret_exists(self, namespace: str, name: str) -> bool:
-        """Existence only: the value is never read into a variable, logged or stored."""
+    def get_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One Deployment, Service or PVC by name, whoever made it (to refuse taking over another's)."""
         try:
-            self.core.read_namespaced_secret(name, namespace, _preload_content=False).release_conn()
-            return True
+            return self._json(getattr(self._api(kind), f"read_namespaced_{_SNAKE[kind]}")(
+                name, namespace, _preload_content=False))
         except ApiException as error:
             if error.status == 404:
+                return None
+            raise
+
+    # ------------------------------------------------------------ leader election
+
+    def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._json(self.coordination.read_namespaced_lease(
+                name, namespace, _preload_content=False, _request_timeout=LEASE_REQUEST_TIMEOUT))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def create_lease(self, namespace: str, lease: dict[str, Any]) -> bool:
+        """False when another process created it first."""
+        try:
+            self._finish(self.coordination.create_namespaced_lease(
+                namespace, lease, _preload_content=False, _request_timeout=LEASE_REQUEST_TIMEOUT))
+            return True
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+
+    def replace_lease(self, namespace: str, name: str, lease: dict[str, Any]) -> bool:
+        """False when another process changed it since it was read (its resourceVersion is stale)."""
+        try:
+            self._finish(self.coordination.replace_namespaced_lease(
+                name, namespace, lease, _preload_content=False, _request_timeout=LEASE_REQUEST_TIMEOUT))
+            return True
+        except ApiException as error:
+            if error.status == 409:
                 return False
             raise
 
@@ -111,22 +171,27 @@ class Kube:
     def _api(self, kind: str):
         return self.apps if kind == "Deployment" else self.core
 
-    def apply(self, obj: dict[str, Any]) -> None:
-        """Server-side apply under one field manager; force, because the operator owns these fields."""
+    def apply(self, obj: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        """Server-side apply; force, because the operator owns these fields. Returns the object as
+        stored: its generation says whether the controllers have seen this apply yet."""
         kind, name, namespace = obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]
         API_WRITES.labels(kind=kind, verb="apply").inc()
         try:
-            getattr(self._api(kind), f"patch_namespaced_{_SNAKE[kind]}")(name, namespace, obj, field_manager=FIELD_MANAGER, force=True,
-                        _content_type=APPLY, _preload_content=False)
+            response = getattr(self._api(kind), f"patch_namespaced_{_SNAKE[kind]}")(
+                name, namespace, obj, field_manager=field_manager, force=True,
+                _content_type=APPLY, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as error:
-            if error.status == 422:
+            if _unfixable_by_retry(error):
                 raise ApplyRejected(f"{kind} {name}: {_reason(error)}") from None
             raise
+        return {**self._json(response), "apiVersion": obj["apiVersion"], "kind": kind}
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         API_WRITES.labels(kind=kind, verb="delete").inc()
         try:
-            getattr(self._api(kind), f"delete_namespaced_{_SNAKE[kind]}")(name, namespace, propagation_policy="Background", _preload_content=False)
+            self._finish(getattr(self._api(kind), f"delete_namespaced_{_SNAKE[kind]}")(
+                name, namespace, propagation_policy="Background", _preload_content=False,
+                _request_timeout=REQUEST_TIMEOUT))
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -136,15 +201,15 @@ class Kube:
         API_WRITES.labels(kind=KIND, verb="apply-status").inc()
         body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
                 "status": status}
-        self.custom.patch_namespaced_custom_object_status(
+        self._finish(self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER, force=True,
-            _content_type=APPLY, _preload_content=False)
+            _content_type=APPLY, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
 
     def post_event(self, llmd: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         metadata = llmd["metadata"]
         API_WRITES.labels(kind="Event", verb="create").inc()
         timestamp = now()
-        self.core.create_namespaced_event(metadata["namespace"], {
+        self._finish(self.core.create_namespaced_event(metadata["namespace"], {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"name": f"{metadata['name']}.{uuid.uuid4().hex[:12]}", "namespace": metadata["namespace"]},
@@ -160,7 +225,7 @@ class Kube:
             "firstTimestamp": timestamp,
             "lastTimestamp": timestamp,
             "count": 1,
-        }, _preload_content=False)
+        }, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
 
 
 def describe(error: ApiException) -> str:

@@ -17,6 +17,15 @@ import yaml
 from llm_runtime.layout import model_path
 
 from ..api.models import API_VERSION, KIND, LLMDeployment, RoleSpec
+from ..names import (
+    DEPLOYMENT_LABEL,
+    ENGINE_CONTAINER,
+    HASH_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    ROLE_LABEL,
+    TOKENIZER_CONTAINER,
+)
 from . import loader, vllm
 from .config import (  # noqa: F401  (RenderConfig is part of this package's API)
     CACHE_MOUNT_PATH,
@@ -33,10 +42,6 @@ from .config import (  # noqa: F401  (RenderConfig is part of this package's API
     startup_failure_threshold,
 )
 
-HASH_ANNOTATION = "llmops.dev/rendered-hash"
-DEPLOYMENT_LABEL = "llmops.dev/deployment"
-ROLE_LABEL = "llmops.dev/role"
-MANAGED_BY = "llm-operator"
 
 CONTAINER_SECURITY = {
     "allowPrivilegeEscalation": False,
@@ -71,7 +76,7 @@ def labels(owner: str, component: str) -> dict[str, str]:
         "app.kubernetes.io/name": "vllm" if component != "cache" else "model-cache",
         "app.kubernetes.io/instance": owner,
         "app.kubernetes.io/component": component,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MANAGED_BY_LABEL: MANAGED_BY,
         "app.kubernetes.io/part-of": "llm-operator",
         DEPLOYMENT_LABEL: owner,
         ROLE_LABEL: component,
@@ -162,7 +167,8 @@ def render_deployment(llmd: LLMDeployment, role_name: str, role: RoleSpec, confi
     gpu_resource = role.gpuResourceName or config.gpu_resource
     source = model_source(role.model)
     path = model_path(CACHE_MOUNT_PATH, source, role.model.revision, role.model.file)
-    scheduling = role.scheduling.model_dump(exclude_none=True) if role.scheduling else {}
+    # by_alias: the core Affinity model names its fields in snake_case, with the API's names as aliases.
+    scheduling = role.scheduling.model_dump(exclude_none=True, by_alias=True) if role.scheduling else {}
     loaders = [{
         "name": loader.container_name(role.model),
         "args": loader.download_args(role.model),
@@ -172,7 +178,7 @@ def render_deployment(llmd: LLMDeployment, role_name: str, role: RoleSpec, confi
     tokenizer = role.model.tokenizer
     if tokenizer:
         loaders.append({
-            "name": loader.TOKENIZER_CONTAINER,
+            "name": TOKENIZER_CONTAINER,
             "args": loader.tokenizer_download_args(tokenizer),
             "env": loader.download_env(llmd.spec, tokenizer.source, config),
             # A pvc:// tokenizer on another claim than the model's is not mounted: see _cache_volume.
@@ -184,7 +190,9 @@ def render_deployment(llmd: LLMDeployment, role_name: str, role: RoleSpec, confi
         namespace=llmd.metadata.namespace,
         labels=labels(owner, role_name),
         selector=selector_labels(owner, role_name),
-        replicas=1 if role.replicas is None else role.replicas,
+        engine_container=ENGINE_CONTAINER,
+        # With autoscaling the field is not applied at all, so its ownership passes to the autoscaler.
+        replicas=None if role.autoscaling else (1 if role.replicas is None else role.replicas),
         scheduling=scheduling,
         tolerations=_tolerations(role, gpu_resource),
         image=image(role, llmd.spec.image, config),

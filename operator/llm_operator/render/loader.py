@@ -9,24 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_runtime.layout import parse_source
-
-from llm_runtime.layout import model_dir
+from llm_runtime.contract import ENDPOINT_ENV, TOKEN_ENV
+from llm_runtime.layout import model_dir, parse_source
 
 from ..api.models import LLMDeploymentSpec, ModelSpec, TokenizerSpec
+from ..names import MODEL_CHECK_CONTAINER, MODEL_DOWNLOAD_CONTAINER
 from .config import CACHE_MOUNT_PATH, RenderConfig
 
 # Keys of spec.credentialsSecretRef's Secret, passed to the downloader as environment variables.
-HUB_TOKEN_KEYS = ("MODELSCOPE_API_TOKEN", "HF_TOKEN")
-HUB_ENDPOINT_VARIABLES = {"modelscope": "MODELSCOPE_ENDPOINT", "hf": "HF_ENDPOINT"}
-TOKENIZER_CONTAINER = "tokenizer-download"
+HUB_TOKEN_KEYS = tuple(TOKEN_ENV.values())
 # What a tokenizer needs (tokenizer.json, tokenizer_config.json, vocab/merges, sentencepiece or
 # tiktoken files, config.json for the model type) and no weights.
 TOKENIZER_PATTERNS = ("*.json", "*.txt", "*.model", "*.tiktoken")
 
 
 def container_name(model: ModelSpec) -> str:
-    return "model-check" if parse_source(model.source).scheme == "pvc" else "model-download"
+    return MODEL_CHECK_CONTAINER if parse_source(model.source).scheme == "pvc" else MODEL_DOWNLOAD_CONTAINER
 
 
 def download_args(model: ModelSpec) -> list[str]:
@@ -64,7 +62,7 @@ def download_env(spec: LLMDeploymentSpec, source: str, config: RenderConfig) -> 
     """Hub tokens by Secret reference only (optional keys: a public model needs none) and mirrors."""
     env: list[dict[str, Any]] = []
     scheme = parse_source(source).scheme
-    endpoint_variable = HUB_ENDPOINT_VARIABLES.get(scheme)
+    endpoint_variable = ENDPOINT_ENV.get(scheme)
     if endpoint_variable and scheme in config.hub_endpoints:
         env.append({"name": endpoint_variable, "value": config.hub_endpoints[scheme]})
     if spec.credentialsSecretRef and scheme != "pvc":

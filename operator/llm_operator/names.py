@@ -1,0 +1,20 @@
+"""Every name that two files must agree on: the labels and annotation the renderer writes and the
+watches, reconcile and status read back, and the container names status looks for in pods.
+The hub variables the runtime reads are in `llm_runtime.contract`, beside the code that reads them."""
+
+# Labels on every child and pod. The two llmops.dev ones select a role's pods (and are immutable
+# in a Deployment's selector); managed-by is what the operator's watches select on.
+DEPLOYMENT_LABEL = "llmops.dev/deployment"
+ROLE_LABEL = "llmops.dev/role"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "llm-operator"
+
+# Annotation with the hash of an object as rendered: equal hashes mean nothing to apply.
+HASH_ANNOTATION = "llmops.dev/rendered-hash"
+
+# Containers of a role's pod.
+ENGINE_CONTAINER = "vllm"
+MODEL_DOWNLOAD_CONTAINER = "model-download"  # hub sources: fetch into the cache volume
+MODEL_CHECK_CONTAINER = "model-check"  # pvc:// sources: check only, read-only mount
+TOKENIZER_CONTAINER = "tokenizer-download"
+LOADER_CONTAINERS = (MODEL_DOWNLOAD_CONTAINER, MODEL_CHECK_CONTAINER, TOKENIZER_CONTAINER)

@@ -1,0 +1,141 @@
+"""Each Rule's CEL half (what the API server enforces at `kubectl apply`) against its Python half
+(what `llm-operator render` enforces), offline, with cel-python: on every example, every row of
+the invalid-spec table and generated specs, both halves must give the same verdict at every place
+the rule applies.
+
+cel-python implements standard CEL only. Of the Kubernetes CEL libraries the rules use, it lacks
+the strings extension's `split` (given below, with Kubernetes' semantics for a plain separator);
+it also lacks, unused by our rules today, `lowerAscii`/`upperAscii`/`replace`/`join`/`indexOf`,
+the `lists` extension (`isSorted`, `sum`, ...), `url()`, `quantity()`, `ip()`/`cidr()`,
+`format()` and the regex extension's `find`/`findAll`. A rule that calls one of those fails
+here with cel-python's "no such function" error until it is added to FUNCTIONS.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Iterator
+
+import celpy
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from invalid_specs import CASES
+from llm_operator.api.models import LLMDeployment
+from llm_operator.api.rules import Rule, SpecModel
+from strategies import llmdeployment_specs
+from support import EXAMPLES, load_example, manifest
+
+
+def _split(text: celpy.celtypes.StringType, separator: celpy.celtypes.StringType) -> celpy.celtypes.ListType:
+    return celpy.celtypes.ListType([celpy.celtypes.StringType(part) for part in str(text).split(str(separator))])
+
+
+FUNCTIONS = {"split": _split}
+_ENV = celpy.Environment()
+_PROGRAMS: dict[str, Any] = {}
+
+
+def cel_verdict(rule: Rule, obj: dict[str, Any]) -> bool:
+    if rule.cel not in _PROGRAMS:
+        _PROGRAMS[rule.cel] = _ENV.program(_ENV.compile(rule.cel), functions=FUNCTIONS)
+    result = _PROGRAMS[rule.cel].evaluate({"self": celpy.json_to_cel(obj)})
+    if isinstance(result, celpy.CELEvalError):
+        raise AssertionError(f"CEL {rule.cel!r} failed on {obj}: {result}")
+    return bool(result)
+
+
+class View:
+    """Attribute access over a raw dict, as the Python checks read a model: absent fields are None."""
+
+    def __init__(self, raw: dict[str, Any]):
+        self._raw = raw
+
+    def __getattr__(self, name: str) -> Any:
+        return _view(self._raw.get(name))
+
+
+def _view(value: Any) -> Any:
+    if isinstance(value, dict):
+        return View(value)
+    if isinstance(value, list):
+        return [_view(item) for item in value]
+    return value
+
+
+def _spec_models(annotation: Any) -> Iterator[tuple[str, type[SpecModel]]]:
+    """("one" | "list" | "map", model) for each SpecModel an annotation can hold."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, SpecModel):
+        yield "one", annotation
+    elif origin in (typing.Union, types.UnionType):
+        for arg in args:
+            yield from _spec_models(arg)
+    elif origin is list and args:
+        yield from (("list", model) for shape, model in _spec_models(args[0]) if shape == "one")
+    elif origin is dict and len(args) == 2:
+        yield from (("map", model) for shape, model in _spec_models(args[1]) if shape == "one")
+
+
+def rule_sites(model: type[SpecModel], raw: Any) -> Iterator[tuple[type[SpecModel], dict[str, Any]]]:
+    """Every (model, raw object) pair in a manifest where that model's rules apply."""
+    if not isinstance(raw, dict):
+        return
+    yield model, raw
+    for name, field in model.model_fields.items():
+        for shape, child in _spec_models(field.annotation):
+            value = raw.get(name)
+            items = [value] if shape == "one" else (value if isinstance(value, list) else []) if shape == "list" \
+                else list(value.values()) if isinstance(value, dict) else []
+            for item in items:
+                yield from rule_sites(child, item)
+
+
+def assert_halves_agree(document: dict[str, Any]) -> int:
+    checked = 0
+    for model, raw in rule_sites(LLMDeployment, document):
+        for rule in model.RULES:
+            try:
+                python = bool(rule.check(View(raw)))
+            except (TypeError, AttributeError):
+                continue  # ill-typed input the schema refuses before any rule runs
+            assert cel_verdict(rule, raw) == python, f"{model.__name__}: {rule.cel!r} on {raw}"
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_pass_both_halves(path):
+    assert assert_halves_agree(load_example(path.name)) > 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_invalid_table_gets_the_same_verdict_from_both_halves(case):
+    assert_halves_agree(manifest(case.spec, case.name))
+
+
+def test_every_rule_is_refused_by_cel_somewhere_in_the_table():
+    """The table exercises every rule's refusal, not only its acceptance."""
+    refused = set()
+    for case in CASES:
+        for model, raw in rule_sites(LLMDeployment, manifest(case.spec, case.name)):
+            refused |= {rule.cel for rule in model.RULES if not cel_verdict(rule, raw)}
+    every = {rule.cel for model in _all_models() for rule in model.RULES}
+    assert every - refused == set()
+
+
+def _all_models() -> set[type[SpecModel]]:
+    found, todo = set(), [LLMDeployment]
+    while todo:
+        model = todo.pop()
+        if model not in found:
+            found.add(model)
+            todo += [child for field in model.model_fields.values() for _, child in _spec_models(field.annotation)]
+    return found
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=llmdeployment_specs())
+def test_generated_specs_get_the_same_verdict_from_both_halves(spec):
+    assert_halves_agree(manifest(spec, "generated"))

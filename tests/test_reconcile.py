@@ -1,0 +1,127 @@
+"""reconcile() against an in-memory API server: what it writes and what status it reports when
+the cluster lags behind, refuses, or holds objects of other owners."""
+
+from __future__ import annotations
+
+import copy
+
+from llm_operator.k8s import ApplyRejected
+from llm_operator.reconcile import FAILED_RETRY_SECONDS, reconcile
+from llm_operator.render import RenderConfig
+from support import manifest
+
+SPEC = {"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}}}
+
+
+class MemoryKube:
+    """The few API calls reconcile makes, over dicts. Deployments behave like the real ones: an
+    apply that changes the spec bumps metadata.generation and leaves status for the controller."""
+
+    def __init__(self, llmd):
+        self.llmd = llmd
+        self.objects = {}
+        self.pods = []
+        self.refuse = set()  # kinds whose apply the "API server" refuses
+        self.applied, self.events = [], []
+
+    def get_llmdeployment(self, namespace, name):
+        return copy.deepcopy(self.llmd)
+
+    def list_children(self, namespace, owner, owner_uid):
+        return [copy.deepcopy(o) for o in self.objects.values()
+                if any(r.get("uid") == owner_uid and r.get("controller") for r in o["metadata"].get("ownerReferences", []))]
+
+    def get_child(self, kind, namespace, name):
+        return copy.deepcopy(self.objects.get((kind, name)))
+
+    def list_pods(self, namespace, owner):
+        return copy.deepcopy(self.pods)
+
+    def apply(self, obj, field_manager="llm-operator"):
+        if obj["kind"] in self.refuse:
+            raise ApplyRejected(f"{obj['kind']} {obj['metadata']['name']}: refused")
+        key = (obj["kind"], obj["metadata"]["name"])
+        old = self.objects.get(key)
+        stored = copy.deepcopy(obj)
+        stored["metadata"]["generation"] = (old["metadata"]["generation"] + (old.get("spec") != obj.get("spec"))) if old else 1
+        stored["status"] = copy.deepcopy(old.get("status", {})) if old else {}
+        self.objects[key] = stored
+        self.applied.append(key)
+        return copy.deepcopy(stored)
+
+    def delete(self, kind, namespace, name):
+        self.objects.pop((kind, name), None)
+
+    def apply_status(self, namespace, name, status):
+        self.llmd["status"] = status
+
+    def post_event(self, llmd, event_type, reason, message):
+        self.events.append(reason)
+
+    def roll_out(self):
+        """What the Deployment controller and kubelet do once the pods are up."""
+        for (kind, _), obj in self.objects.items():
+            if kind == "Deployment":
+                replicas = obj["spec"].get("replicas", 1)
+                obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": replicas,
+                                 "updatedReplicas": replicas, "readyReplicas": replicas}
+
+
+def resource(spec=SPEC, generation=1):
+    return manifest(spec, "team", namespace="ns", uid="u-1", generation=generation)
+
+
+def run(kube):
+    return reconcile(kube, RenderConfig(), "ns", "team")
+
+
+def test_a_new_generation_is_not_ready_before_it_rolls_out():
+    kube = MemoryKube(resource())
+    run(kube)
+    kube.roll_out()
+    assert run(kube).phase == "Ready"
+    kube.llmd = {**resource({"llm": {"model": {"source": "hf://Qwen/Qwen3-32B"}}}, generation=2),
+                 "status": kube.llmd["status"]}
+    result = run(kube)
+    assert ("Deployment", "team-llm") in kube.applied[-2:]
+    assert result.phase != "Ready" and kube.llmd["status"]["observedGeneration"] == 2
+    ready = next(c for c in kube.llmd["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+    kube.roll_out()
+    assert run(kube).phase == "Ready"
+
+
+def test_a_refused_object_is_failed_and_retried_until_accepted():
+    kube = MemoryKube(resource())
+    kube.refuse.add("Deployment")
+    result = run(kube)
+    assert result.phase == "Failed" and result.requeue_after == FAILED_RETRY_SECONDS
+    assert kube.llmd["status"]["conditions"][0]["reason"] == "ApplyFailed"
+    # The same generation, and the cause went away (a granted permission, an operator upgrade).
+    kube.refuse.clear()
+    result = run(kube)
+    assert result.phase != "Failed" and ("Deployment", "team-llm") in kube.objects
+
+
+def test_objects_of_others_are_left_alone_and_named_in_status():
+    kube = MemoryKube(resource({**SPEC, "cache": {"size": "10Gi"}}))
+    users_claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": "team-cache", "namespace": "ns"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}
+    kube.objects[("PersistentVolumeClaim", "team-cache")] = copy.deepcopy(users_claim)
+    result = run(kube)
+    assert kube.objects[("PersistentVolumeClaim", "team-cache")] == users_claim
+    assert ("PersistentVolumeClaim", "team-cache") not in kube.applied
+    assert ("Deployment", "team-llm") in kube.applied  # the rest is still served
+    degraded = next(c for c in kube.llmd["status"]["conditions"] if c["type"] == "Degraded")
+    assert result.phase == "Degraded" and degraded["reason"] == "NameConflict"
+    assert "PersistentVolumeClaim team-cache already exists" in degraded["message"]
+    assert result.requeue_after
+
+
+def test_settled_resource_gets_no_write():
+    kube = MemoryKube(resource())
+    run(kube)
+    kube.roll_out()
+    run(kube)
+    applied = len(kube.applied)
+    assert run(kube).writes == 0 and len(kube.applied) == applied
