@@ -125,3 +125,25 @@ def test_settled_resource_gets_no_write():
     run(kube)
     applied = len(kube.applied)
     assert run(kube).writes == 0 and len(kube.applied) == applied
+
+
+def test_refusals_that_retrying_cannot_fix_are_told_apart():
+    import json
+
+    from kubernetes.client.rest import ApiException
+
+    from llm_operator.k8s import _unfixable_by_retry
+
+    def error(status, message):
+        failure = ApiException(status=status, reason="x")
+        failure.body = json.dumps({"message": message})
+        return failure
+
+    assert _unfixable_by_retry(error(422, "spec.template.spec.affinity: Invalid value"))
+    assert _unfixable_by_retry(error(403, "cannot set blockOwnerDeletion"))
+    # Server-side apply's answer to an object that does not fit the type's schema.
+    assert _unfixable_by_retry(error(500, "failed to create typed patch object (/x; apps/v1, Kind=Deployment): "
+                                          ".spec.template.spec.affinity.nodeAfinity: field not declared in schema"))
+    assert not _unfixable_by_retry(error(500, "etcdserver: request timed out"))
+    assert not _unfixable_by_retry(error(409, "the object has been modified"))
+    assert not _unfixable_by_retry(error(429, "too many requests"))

@@ -9,9 +9,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .api import InvalidSpec, parse_llmdeployment
 from kubernetes.utils.quantity import parse_quantity
 
+from .api import InvalidSpec, parse_llmdeployment
 from .api.models import KIND
 from .k8s import FIELD_MANAGER, ApplyRejected, Kube, now
 from .names import HASH_ANNOTATION, ROLE_LABEL
@@ -76,24 +76,21 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
     return not is_subset(desired, live)
 
 
-def controller_uid(obj: dict[str, Any]) -> str | None:
-    return next((ref.get("uid") for ref in obj["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
-
-
 def name_conflict(desired: dict[str, Any], existing: dict[str, Any], owner_uid: str) -> str | None:
     """Why an object of the desired name that the operator did not list as a child must not be
     written (None when it is this resource's own, e.g. with its labels removed by hand)."""
     controller = next((ref for ref in existing["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
     if controller and controller.get("uid") == owner_uid:
         return None
-    kind, name = desired["kind"], desired["metadata"]["name"]
-    if controller:
-        held = (f"it is controlled by {controller.get('kind')} {controller.get('name')} (uid {controller.get('uid')})"
-                + ("; an old object of the same name still being deleted is the usual cause, and it clears by itself"
-                   if controller.get("kind") == KIND and controller.get("name") == desired["metadata"]["ownerReferences"][0]["name"] else ""))
-    else:
+    if controller is None:
         held = "it was not created by this LLMDeployment"
-    return f"{kind} {name} already exists and {held}. The operator leaves it untouched: rename or delete it, or rename the LLMDeployment."
+    else:
+        held = f"it is controlled by {controller.get('kind')} {controller.get('name')} (uid {controller.get('uid')})"
+        owner_name = desired["metadata"]["ownerReferences"][0]["name"]
+        if controller.get("kind") == KIND and controller.get("name") == owner_name:
+            held += "; an old object of the same name still being deleted is the usual cause, and it clears by itself"
+    return (f"{desired['kind']} {desired['metadata']['name']} already exists and {held}. "
+            "The operator leaves it untouched: rename or delete it, or rename the LLMDeployment.")
 
 
 def keep_expanded_claim(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
