@@ -34,7 +34,7 @@ import pytest
 import demo
 import plane  # e2e/ and the repository root are on pytest's pythonpath (pyproject.toml)
 import serving
-from operator_process import OPERATOR_NAMESPACE, REPO, OperatorProcess, service_account_kubeconfig
+from operator_process import OPERATOR_NAMESPACE, REPO, OperatorProcess, no_other_operator, service_account_kubeconfig
 from tests.hubs import HFHub, ModelScopeHub, TinyModel
 
 SKIP_MESSAGE = "control plane binaries not built: run `make cluster-tools` (or `make test`) to enable the e2e tests"
@@ -161,6 +161,13 @@ def operator(cluster, crd, operator_kubeconfig, pod_hubs):
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def alone(cluster):
+    """For one test: no operator runs but the ones it starts (see no_other_operator)."""
+    with no_other_operator(cluster):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ with exactly the RBAC the chart grants.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -138,6 +139,28 @@ class OperatorProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+@contextlib.contextmanager
+def no_other_operator(cluster):
+    """Stop every running operator (the tests' own and a running `make demo`'s, both cluster-admin
+    over every namespace) for a test that must see only the operators it starts; start them again
+    afterwards."""
+    running = list(OperatorProcess.running)
+    for process in running:
+        process.stop()
+    import demo  # here, not at the top: demo imports this module
+
+    demo_was_running = demo.running(cluster.plane.cfg, "operator")
+    if demo_was_running:
+        demo.stop(cluster.plane.cfg, "operator")
+    try:
+        yield
+    finally:
+        for process in running:
+            process.start()
+        if demo_was_running:
+            demo.start_operator(cluster.plane.cfg)
 
 
 def audit_writes(audit_log: Path, username: str, since_line: int = 0, namespace: str | None = None) -> dict[str, int]:

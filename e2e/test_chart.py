@@ -19,8 +19,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-import demo
-from operator_process import REPO, OperatorProcess, audit_lines, eventually, service_account_kubeconfig
+from operator_process import (
+    REPO,
+    OperatorProcess,
+    audit_lines,
+    eventually,
+    no_other_operator,
+    service_account_kubeconfig,
+)
 from workloads import apply, condition, deploy_rag_stack, example, get, wait_ready
 
 CHART = REPO / "charts" / "llm-operator"
@@ -130,17 +136,8 @@ def only_the_chart_operator(cluster):
     cluster-admin over every namespace) would reconcile these tests' resources too and hide a
     missing rule. Whatever the test order, stop any running one for this module and start it again
     afterwards."""
-    running = list(OperatorProcess.running)
-    for process in running:
-        process.stop()
-    demo_was_running = demo.running(cluster.plane.cfg, "operator")
-    if demo_was_running:
-        demo.stop(cluster.plane.cfg, "operator")
-    yield
-    for process in running:
-        process.start()
-    if demo_was_running:
-        demo.start_operator(cluster.plane.cfg)
+    with no_other_operator(cluster):
+        yield
 
 
 @pytest.fixture(scope="module")

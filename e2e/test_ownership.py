@@ -123,8 +123,8 @@ def _reconciles(process: OperatorProcess) -> float:
                if line.startswith("llmops_reconciles_total{"))
 
 
-def test_of_two_operators_only_the_lease_holder_writes(cluster, crd, operator, operator_kubeconfig, namespace):
-    operator.stop()  # two operators of this test's own, sharing one Lease in its namespace
+def test_of_two_operators_only_the_lease_holder_writes(cluster, crd, operator_kubeconfig, alone, namespace):
+    """Two operators of this test's own, sharing one Lease in its namespace, and no other."""
     logs = Path(cluster.state_dir) / "logs"
     pair = [OperatorProcess(operator_kubeconfig, logs / f"operator-pair-{i}.log", namespaces=(namespace,),
                             lease=(namespace, "pair"), extra_args=("--lease-seconds=10",)) for i in (0, 1)]
@@ -156,4 +156,3 @@ def test_of_two_operators_only_the_lease_holder_writes(cluster, crd, operator, o
     finally:
         for process in pair:
             process.stop()
-        operator.start()

@@ -50,7 +50,7 @@ class OperatorContext:
     queue: WorkQueue | None = None
     elector: LeaderElector | None = None
     phases: dict = field(default_factory=dict)  # "namespace/name" -> last phase
-    known: set = field(default_factory=set)  # "namespace/name" of every LLMDeployment seen
+    seen: dict = field(default_factory=dict)  # "namespace/name" -> what reconcile reads of it (see below)
 
 
 def _key(namespace: str, name: str) -> str:
@@ -86,7 +86,7 @@ async def _resync_forever(memo: OperatorContext) -> None:
     """Level-based safety net: reconcile every known object now and then, events or not."""
     while True:
         await asyncio.sleep(memo.resync_seconds)
-        for key in list(memo.known):
+        for key in list(memo.seen):
             memo.queue.add(key)
 
 
@@ -122,7 +122,7 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_)
     await _wait_for_the_crd(memo)
     memo.queue = WorkQueue(lambda key: _reconcile_one(memo, key), workers=memo.workers)
     memo.elector = LeaderElector(memo.kube, memo.lease_namespace, memo.lease_name, memo.lease_seconds,
-                                 on_elected=lambda: [memo.queue.add(key) for key in list(memo.known)])
+                                 on_elected=lambda: [memo.queue.add(key) for key in list(memo.seen)])
     memo.queue.start()
     memo.elector.start()
     asyncio.create_task(_resync_forever(memo), name="resync")
@@ -155,15 +155,27 @@ async def shutdown(memo: OperatorContext, **_) -> None:
         await memo.elector.stop()
 
 
+def _inputs(body) -> tuple:
+    """What a reconcile reads of the resource itself: everything but its status."""
+    metadata = body.get("metadata") or {}
+    return (metadata.get("uid"), metadata.get("generation"), metadata.get("deletionTimestamp"),
+            dict(metadata.get("labels") or {}), dict(metadata.get("annotations") or {}))
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def llmdeployment_changed(event, namespace, name, memo: OperatorContext, **_) -> None:
+async def llmdeployment_changed(event, namespace, name, body, memo: OperatorContext, **_) -> None:
     key = _key(namespace, name)
     if event["type"] == "DELETED":
-        memo.known.discard(key)
+        memo.seen.pop(key, None)
         memo.phases.pop(key, None)
         publish_phases(memo.phases)
         return
-    memo.known.add(key)
+    # A change of status only is an operator's own write (this one's or a peer's): reconciling on it
+    # would retry a refused object right after reporting it, and double every reconcile's reads.
+    inputs = _inputs(body)
+    if memo.seen.get(key) == inputs:
+        return
+    memo.seen[key] = inputs
     memo.queue.add(key)
 
 
