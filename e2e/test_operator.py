@@ -193,6 +193,12 @@ def test_spec_the_cluster_refuses_fails_once_without_retry_storm(cluster, operat
                         o.get("status", {}).get("phase") == "Failed" and o, 15, what="phase Failed")
     ready = condition(failed, "Ready")
     assert ready["reason"] == "ApplyFailed" and "nodeSelectorTerms" in ready["message"]
+    # Failed may be another operator's report (a running `make demo`'s): wait for this one's own
+    # refused apply, then for quiet.
+    eventually(lambda: audit_writes(cluster.audit_log, OPERATOR_USER, namespace=namespace).get("patch deployments"),
+               15, what="this operator's refused apply")
+    time.sleep(1)
+    failed = get(cluster, namespace, "llmd", "qwen-mini")
 
     before = audit_lines(cluster.audit_log)
     time.sleep(5)
