@@ -146,15 +146,15 @@ def no_other_operator(cluster):
     """Stop every running operator (the tests' own and a running `make demo`'s, both cluster-admin
     over every namespace) for a test that must see only the operators it starts; start them again
     afterwards."""
-    running = list(OperatorProcess.running)
-    for process in running:
-        process.stop()
     import demo  # here, not at the top: demo imports this module
 
+    running = list(OperatorProcess.running)
     demo_was_running = demo.running(cluster.plane.cfg, "operator")
-    if demo_was_running:
-        demo.stop(cluster.plane.cfg, "operator")
-    try:
+    try:  # from the first stop on: whatever fails, what was running runs again afterwards
+        for process in running:
+            process.stop()
+        if demo_was_running:
+            demo.stop(cluster.plane.cfg, "operator")
         yield
     finally:
         for process in running:
