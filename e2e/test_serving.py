@@ -218,11 +218,13 @@ def test_restarted_pod_reuses_the_download(stack):
     stack.hub.reset_counts()
     started = time.monotonic()
     stack.kubectl("delete", "pod", old["metadata"]["name"], "--wait=false")
-    eventually(lambda: [p for p in stack.pods("llm") if p["metadata"]["uid"] != old["metadata"]["uid"]], 60,
-               what="replacement pod")
+    (new,) = eventually(lambda: [p for p in stack.pods("llm") if p["metadata"]["uid"] != old["metadata"]["uid"]], 60,
+                        what="replacement pod")
+    # The replacement's own readiness first: the resource's Ready may not have dropped yet.
+    stack.kubectl("wait", "--for=condition=Ready", f"pod/{new['metadata']['name']}", f"--timeout={READY_TIMEOUT}s",
+                  timeout=READY_TIMEOUT + 30)
     stack.wait_ready()
     stack.times["Ready after pod delete"] = time.monotonic() - started
-    (new,) = stack.pods("llm")
     print(f"\nReady after deleting the LLM pod (cache hit): {stack.times['Ready after pod delete']:.1f}s; "
           f"first start: {stack.times.get('first Ready', float('nan')):.1f}s")
     assert stack.hub.file_requests() == []  # zero bytes downloaded
