@@ -331,6 +331,18 @@ def test_operator_with_the_charts_rbac_reconciles_the_rag_stack(cluster, release
     assert status_writers(cluster.audit_log, namespace, before) == {release.user}
     assert len([d for d in ("llm", "embedding", "rerank") if get(cluster, namespace, "deployment", f"rag-stack-{d}")]) == 3
     assert get(cluster, namespace, "pvc", "rag-stack-cache") is not None
+
+    # The opt-in NetworkPolicy: made, owned, and removed again, all with the chart's permissions.
+    cluster.kubectl("-n", namespace, "patch", "llmd", "rag-stack", "--type=merge",
+                    "-p", json.dumps({"spec": {"service": {"allowedNamespaces": [namespace]}}}))
+    policy = eventually(lambda: get(cluster, namespace, "networkpolicy", "rag-stack-ingress"), 20,
+                        what="NetworkPolicy rag-stack-ingress")
+    assert [r["kind"] for r in policy["metadata"]["ownerReferences"] if r.get("controller")] == ["LLMDeployment"]
+    assert policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == [namespace]
+    cluster.kubectl("-n", namespace, "patch", "llmd", "rag-stack", "--type=json",
+                    "-p", '[{"op": "remove", "path": "/spec/service"}]')
+    eventually(lambda: get(cluster, namespace, "networkpolicy", "rag-stack-ingress") is None, 20,
+               what="NetworkPolicy deleted")
     assert forbidden_lines(release.log(), namespace) == []
 
 

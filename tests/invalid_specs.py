@@ -32,8 +32,13 @@ RULE_ROLES = "at least one of spec.llm, spec.embedding and spec.rerank is requir
 RULE_PARALLEL = "tensorParallelSize x pipelineParallelSize must equal gpus (GPUs per replica, default 1)"
 RULE_EXTRA_ARGS = (
     "extraArgs may not set --model, --host, --port, --served-model-name, --tensor-parallel-size, "
-    "--pipeline-parallel-size, --api-key, --task, --enable-reasoning, --runner, --tokenizer: use the typed fields "
+    "--pipeline-parallel-size, --api-key, --task, --enable-reasoning, --runner, --tokenizer, --config, -tp, -pp "
+    "(nor their prefixes or '_' spellings): use the typed fields "
     "(gpus, tensorParallelSize, model.servedName, model.tokenizer, apiKeySecretRef); --task and --enable-reasoning no longer exist in vLLM"
+)
+RULE_OPEN_SERVICE = (
+    "a NodePort or LoadBalancer Service puts the model on the network: set apiKeySecretRef, or "
+    "service.allowUnauthenticated: true if the endpoint is meant to be open"
 )
 RULE_AUTOSCALING = "replicas and autoscaling exclude each other: with autoscaling the autoscaler sets the number of pods"
 RULE_CACHE = "set exactly one of cache.size (a new claim) and cache.existingClaim"
@@ -98,6 +103,61 @@ CASES = [
         _llm(engine={"extraArgs": ["--api-key=sk-123"]}),
         f"spec.llm.engine.extraArgs: {RULE_EXTRA_ARGS}",
         ("spec.llm.engine.extraArgs", RULE_EXTRA_ARGS),
+    ),
+    # The issue's reproducer, and each way vLLM's parser reaches a reserved flag.
+    Invalid(
+        "reserved-flags-spelt-otherwise",
+        _llm(engine={"extraArgs": ["--served_model_name", "evil", "-tp", "4", "--api_key=plain"]}),
+        f"spec.llm.engine.extraArgs: {RULE_EXTRA_ARGS}",
+        ("spec.llm.engine.extraArgs", RULE_EXTRA_ARGS),
+    ),
+    *(
+        Invalid(
+            f"reserved-flag-as-{label}",
+            _llm(engine={"extraArgs": ["--max-num-seqs", "8", arg, "x"]}),
+            f"spec.llm.engine.extraArgs: {RULE_EXTRA_ARGS}",
+            ("spec.llm.engine.extraArgs", RULE_EXTRA_ARGS),
+        )
+        for label, arg in (("prefix", "--served"), ("prefix-with-value", "--api-k=x"), ("underscore", "--tensor_parallel_size"),
+                           ("short-alias", "-pp"), ("short-prefix", "-t"), ("short-with-value", "-tp=2"),
+                           ("config-file", "--config"), ("options-end", "--"))
+    ),
+    Invalid(
+        "load-balancer-without-api-key",
+        {**_llm(), "service": {"type": "LoadBalancer"}},
+        f"spec.service.type: {RULE_OPEN_SERVICE}",
+        ("spec.service.type", RULE_OPEN_SERVICE),
+    ),
+    Invalid(
+        "node-port-without-api-key",
+        {**_llm(), "service": {"type": "NodePort", "allowUnauthenticated": False}},
+        f"spec.service.type: {RULE_OPEN_SERVICE}",
+        ("spec.service.type", RULE_OPEN_SERVICE),
+    ),
+    Invalid(
+        "dot-dot-in-hub-source",
+        {"llm": {"model": {"source": "hf://org/..", "servedName": "x"}}},
+        "spec.llm.model.source: model source 'hf://org/..' is not one of modelscope://org/name, hf://org/name, pvc://claim/path",
+        ("spec.llm.model.source",),
+    ),
+    Invalid(
+        "dot-dot-in-pvc-path",
+        {"llm": {"model": {"source": "pvc://weights/models/../../etc"}}},
+        "spec.llm.model.source: model source 'pvc://weights/models/../../etc': the path inside the claim may not contain '..'",
+        ("spec.llm.model.source", "the path inside the claim may not contain '..'"),
+    ),
+    Invalid(
+        "priority-class-with-trailing-garbage",
+        _llm(scheduling={"priorityClassName": "high/../x"}),
+        "spec.llm.scheduling.priorityClassName: String should match pattern "
+        "'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'",
+        ("spec.llm.scheduling.priorityClassName",),
+    ),
+    Invalid(
+        "allowed-namespace-not-a-name",
+        {**_llm(), "service": {"allowedNamespaces": ["Apps"]}},
+        "spec.service.allowedNamespaces[0]: String should match pattern '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
+        ("spec.service.allowedNamespaces[0]",),
     ),
     Invalid(
         "api-key-in-env",

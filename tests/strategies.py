@@ -118,6 +118,8 @@ def llmdeployment_specs(draw):
         spec["apiKeySecretRef"] = {"name": "key", "key": "api-key"}
     if draw(st.booleans()):
         spec["credentialsSecretRef"] = {"name": "tokens"}
+    if draw(st.booleans()):
+        spec["service"] = {"allowedNamespaces": draw(st.lists(_name, min_size=1, max_size=3, unique=True))}
     return spec
 
 

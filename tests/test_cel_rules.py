@@ -4,8 +4,8 @@ the invalid-spec table and generated specs, both halves must give the same verdi
 the rule applies.
 
 cel-python implements standard CEL only. Of the Kubernetes CEL libraries the rules use, it lacks
-the strings extension's `split` (given below, with Kubernetes' semantics for a plain separator);
-it also lacks, unused by our rules today, `lowerAscii`/`upperAscii`/`replace`/`join`/`indexOf`,
+the strings extension's `split`, `substring` and `replace` (given below, with Kubernetes' semantics
+for the forms the rules use); it also lacks, unused by our rules today, `lowerAscii`/`upperAscii`/`join`/`indexOf`,
 the `lists` extension (`isSorted`, `sum`, ...), `url()`, `quantity()`, `ip()`/`cidr()`,
 `format()` and the regex extension's `find`/`findAll`. A rule that calls one of those fails
 here with cel-python's "no such function" error until it is added to FUNCTIONS.
@@ -32,7 +32,18 @@ def _split(text: celpy.celtypes.StringType, separator: celpy.celtypes.StringType
     return celpy.celtypes.ListType([celpy.celtypes.StringType(part) for part in str(text).split(str(separator))])
 
 
-FUNCTIONS = {"split": _split}
+def _substring(text: celpy.celtypes.StringType, start: celpy.celtypes.IntType) -> celpy.celtypes.StringType:
+    if not 0 <= int(start) <= len(str(text)):
+        raise ValueError(f"substring: index {int(start)} out of range")  # Kubernetes fails the rule too
+    return celpy.celtypes.StringType(str(text)[int(start):])
+
+
+def _replace(text: celpy.celtypes.StringType, old: celpy.celtypes.StringType,
+             new: celpy.celtypes.StringType) -> celpy.celtypes.StringType:
+    return celpy.celtypes.StringType(str(text).replace(str(old), str(new)))
+
+
+FUNCTIONS = {"split": _split, "substring": _substring, "replace": _replace}
 _ENV = celpy.Environment()
 _PROGRAMS: dict[str, Any] = {}
 

@@ -147,3 +147,20 @@ def test_refusals_that_retrying_cannot_fix_are_told_apart():
     assert not _unfixable_by_retry(error(500, "etcdserver: request timed out"))
     assert not _unfixable_by_retry(error(409, "the object has been modified"))
     assert not _unfixable_by_retry(error(429, "too many requests"))
+
+
+def test_a_renderer_defect_is_reported_in_status_and_retried(monkeypatch):
+    kube = MemoryKube(resource())
+    run(kube)
+    kube.roll_out()
+    assert run(kube).phase == "Ready"
+
+    def broken(llmd, config):
+        raise KeyError("a bug")
+    monkeypatch.setattr("llm_operator.reconcile.render", broken)
+    result = run(kube)
+    assert (result.phase, result.requeue_after) == ("Failed", FAILED_RETRY_SECONDS)
+    ready = next(c for c in kube.llmd["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RenderFailed")
+    assert "KeyError" in ready["message"] and "a bug" in ready["message"]
+    assert ("Deployment", "team-llm") in kube.objects  # what serves is left serving

@@ -10,6 +10,7 @@ from llm_operator.names import HASH_ANNOTATION
 from llm_operator.render import RenderConfig, content_hash, render, service_url
 from support import by_kind_and_name, container, llmd, load_example
 from llm_operator.api import parse_llmdeployment
+from llm_runtime.cli import build_parser
 
 HF = {"source": "hf://BAAI/bge-m3"}
 
@@ -82,13 +83,19 @@ def test_pooling_roles_run_with_pooling_runner_and_convert():
     assert "--convert" not in container(objects[("Deployment", "test-rerank")])["args"]
 
 
+def downloader_args(init_container):
+    """The init container's arguments as `llm-runtime` itself parses them."""
+    assert init_container["command"] == ["llm-runtime", "download"]
+    return build_parser().parse_args(["download", *init_container["args"]])
+
+
 def test_gguf_file_is_served_by_path_and_downloaded_alone():
     deployment = render(parse_llmdeployment(load_example("gguf-single-file.yaml")))[0]
     assert container(deployment)["args"][0] == (
         "/models/modelscope/Qwen/Qwen2.5-1.5B-Instruct-GGUF/master/qwen2.5-1.5b-instruct-q4_k_m.gguf"
     )
-    download = container(deployment, "model-download")["args"]
-    assert download[download.index("--file") + 1] == "qwen2.5-1.5b-instruct-q4_k_m.gguf"
+    download = downloader_args(container(deployment, "model-download"))
+    assert download.file == "qwen2.5-1.5b-instruct-q4_k_m.gguf"
 
 
 def test_pvc_source_mounts_the_claim_read_only_and_only_checks():
@@ -176,8 +183,8 @@ def test_yaml_special_values_survive_rendering():
 
 
 def test_service_and_url():
-    objects = rendered({"rerank": {"model": HF}, "service": {"type": "LoadBalancer", "port": 9000,
-                                                               "annotations": {"a/b": "c"}}}, namespace="ai")
+    objects = rendered({"rerank": {"model": HF}, "apiKeySecretRef": {"name": "key", "key": "k"},
+                        "service": {"type": "LoadBalancer", "port": 9000, "annotations": {"a/b": "c"}}}, namespace="ai")
     service = objects[("Service", "test-rerank")]
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["spec"]["ports"] == [{"name": "http", "port": 9000, "targetPort": "http", "protocol": "TCP"}]
@@ -220,9 +227,41 @@ def test_tokenizer_is_downloaded_by_its_own_init_container_and_passed_by_path():
     pod = deployment["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["model-download", "tokenizer-download"]
     tokenizer = container(deployment, "tokenizer-download")
-    args = tokenizer["args"]
-    assert args[args.index("--source") + 1] == "modelscope://Qwen/Qwen2.5-1.5B-Instruct"
-    assert [args[i + 1] for i, a in enumerate(args) if a == "--allow-pattern"] == [
-        "*.json", "*.txt", "*.model", "*.tiktoken"]
+    args = downloader_args(tokenizer)
+    assert args.source == "modelscope://Qwen/Qwen2.5-1.5B-Instruct"
+    assert args.allow_pattern == ["*.json", "*.txt", "*.model", "*.tiktoken"]
     vllm_args = container(deployment)["args"]
     assert vllm_args[vllm_args.index("--tokenizer") + 1] == "/models/modelscope/Qwen/Qwen2.5-1.5B-Instruct/master"
+
+
+def test_file_and_patterns_that_start_with_a_dash_reach_the_downloader_as_values():
+    deployment = render(llmd({"llm": {"model": {"source": "hf://org/m", "file": "-q4.gguf",
+                                                "ignorePatterns": ["-draft*", "--help"]}}}))[0]
+    args = downloader_args(container(deployment, "model-download"))
+    assert args.file == "-q4.gguf"
+    assert args.ignore_pattern == ["-draft*", "--help"]
+
+
+def test_network_policy_lets_in_only_the_named_namespaces_on_the_serving_port():
+    objects = rendered({"llm": {"model": HF}, "embedding": {"model": HF},
+                        "service": {"allowedNamespaces": ["apps", "gateway"]}}, namespace="models")
+    policy = objects[("NetworkPolicy", "test-ingress")]
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"llmops.dev/deployment": "test"}}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["apps", "gateway"]}]}}]
+    # The port is named like the vLLM container's, so a changed service.port cannot open another one.
+    for role in ("llm", "embedding"):
+        deployment = objects[("Deployment", f"test-{role}")]
+        assert [p["name"] for p in container(deployment)["ports"]] == [rule["ports"][0]["port"]]
+        assert deployment["spec"]["template"]["metadata"]["labels"]["llmops.dev/deployment"] == "test"
+
+
+def test_no_network_policy_unless_asked_for():
+    assert not [key for key in rendered({"llm": {"model": HF}}) if key[0] == "NetworkPolicy"]
+
+
+def test_an_open_endpoint_must_be_asked_for():
+    open_service = {"rerank": {"model": HF}, "service": {"type": "NodePort", "allowUnauthenticated": True}}
+    assert rendered(open_service)[("Service", "test-rerank")]["spec"]["type"] == "NodePort"

@@ -1,5 +1,7 @@
 """The vLLM contract: every command line the renderer produces is accepted by the pinned vLLM's
-own `vllm serve` parser (tests/vllm_check.py), for every example and for generated specs."""
+own `vllm serve` parser (tests/vllm_check.py), for every example and for generated specs, and vLLM
+reads from it exactly the settings the operator owns: the model path, the served name, the
+parallel sizes and the port, and never an API key, a host or a config file."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from llm_operator.api import parse_llmdeployment
+from llm_operator.api.models import RESERVED_FLAGS, RESERVED_SHORT_FLAGS, reserved_flag
 from llm_operator.render import render
+from llm_operator.render.config import CONTAINER_PORT, parallelism, served_name
 from strategies import llmdeployment_specs
 from support import EXAMPLES, container, llmd
 
@@ -22,13 +26,24 @@ def serve_lines(objects):
             yield obj["metadata"]["name"], vllm["args"]
 
 
+def assert_vllm_reads_what_the_operator_set(vllm_parser, llmd):
+    """Parse every role's command line with vLLM's parser and compare what it read with the spec."""
+    lines = dict(serve_lines(render(llmd)))
+    for role_name, role in llmd.spec.roles().items():
+        args = lines[f"{llmd.metadata.name}-{role_name}"]
+        ok, error, parsed = vllm_parser.parse(args)
+        assert ok, f"{role_name}: vLLM refused `vllm serve {' '.join(args)}`: {error}"
+        tensor, pipeline = parallelism(role)
+        assert parsed["model_tag"] == args[0]
+        assert parsed["served_model_name"] == [served_name(role.model)]
+        assert (parsed["tensor_parallel_size"], parsed["pipeline_parallel_size"]) == (tensor, pipeline)
+        assert parsed["port"] == CONTAINER_PORT
+        assert parsed["api_key"] is None and parsed["host"] is None and not parsed["config"]
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_every_example_is_accepted_by_vllm(example, vllm_parser):
-    lines = list(serve_lines(render(parse_llmdeployment(yaml.safe_load(example.read_text())))))
-    assert lines
-    for name, args in lines:
-        ok, error = vllm_parser.check(args)
-        assert ok, f"{example.name}: Deployment {name}: vLLM refused `vllm serve {' '.join(args)}`: {error}"
+    assert_vllm_reads_what_the_operator_set(vllm_parser, parse_llmdeployment(yaml.safe_load(example.read_text())))
 
 
 # A sample, not an exhaustive search: each check costs a round trip to the parser process.
@@ -36,6 +51,38 @@ def test_every_example_is_accepted_by_vllm(example, vllm_parser):
                                                                  HealthCheck.function_scoped_fixture])
 @given(spec=llmdeployment_specs())
 def test_generated_specs_are_accepted_by_vllm(spec, vllm_parser):
-    for name, args in serve_lines(render(llmd(spec))):
-        ok, error = vllm_parser.check(args)
-        assert ok, f"Deployment {name}: vLLM refused `vllm serve {' '.join(args)}`: {error}"
+    assert_vllm_reads_what_the_operator_set(vllm_parser, llmd(spec))
+
+
+# Attributes of vLLM's namespace that a reserved flag sets (see RESERVED_FLAGS for why each is).
+RESERVED_DESTS = ("model", "host", "port", "served_model_name", "tensor_parallel_size", "pipeline_parallel_size",
+                  "api_key", "runner", "tokenizer", "config")
+
+
+def test_every_spelling_of_a_reserved_flag_is_refused_and_no_other_flag_is(vllm_parser):
+    """Completeness against the pinned vLLM: each of its option strings that sets an owned setting
+    (including short aliases such as -tp) is refused, and each flag that sets anything else passes."""
+    options = vllm_parser.options()
+    for dest in RESERVED_DESTS:
+        for option in options[dest]:
+            underscored = "--" + option[2:].replace("-", "_") if option.startswith("--") else option
+            assert reserved_flag(option) and reserved_flag(underscored) and reserved_flag(option + "=x"), option
+    for dest, strings in options.items():
+        if dest not in RESERVED_DESTS + ("help",):
+            for option in strings:
+                assert reserved_flag(option) is None, f"{option} ({dest}) would be refused but sets no owned setting"
+    listed = set(RESERVED_FLAGS + RESERVED_SHORT_FLAGS)
+    assert {o for d in RESERVED_DESTS for o in options[d]} <= listed
+
+
+def test_a_refused_spelling_really_reaches_the_reserved_setting(vllm_parser):
+    """The rule is not stricter than needed for these: vLLM itself maps each to an owned setting."""
+    base = ["/models/x", "--served-model-name", "m"]
+    for extra, dest, value in ((["--served_model_name", "evil"], "served_model_name", ["evil"]),
+                               (["-tp", "4"], "tensor_parallel_size", 4),
+                               (["--api_key=plain"], "api_key", ["plain"]),
+                               (["--api-k", "plain"], "api_key", ["plain"])):
+        ok, error, parsed = vllm_parser.parse(base + extra)
+        assert ok, error
+        assert parsed[dest] == value
+        assert any(reserved_flag(arg) for arg in extra)

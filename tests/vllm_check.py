@@ -26,6 +26,7 @@ import os
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,12 +69,19 @@ def build():
     return top
 
 parser = build()
+PARSED = ("model_tag", "served_model_name", "tensor_parallel_size", "pipeline_parallel_size", "port", "host",
+          "api_key", "tokenizer", "runner", "config")
 out.write(json.dumps({"ready": True, "vllm": vllm.__version__}) + "\n"); out.flush()
+serve = next(a for a in parser._actions if a.dest == "subparser").choices["serve"]
 for line in sys.stdin:
     line = line.strip()
     if not line:
         continue
     argv = json.loads(line)
+    if argv == "options":  # every flag of `vllm serve`, by the namespace attribute it sets
+        out.write(json.dumps({a.dest: a.option_strings for a in serve._actions if a.option_strings}) + "\n")
+        out.flush()
+        continue
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
@@ -81,7 +89,8 @@ for line in sys.stdin:
             if not getattr(args, "model_tag", None):
                 raise ValueError("no model path: `vllm serve` needs the model path as its first argument")
             validate_parsed_serve_args(args)
-        reply = {"ok": True, "error": ""}
+        parsed = {key: getattr(args, key, None) for key in PARSED}
+        reply = {"ok": True, "error": "", "parsed": json.loads(json.dumps(parsed, default=str))}
     except SystemExit as e:
         msg = [l.strip() for l in err.getvalue().splitlines() if l.strip() and not l.startswith("usage:")]
         reply = {"ok": False, "error": (" ".join(msg) if msg else f"exit {e.code}")}
@@ -115,18 +124,31 @@ class VLLMParser:
             self._stderr.append(line)
             del self._stderr[:-200]
 
-    def check(self, args: list[str]) -> tuple[bool, str]:
-        """Does `vllm serve <args...>` accept these arguments? -> (ok, vLLM's error message)."""
-        if not all(isinstance(a, str) for a in args):
-            raise TypeError(f"arguments must be strings: {args!r}")
+    def _ask(self, request: Any) -> Any:
         with self._lock:
-            self._proc.stdin.write(json.dumps(list(args)) + "\n")
+            self._proc.stdin.write(json.dumps(request) + "\n")
             self._proc.stdin.flush()
             line = self._proc.stdout.readline()
         if not line:
             raise RuntimeError("vLLM parser process died:\n" + "".join(self._stderr[-40:]))
-        reply = json.loads(line)
-        return reply["ok"], reply["error"]
+        return json.loads(line)
+
+    def check(self, args: list[str]) -> tuple[bool, str]:
+        """Does `vllm serve <args...>` accept these arguments? -> (ok, vLLM's error message)."""
+        ok, error, _ = self.parse(args)
+        return ok, error
+
+    def parse(self, args: list[str]) -> tuple[bool, str, dict[str, Any]]:
+        """Like check(), plus what vLLM read into the settings the operator owns (served_model_name,
+        tensor/pipeline_parallel_size, port, host, api_key, tokenizer, runner, config, model_tag)."""
+        if not all(isinstance(a, str) for a in args):
+            raise TypeError(f"arguments must be strings: {args!r}")
+        reply = self._ask(list(args))
+        return reply["ok"], reply["error"], reply.get("parsed") or {}
+
+    def options(self) -> dict[str, list[str]]:
+        """Every flag of `vllm serve`, keyed by the namespace attribute it sets."""
+        return self._ask("options")
 
     def close(self) -> None:
         if self._proc.poll() is None:

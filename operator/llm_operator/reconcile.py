@@ -16,7 +16,15 @@ from .api.models import KIND
 from .k8s import FIELD_MANAGER, ApplyRejected, Kube, now
 from .names import HASH_ANNOTATION, ROLE_LABEL
 from .render import RenderConfig, render
-from .status import Observed, compute_status, invalid_spec_status, same_status, transitions, with_transition_times
+from .status import (
+    Observed,
+    compute_status,
+    invalid_spec_status,
+    render_failed_status,
+    same_status,
+    transitions,
+    with_transition_times,
+)
 
 log = logging.getLogger("llm_operator.reconcile")
 
@@ -135,7 +143,12 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str) -> Re
     except InvalidSpec as error:
         return _write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), error.errors), 0)
 
-    desired = render(llmd, config)
+    try:
+        desired = render(llmd, config)
+    except Exception as error:  # noqa: BLE001 - any renderer defect must reach status, not loop unseen
+        log.exception("Failed to render LLMDeployment %s/%s", namespace, name)
+        result = _write_status(kube, raw, render_failed_status(raw["metadata"].get("generation"), error), 0)
+        return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
     live = {(c["kind"], c["metadata"]["name"]): c for c in kube.list_children(namespace, name, llmd.metadata.uid)}
     writes, apply_error, conflicts = 0, None, []
     for obj in desired:

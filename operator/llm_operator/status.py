@@ -287,20 +287,35 @@ def _phase_message(phase: str) -> str:
     }[phase]
 
 
-def invalid_spec_status(generation: int | None, errors: list[str]) -> dict[str, Any]:
-    """Status of a resource the API server accepted but the operator cannot render."""
-    message = _short("The spec cannot be served: " + "; ".join(errors))
+def _stalled_status(generation: int | None, reason: str, message: str, next_step: str) -> dict[str, Any]:
+    """Failed before any child was written: nothing rolls out until the spec or the operator changes."""
+    message = _short(message)
     return {
         "observedGeneration": generation,
         "phase": "Failed",
         "conditions": [
-            {"type": READY, "status": "False", "reason": "InvalidSpec", "message": message, "observedGeneration": generation},
-            {"type": PROGRESSING, "status": "False", "reason": "Stalled", "message": "Fix the spec.",
+            {"type": READY, "status": "False", "reason": reason, "message": message, "observedGeneration": generation},
+            {"type": PROGRESSING, "status": "False", "reason": "Stalled", "message": next_step,
              "observedGeneration": generation},
-            {"type": DEGRADED, "status": "True", "reason": "InvalidSpec", "message": message,
+            {"type": DEGRADED, "status": "True", "reason": reason, "message": message,
              "observedGeneration": generation},
         ],
     }
+
+
+def invalid_spec_status(generation: int | None, errors: list[str]) -> dict[str, Any]:
+    """Status of a resource the API server accepted but the operator cannot render."""
+    return _stalled_status(generation, "InvalidSpec", "The spec cannot be served: " + "; ".join(errors), "Fix the spec.")
+
+
+def render_failed_status(generation: int | None, error: Exception) -> dict[str, Any]:
+    """Status when the renderer itself failed on a spec that validated: a defect of the operator,
+    reported rather than retried in silence (the previous status could still say Ready)."""
+    return _stalled_status(
+        generation, "RenderFailed",
+        f"The operator could not render this spec ({type(error).__name__}: {error}); the children were left as they "
+        "are. Report this as an llm-operator bug, with the spec.",
+        "Retried after an operator upgrade or a change of the spec.")
 
 
 def with_transition_times(new: dict[str, Any], old: dict[str, Any] | None, now: str) -> dict[str, Any]:

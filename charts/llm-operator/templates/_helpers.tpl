@@ -85,6 +85,11 @@ Used by the ClusterRole (cluster-wide mode) and by the Role in each watched name
 - apiGroups: [""]
   resources: ["services", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The NetworkPolicy of spec.service.allowedNamespaces: same lifecycle. Granting it lets the operator
+# restrict ingress to the pods it runs, and through a spec a namespace's users could write one.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Pods are only observed: their states (pulling, crash-looping, unschedulable) become status.
 - apiGroups: [""]
   resources: ["pods"]

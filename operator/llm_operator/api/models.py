@@ -1,7 +1,7 @@
 """The LLMDeployment API (llmops.dev/v1alpha1): the single source of the CRD schema.
 
 Field names are the API's camelCase names. Optional fields default to None and stay None: defaults
-are applied by the renderer (see `llm_operator.render.defaults`), never written into the user's
+are applied by the renderer (see `llm_operator.render.config`), never written into the user's
 object, so GitOps tools see exactly what they applied.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 from llm_runtime.contract import TOKEN_ENV
-from llm_runtime.layout import HUB_SOURCE_PATTERN, SOURCE_PATTERN, parse_source
+from llm_runtime.layout import HUB_SOURCE_PATTERN, SOURCE_PATTERN, ModelSource, parse_source
 
 from .rules import Rule, SpecModel
-from .types import DNS_LABEL, ENV_NAME, Affinity, ObjectName, Quantity, Revision
+from .types import ENV_NAME, Affinity, DnsLabel, ObjectName, Quantity, Revision
 
 GROUP = "llmops.dev"
 VERSION = "v1alpha1"
@@ -33,7 +33,7 @@ MAX_NAME_LENGTH = 63 - len("-embedding")
 
 # Flags the operator owns: typed fields set them, or setting them would break the pod contract
 # (port, host) or leak a secret into the pod spec (api key). --task and --enable-reasoning were
-# removed from vLLM and would make it exit.
+# removed from vLLM and would make it exit; --config reads a file that can set any flag.
 RESERVED_FLAGS = (
     "--model",
     "--host",
@@ -46,9 +46,32 @@ RESERVED_FLAGS = (
     "--enable-reasoning",
     "--runner",
     "--tokenizer",
+    "--config",
 )
+# vLLM's short aliases of reserved flags (tests/test_vllm_contract.py lists them from its parser).
+RESERVED_SHORT_FLAGS = ("-tp", "-pp")
+
+
+def reserved_flag(arg: str) -> str | None:
+    """The reserved flag an extraArgs item would set in vLLM's parser, or None.
+
+    vLLM's parser reads `--served_model_name` as `--served-model-name`, takes any unambiguous
+    prefix (`--served`, `--api-k`, and `-t` for `-tp`) and `--flag=value` as one item, so an item is
+    refused when its flag part, with '_' read as '-', is a prefix of a reserved flag. A bare `--`
+    ends the options and is refused with them. The CEL rule below is the same test.
+    """
+    flag = arg.split("=")[0]
+    if flag.startswith("--"):
+        flag = "--" + flag[2:].replace("_", "-")
+        return next((reserved for reserved in RESERVED_FLAGS if reserved.startswith(flag)), None)
+    if flag.startswith("-") and len(flag) >= 2:
+        return next((reserved for reserved in RESERVED_SHORT_FLAGS if reserved.startswith(flag)), None)
+    return None
+
 
 PARSER_NAME = r"^[a-z][a-z0-9_]*$"
+# A pvc:// source whose path inside the claim has a '..' segment.
+PVC_DOT_DOT = r"^pvc://[^/]*/(.*/)?[.][.](/.*)?$"
 
 
 def _set(value: Any) -> bool:
@@ -63,7 +86,21 @@ def _check_source(source: str) -> str:
 # ---------------------------------------------------------------- model and engine
 
 
-class ModelSpec(SpecModel):
+class SourcedSpec(SpecModel):
+    """A spec with a `source` URI, kept as the user wrote it and parsed once, when the spec is read."""
+
+    _parsed_source: ModelSource = PrivateAttr()
+
+    def model_post_init(self, context: Any) -> None:
+        # `source` already passed its validator, so this cannot raise.
+        self._parsed_source = parse_source(self.source)
+
+    @property
+    def parsed_source(self) -> ModelSource:
+        return self._parsed_source
+
+
+class ModelSpec(SourcedSpec):
     """Which weights to serve and where they come from."""
 
     source: Annotated[str, AfterValidator(_check_source)] = Field(
@@ -122,6 +159,12 @@ class ModelSpec(SpecModel):
             ".tokenizer",
         ),
         Rule(
+            f"!self.source.matches('{PVC_DOT_DOT}')",
+            "the path inside the claim may not contain '..'",
+            lambda m: re.match(PVC_DOT_DOT, m.source) is None,
+            ".source",
+        ),
+        Rule(
             "!has(self.file) || !has(self.allowPatterns)",
             "file and allowPatterns cannot both be set: file already selects the one file to download",
             lambda m: not (_set(m.file) and _set(m.allowPatterns)),
@@ -129,7 +172,7 @@ class ModelSpec(SpecModel):
     )
 
 
-class TokenizerSpec(SpecModel):
+class TokenizerSpec(SourcedSpec):
     """Where the tokenizer comes from, when it is not the model's own. Only its small files are downloaded
     (`*.json`, `*.txt`, `*.model`, `*.tiktoken`), never weights."""
 
@@ -177,12 +220,19 @@ class EnvVar(SpecModel):
 
 
 def _extra_args_rule() -> Rule:
-    flags = ", ".join(f"'{flag}'" for flag in RESERVED_FLAGS)
+    long_flags = ", ".join(f"'{flag}'" for flag in RESERVED_FLAGS)
+    short_flags = ", ".join(f"'{flag}'" for flag in RESERVED_SHORT_FLAGS)
+    # The CEL twin of reserved_flag(); `a.split('=')[0]` is the item's flag part.
+    is_reserved = (
+        f"(a.startsWith('--') ? [{long_flags}].exists(f, f.startsWith('--' + a.split('=')[0].substring(2).replace('_', '-')))"
+        f" : (a.startsWith('-') && size(a.split('=')[0]) >= 2 && [{short_flags}].exists(f, f.startsWith(a.split('=')[0]))))"
+    )
     return Rule(
-        f"!has(self.extraArgs) || self.extraArgs.all(a, !(a.split('=')[0] in [{flags}]))",
-        "extraArgs may not set " + ", ".join(RESERVED_FLAGS)
-        + ": use the typed fields (gpus, tensorParallelSize, model.servedName, model.tokenizer, apiKeySecretRef); --task and --enable-reasoning no longer exist in vLLM",
-        lambda e: not any(arg.split("=")[0] in RESERVED_FLAGS for arg in e.extraArgs or ()),
+        f"!has(self.extraArgs) || self.extraArgs.all(a, !{is_reserved})",
+        "extraArgs may not set " + ", ".join(RESERVED_FLAGS + RESERVED_SHORT_FLAGS)
+        + " (nor their prefixes or '_' spellings): use the typed fields (gpus, tensorParallelSize, model.servedName, "
+        "model.tokenizer, apiKeySecretRef); --task and --enable-reasoning no longer exist in vLLM",
+        lambda e: not any(reserved_flag(arg) for arg in e.extraArgs or ()),
         ".extraArgs",
     )
 
@@ -268,7 +318,7 @@ class Scheduling(SpecModel):
     tolerations: list[Toleration] | None = Field(None, max_length=32, description="Extra tolerations.")
     affinity: Affinity | None = Field(
         None, description="A Kubernetes Affinity object (nodeAffinity, podAffinity, podAntiAffinity), checked against the core type.")
-    priorityClassName: str | None = Field(None, pattern=DNS_LABEL.replace("$", "") + r"|^system-.*$", max_length=253, description="PriorityClass of the pods.")
+    priorityClassName: ObjectName | None = Field(None, description="PriorityClass of the pods.")
     runtimeClassName: ObjectName | None = Field(None, description="RuntimeClass of the pods, for example `nvidia`.")
 
 
@@ -432,9 +482,29 @@ class CacheSpec(SpecModel):
 class ServiceSpec(SpecModel):
     """How the role Services are exposed."""
 
-    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = Field(None, description="Service type. Default ClusterIP.")
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = Field(
+        None,
+        description="Service type. Default ClusterIP. NodePort and LoadBalancer need apiKeySecretRef (or allowUnauthenticated).")
     port: int | None = Field(None, ge=1, le=65535, description="Service port. Default 8000.")
     annotations: dict[str, str] | None = Field(None, description="Annotations of the Services (load balancer settings).")
+    allowUnauthenticated: bool | None = Field(
+        None,
+        description=(
+            "Allow a NodePort or LoadBalancer Service without apiKeySecretRef: anyone who reaches a node or the load "
+            "balancer can then use the model. Only for endpoints meant to be open (a private network you trust)."
+        ),
+    )
+    allowedNamespaces: list[DnsLabel] | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description=(
+            "Let in only pods of these namespaces, with a NetworkPolicy `<name>-ingress` over every role's pods "
+            "(serving port only). "
+            "List this resource's own namespace too if clients run beside it. Needs a network plugin that enforces "
+            "NetworkPolicy. Default: no NetworkPolicy."
+        ),
+    )
 
 
 class LLMDeploymentSpec(SpecModel):
@@ -462,6 +532,15 @@ class LLMDeploymentSpec(SpecModel):
             "has(self.llm) || has(self.embedding) || has(self.rerank)",
             "at least one of spec.llm, spec.embedding and spec.rerank is required",
             lambda s: any(getattr(s, role) is not None for role in ROLES),
+        ),
+        Rule(
+            "!has(self.service) || !has(self.service.type) || self.service.type == 'ClusterIP'"
+            " || has(self.apiKeySecretRef) || (has(self.service.allowUnauthenticated) && self.service.allowUnauthenticated)",
+            "a NodePort or LoadBalancer Service puts the model on the network: set apiKeySecretRef, or "
+            "service.allowUnauthenticated: true if the endpoint is meant to be open",
+            lambda s: s.service is None or s.service.type in (None, "ClusterIP") or s.apiKeySecretRef is not None
+            or s.service.allowUnauthenticated is True,
+            ".service.type",
         ),
     )
 

@@ -30,7 +30,8 @@ log = logging.getLogger("llm_operator")
 
 MANAGED_LABELS = {MANAGED_BY_LABEL: MANAGED_BY}
 CHILD_RESOURCES = (("apps", "v1", "deployments"), ("", "v1", "services"),
-                   ("", "v1", "persistentvolumeclaims"), ("", "v1", "pods"))
+                   ("", "v1", "persistentvolumeclaims"), ("networking.k8s.io", "v1", "networkpolicies"),
+                   ("", "v1", "pods"))
 
 
 @dataclass

@@ -28,7 +28,8 @@ REQUEST_TIMEOUT = (10, 90)
 LEASE_REQUEST_TIMEOUT = (3, 5)
 APPLY = "application/apply-patch+yaml"
 # Child kinds and the snake_case names the client's methods use for them.
-_SNAKE = {"Deployment": "deployment", "Service": "service", "PersistentVolumeClaim": "persistent_volume_claim"}
+_SNAKE = {"Deployment": "deployment", "Service": "service", "PersistentVolumeClaim": "persistent_volume_claim",
+          "NetworkPolicy": "network_policy"}
 
 
 class ApplyRejected(Exception):
@@ -63,6 +64,7 @@ class Kube:
     def __init__(self, api_client: client.ApiClient):
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
+        self.networking = client.NetworkingV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
 
@@ -101,12 +103,13 @@ class Kube:
             raise
 
     def list_children(self, namespace: str, owner: str, owner_uid: str) -> list[dict[str, Any]]:
-        """Deployments, Services and PVCs labelled for the owner and controlled by it (by uid)."""
+        """Deployments, Services, PVCs and NetworkPolicies labelled for the owner and controlled by it (by uid)."""
         selector = f"{DEPLOYMENT_LABEL}={owner}"
         listings = [
             ("Deployment", self.apps.list_namespaced_deployment),
             ("Service", self.core.list_namespaced_service),
             ("PersistentVolumeClaim", self.core.list_namespaced_persistent_volume_claim),
+            ("NetworkPolicy", self.networking.list_namespaced_network_policy),
         ]
         children = []
         for kind, list_call in listings:
@@ -169,7 +172,7 @@ class Kube:
     # ------------------------------------------------------------ writes
 
     def _api(self, kind: str):
-        return self.apps if kind == "Deployment" else self.core
+        return {"Deployment": self.apps, "NetworkPolicy": self.networking}.get(kind, self.core)
 
     def apply(self, obj: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         """Server-side apply; force, because the operator owns these fields. Returns the object as

@@ -10,7 +10,6 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from llm_runtime.layout import ModelSource, parse_source
 from llm_runtime.versions import RUNTIME_CPU_IMAGE, RUNTIME_IMAGE
 
 from ..api.models import ModelSpec, RoleSpec
@@ -41,7 +40,7 @@ def served_name(model: ModelSpec) -> str:
     """`--served-model-name`: the spec's, else the source's last segment (`Qwen2.5-7B-Instruct`)."""
     if model.servedName:
         return model.servedName
-    source = parse_source(model.source)
+    source = model.parsed_source
     return (source.path if source.scheme == "pvc" else source.repo).rstrip("/").rsplit("/", 1)[-1]
 
 
@@ -98,6 +97,3 @@ def startup_failure_threshold(role: RoleSpec) -> int:
     timeout = role.startupTimeoutSeconds or DEFAULT_STARTUP_TIMEOUT_SECONDS
     return math.ceil(timeout / STARTUP_PROBE_PERIOD_SECONDS)
 
-
-def model_source(model: ModelSpec) -> ModelSource:
-    return parse_source(model.source)

@@ -1,4 +1,4 @@
-"""The model loader: the init container that fills (or checks) the weights volume.
+"""The model loader: the init containers that fill (or check) the weights volume.
 
 Kept apart from the engine arguments (as KubeAI keeps its loader apart) because it speaks to the
 hubs, not to vLLM: `llm-runtime download` (runtime/llm_runtime/cli.py) takes exactly these flags,
@@ -7,13 +7,14 @@ and computes the target directory with the same `llm_runtime.layout` functions a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from llm_runtime.contract import ENDPOINT_ENV, TOKEN_ENV
-from llm_runtime.layout import model_dir, parse_source
+from llm_runtime.layout import ModelSource, model_dir
 
 from ..api.models import LLMDeploymentSpec, ModelSpec, TokenizerSpec
-from ..names import MODEL_CHECK_CONTAINER, MODEL_DOWNLOAD_CONTAINER
+from ..names import MODEL_CHECK_CONTAINER, MODEL_DOWNLOAD_CONTAINER, TOKENIZER_CONTAINER
 from .config import CACHE_MOUNT_PATH, RenderConfig
 
 # Keys of spec.credentialsSecretRef's Secret, passed to the downloader as environment variables.
@@ -23,8 +24,21 @@ HUB_TOKEN_KEYS = tuple(TOKEN_ENV.values())
 TOKENIZER_PATTERNS = ("*.json", "*.txt", "*.model", "*.tiktoken")
 
 
-def container_name(model: ModelSpec) -> str:
-    return MODEL_CHECK_CONTAINER if parse_source(model.source).scheme == "pvc" else MODEL_DOWNLOAD_CONTAINER
+@dataclass(frozen=True)
+class Loader:
+    """One init container: its name, the arguments after `llm-runtime download`, its environment,
+    and whether it only reads the volume (a pvc:// model is checked in place, never written)."""
+
+    name: str
+    args: list[str]
+    env: list[dict[str, Any]]
+    read_only: bool
+
+
+def _value_flag(flag: str, value: str) -> str:
+    """`--flag=value` as one argument: a value that starts with '-' (a file or glob may) is never
+    taken for a flag by the downloader's parser."""
+    return f"{flag}={value}"
 
 
 def download_args(model: ModelSpec) -> list[str]:
@@ -33,11 +47,9 @@ def download_args(model: ModelSpec) -> list[str]:
     if model.revision:
         args += ["--revision", model.revision]
     if model.file:
-        args += ["--file", model.file]
-    for pattern in model.allowPatterns or ():
-        args += ["--allow-pattern", pattern]
-    for pattern in model.ignorePatterns or ():
-        args += ["--ignore-pattern", pattern]
+        args.append(_value_flag("--file", model.file))
+    args += [_value_flag("--allow-pattern", pattern) for pattern in model.allowPatterns or ()]
+    args += [_value_flag("--ignore-pattern", pattern) for pattern in model.ignorePatterns or ()]
     return args
 
 
@@ -46,33 +58,45 @@ def tokenizer_download_args(tokenizer: TokenizerSpec) -> list[str]:
     args = ["--source", tokenizer.source, "--cache-dir", CACHE_MOUNT_PATH]
     if tokenizer.revision:
         args += ["--revision", tokenizer.revision]
-    for pattern in TOKENIZER_PATTERNS:
-        args += ["--allow-pattern", pattern]
-    return args
+    return args + [_value_flag("--allow-pattern", pattern) for pattern in TOKENIZER_PATTERNS]
 
 
 def tokenizer_path(tokenizer: TokenizerSpec | None) -> str | None:
     """Where the tokenizer lands in the cache: what `--tokenizer` is given (None: the model's own)."""
     if tokenizer is None:
         return None
-    return model_dir(CACHE_MOUNT_PATH, parse_source(tokenizer.source), tokenizer.revision)
+    return model_dir(CACHE_MOUNT_PATH, tokenizer.parsed_source, tokenizer.revision)
 
 
-def download_env(spec: LLMDeploymentSpec, source: str, config: RenderConfig) -> list[dict[str, Any]]:
+def download_env(spec: LLMDeploymentSpec, source: ModelSource, config: RenderConfig) -> list[dict[str, Any]]:
     """Hub tokens by Secret reference only (optional keys: a public model needs none) and mirrors."""
     env: list[dict[str, Any]] = []
-    scheme = parse_source(source).scheme
-    endpoint_variable = ENDPOINT_ENV.get(scheme)
-    if endpoint_variable and scheme in config.hub_endpoints:
-        env.append({"name": endpoint_variable, "value": config.hub_endpoints[scheme]})
-    if spec.credentialsSecretRef and scheme != "pvc":
-        for key in HUB_TOKEN_KEYS:
-            env.append(
-                {
-                    "name": key,
-                    "valueFrom": {
-                        "secretKeyRef": {"name": spec.credentialsSecretRef.name, "key": key, "optional": True}
-                    },
-                }
-            )
+    endpoint_variable = ENDPOINT_ENV.get(source.scheme)
+    if endpoint_variable and source.scheme in config.hub_endpoints:
+        env.append({"name": endpoint_variable, "value": config.hub_endpoints[source.scheme]})
+    if spec.credentialsSecretRef and source.is_hub:
+        secret = spec.credentialsSecretRef.name
+        env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+                for key in HUB_TOKEN_KEYS]
     return env
+
+
+def loaders(spec: LLMDeploymentSpec, model: ModelSpec, config: RenderConfig) -> tuple[Loader, ...]:
+    """The model's loader, then the tokenizer's when the model names another tokenizer."""
+    source = model.parsed_source
+    model_loader = Loader(
+        name=MODEL_DOWNLOAD_CONTAINER if source.is_hub else MODEL_CHECK_CONTAINER,
+        args=download_args(model),
+        env=download_env(spec, source, config),
+        read_only=not source.is_hub,
+    )
+    tokenizer = model.tokenizer
+    if tokenizer is None:
+        return (model_loader,)
+    # The CRD allows hub tokenizers only, so the tokenizer always writes into the cache.
+    return model_loader, Loader(
+        name=TOKENIZER_CONTAINER,
+        args=tokenizer_download_args(tokenizer),
+        env=download_env(spec, tokenizer.parsed_source, config),
+        read_only=False,
+    )

@@ -10,8 +10,13 @@ Facts this file relies on, checked against vLLM's own parser by tests/test_vllm_
 
 from __future__ import annotations
 
-from ..api.models import GenerativeEngineSpec, PoolingEngineSpec, RoleSpec
-from .config import CONTAINER_PORT, parallelism
+from typing import TYPE_CHECKING
+
+from ..api.models import GenerativeEngineSpec, PoolingEngineSpec
+from .config import CONTAINER_PORT
+
+if TYPE_CHECKING:
+    from .plan import RolePlan
 
 POOLING_ROLES = ("embedding", "rerank")
 
@@ -33,21 +38,19 @@ def _engine_args(engine) -> list[str]:
     return args
 
 
-def serve_args(role_name: str, role: RoleSpec, model_path: str, served_name: str,
-               tokenizer_path: str | None = None) -> list[str]:
+def serve_args(plan: RolePlan) -> list[str]:
     """Arguments after `vllm serve`: the local model path first, then flags, then extraArgs."""
-    tensor, pipeline = parallelism(role)
     args = [
-        model_path,
+        plan.model_path,
         "--port", str(CONTAINER_PORT),
-        "--served-model-name", served_name,
-        "--tensor-parallel-size", str(tensor),
-        "--pipeline-parallel-size", str(pipeline),
+        "--served-model-name", plan.served_name,
+        "--tensor-parallel-size", str(plan.tensor_parallel),
+        "--pipeline-parallel-size", str(plan.pipeline_parallel),
     ]
-    if tokenizer_path:
-        args += ["--tokenizer", tokenizer_path]
-    engine = role.engine
-    if role_name in POOLING_ROLES:
+    if plan.tokenizer_path:
+        args += ["--tokenizer", plan.tokenizer_path]
+    engine = plan.role.engine
+    if plan.role_name in POOLING_ROLES:
         args += ["--runner", "pooling"]
         if isinstance(engine, PoolingEngineSpec) and engine.convert:
             args += ["--convert", engine.convert]

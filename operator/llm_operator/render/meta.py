@@ -1,0 +1,43 @@
+"""Names and labels of the children: what the renderer writes and the watches and status read."""
+
+from __future__ import annotations
+
+from ..names import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, ROLE_LABEL
+
+
+def child_name(owner: str, role: str) -> str:
+    return f"{owner}-{role}"
+
+
+def cache_claim_name(owner: str) -> str:
+    return f"{owner}-cache"
+
+
+def network_policy_name(owner: str) -> str:
+    return f"{owner}-ingress"
+
+
+def selector_labels(owner: str, role: str) -> dict[str, str]:
+    """The labels that select a role's pods; immutable in a Deployment, so kept minimal."""
+    return {DEPLOYMENT_LABEL: owner, ROLE_LABEL: role}
+
+
+def labels(owner: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": {"cache": "model-cache", "network-policy": "llm-operator"}.get(component, "vllm"),
+        "app.kubernetes.io/instance": owner,
+        "app.kubernetes.io/component": component,
+        MANAGED_BY_LABEL: MANAGED_BY,
+        "app.kubernetes.io/part-of": "llm-operator",
+        DEPLOYMENT_LABEL: owner,
+        ROLE_LABEL: component,
+    }
+
+
+def object_meta(name: str, namespace: str | None, object_labels: dict[str, str]) -> dict[str, object]:
+    """metadata of a child; the namespace is left out when rendering offline without one."""
+    meta: dict[str, object] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    meta["labels"] = object_labels
+    return meta

@@ -1,0 +1,46 @@
+"""The weights cache: which volume a role's pods mount, and the claim the operator creates for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_runtime.layout import ModelSource
+
+from ..api.models import LLMDeployment
+from .meta import cache_claim_name, labels, object_meta
+
+CACHE_VOLUME = "model-cache"
+
+
+def cache_volume(llmd: LLMDeployment, source: ModelSource) -> dict[str, Any]:
+    """A pvc:// model's own claim (read-only), else the shared cache claim, else a per-pod emptyDir."""
+    if source.scheme == "pvc":
+        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": source.repo, "readOnly": True}}
+    cache = llmd.spec.cache
+    if cache and cache.existingClaim:
+        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache.existingClaim}}
+    if cache and cache.size:
+        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache_claim_name(llmd.metadata.name)}}
+    return {"name": CACHE_VOLUME, "emptyDir": {}}
+
+
+def wants_cache_claim(llmd: LLMDeployment) -> bool:
+    """A new claim is made only when asked for and some role downloads from a hub into it."""
+    cache = llmd.spec.cache
+    return bool(cache and cache.size and any(r.model.parsed_source.is_hub for r in llmd.spec.roles().values()))
+
+
+def cache_claim(llmd: LLMDeployment) -> dict[str, Any]:
+    """The shared weights cache: every pod of every role of one LLMDeployment mounts it."""
+    cache = llmd.spec.cache
+    owner = llmd.metadata.name
+    spec: dict[str, Any] = {"accessModes": [cache.accessMode or "ReadWriteMany"]}
+    if cache.storageClassName:
+        spec["storageClassName"] = cache.storageClassName
+    spec["resources"] = {"requests": {"storage": cache.size}}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": object_meta(cache_claim_name(owner), llmd.metadata.namespace, labels(owner, "cache")),
+        "spec": spec,
+    }
