@@ -2,11 +2,14 @@
 
     llm-runtime download --source SRC [--revision REV] [--file FILE] [--allow-pattern P ...]
                          [--ignore-pattern P ...] --cache-dir DIR [--termination-log PATH]
-                         [--max-workers N]
+                         [--max-workers N] [--no-lock]
+    llm-runtime gc --cache-dir DIR --older-than DURATION [--keep SOURCE[@REV] ...] [--dry-run]
 
 Tokens come from MODELSCOPE_API_TOKEN / HF_TOKEN and endpoints from MODELSCOPE_ENDPOINT /
-HF_ENDPOINT, never from flags, and never appear in a log line. On failure the exit code is
-non-zero and one actionable line goes to stderr and to the termination-message file.
+HF_ENDPOINT, never from flags, and never appear in a log line: the process's stdout and stderr
+are replaced by streams that redact the tokens, so whatever writes there (our log, the SDKs'
+loggers with their own handlers, urllib3, warnings, tracebacks) is covered. On failure the exit
+code is non-zero and one actionable line goes to stderr and to the termination-message file.
 """
 
 from __future__ import annotations
@@ -15,30 +18,57 @@ import argparse
 import logging
 import os
 import sys
+from typing import Sequence, TextIO
 
 from .contract import TOKEN_ENV
-from .errors import DownloadError, EXIT_FAILED, redact
+from .errors import DownloadError, EXIT_FAILED, env_secrets, redact
 
 log = logging.getLogger("llm_runtime")
 
 SECRET_ENVS = tuple(TOKEN_ENV.values())
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+TERMINATION_MESSAGE_LIMIT = 4000  # the kubelet keeps at most 4096 bytes
 
 
-class _RedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), [os.environ.get(k, "") for k in SECRET_ENVS])
+class RedactingStream:
+    """A text stream that redacts secrets from everything written through it.
+
+    Text is held back until the end of its line (or a flush), so a secret written in two pieces
+    is still whole when it is redacted. Everything else is the wrapped stream's.
+    """
+
+    def __init__(self, stream: TextIO, secrets: Sequence[str]) -> None:
+        self._stream, self._secrets, self._pending = stream, list(secrets), ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        if "\n" in self._pending:
+            lines, self._pending = self._pending.rsplit("\n", 1)
+            self._stream.write(redact(lines + "\n", self._secrets))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._stream.write(redact(self._pending, self._secrets))
+            self._pending = ""
+        self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import cleanup
+    from .download import DEFAULT_STALE_SECONDS
+
     parser = argparse.ArgumentParser(prog="llm-runtime", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("download", help="download a model into the cache (or check a pvc:// model)")
@@ -58,15 +88,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tries on network errors, with exponential backoff (default 5)")
     d.add_argument("--backoff", type=float, default=float(os.environ.get("LLM_RUNTIME_BACKOFF_SECONDS", 2)),
                    help="first retry delay in seconds, doubled each time up to 60 (default 2)")
+    d.add_argument("--stale-after", type=float,
+                   default=float(os.environ.get("LLM_RUNTIME_STALE_SECONDS", DEFAULT_STALE_SECONDS)),
+                   help="seconds a partial download may go untouched before it counts as abandoned, "
+                   f"to be resumed or removed (default {DEFAULT_STALE_SECONDS:g}; live downloads touch theirs "
+                   "every 2 s)")
+    d.add_argument("--no-lock", dest="lock", action="store_false",
+                   help="for tests: do not take the flock beside the model directory, as when NFS with local "
+                   "locks or a FUSE driver does not share it between nodes; writers then still never mix "
+                   "files (each has its own partial directory, the first complete one wins)")
+    g = sub.add_parser("gc", help="remove abandoned downloads and models unused for a while",
+                       description=cleanup.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("--cache-dir", required=True, help="root of the weights volume")
+    g.add_argument("--older-than", required=True, type=_duration, metavar="DURATION",
+                   help="age after which an abandoned download or an unused model goes: 90s, 30m, 12h, 7d, 2w, 1d12h")
+    g.add_argument("--keep", action="append", default=[], metavar="SOURCE[@REVISION]",
+                   help="never remove this model (all its revisions without @REVISION); repeatable")
+    g.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     return parser
 
 
-def write_termination_message(path: str | None, message: str) -> None:
+def _duration(text: str) -> float:
+    from .cleanup import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def write_termination_message(path: str | None, message: str, secrets: Sequence[str] = ()) -> None:
+    """Redacted, then cut to the size the kubelet keeps (in that order: a cut token is not found)."""
     if not path:
         return
     try:
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(message[:4000] + "\n")
+            fh.write(redact(message, secrets)[:TERMINATION_MESSAGE_LIMIT] + "\n")
     except OSError as exc:
         log.warning("Failed to write the termination message to %s: %s", path, exc)
 
@@ -84,8 +141,10 @@ def download(args: argparse.Namespace) -> int:
         progress_interval=max(0.1, args.progress_interval),
         attempts=max(1, args.attempts),
         backoff=max(0.0, args.backoff),
+        lock=args.lock,
+        stale_after=max(0.0, args.stale_after),
     )
-    secrets = [os.environ.get(k, "") for k in SECRET_ENVS]
+    secrets = env_secrets(os.environ)
     try:
         dl.run(opts)
         return 0
@@ -97,16 +156,35 @@ def download(args: argparse.Namespace) -> int:
         message, code = redact(f"download of {args.source} failed: {type(err).__name__}: {err}", secrets), EXIT_FAILED
         message = " ".join(message.split())
     log.error("Failed: %s", message)
-    write_termination_message(args.termination_log, message)
+    write_termination_message(args.termination_log, message, secrets)
     return code
+
+
+def gc(args: argparse.Namespace) -> int:
+    from .cleanup import collect
+
+    try:
+        collect(args.cache_dir, args.older_than, args.keep, dry_run=args.dry_run)
+    except ValueError as err:  # a malformed --keep
+        log.error("Failed: %s", err)
+        return EXIT_FAILED
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _redact_std_streams(env_secrets(os.environ))
     _setup_logging()
-    if args.command == "download":
-        return download(args)
-    return 2  # pragma: no cover - argparse enforces the subcommand
+    return {"download": download, "gc": gc}[args.command](args)
+
+
+def _redact_std_streams(secrets: Sequence[str]) -> None:
+    """For the rest of the process: a handler bound to sys.stderr before this (none of ours is: the
+    SDKs are imported later) would bypass it, and so would a traceback printed after a restore."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream, secrets))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,9 @@ operator copies into the LLMDeployment's status.
 from __future__ import annotations
 
 import errno
+import re
+from typing import Mapping, Sequence
+from urllib.parse import quote, quote_plus
 
 from .contract import ENDPOINT_ENV, TOKEN_ENV
 from .progress import human_bytes
@@ -104,18 +107,20 @@ def _names(exc: BaseException) -> set[str]:
     return {cls.__name__ for cls in type(exc).__mro__}
 
 
-def _short(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+def _short(exc: BaseException, limit: int = 200, secrets: Sequence[str] = ()) -> str:
+    """The exception's text on one line, at most `limit` characters. Redacted before it is cut:
+    a token cut in half would no longer be recognised, and half a token is still a leak."""
+    text = redact(" ".join(str(exc).split()), secrets) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def hub_words(exc: BaseException, limit: int = 200) -> str:
+def hub_words(exc: BaseException, limit: int = 200, secrets: Sequence[str] = ()) -> str:
     """What the hub itself said: the server's message where the SDK keeps it apart (Hugging Face's
     `server_message`), else the exception text, which for ModelScope is the hub's Message."""
     server_message = getattr(exc, "server_message", None)
     if isinstance(server_message, str) and server_message.strip():
-        return _short(ValueError(server_message), limit)
-    return _short(exc, limit)
+        return _short(ValueError(server_message), limit, secrets)
+    return _short(exc, limit, secrets)
 
 
 def auth_message(source: str, status: int | None, scheme: str, token_given: bool, detail: str = "") -> str:
@@ -145,8 +150,10 @@ def no_space_message(need: int, have: int, where: str) -> str:
 
 
 def classify(exc: BaseException, *, source: str, revision: str, scheme: str, token_given: bool,
-             endpoint: str = "") -> DownloadError:
-    """Map any exception from a download attempt to the DownloadError a user can act on."""
+             endpoint: str = "", secrets: Sequence[str] = ()) -> DownloadError:
+    """Map any exception from a download attempt to the DownloadError a user can act on.
+
+    Every quoted exception text has `secrets` redacted before it is shortened."""
     if isinstance(exc, DownloadError):
         return exc
     chain = _chain(exc)
@@ -156,32 +163,53 @@ def classify(exc: BaseException, *, source: str, revision: str, scheme: str, tok
     if any(s in (401, 403) for s in statuses) or names & _AUTH_NAMES:
         status = next((s for s in statuses if s in (401, 403)), 403 if "GatedRepoError" in names else 401)
         culprit = next((e for e in chain if _names(e) & _AUTH_NAMES or http_status(e) in (401, 403)), exc)
-        return AuthError(auth_message(source, status, scheme, token_given, hub_words(culprit)))
+        return AuthError(auth_message(source, status, scheme, token_given, hub_words(culprit, secrets=secrets)))
     if 404 in statuses or names & _NOT_FOUND_NAMES:
         culprit = next((e for e in chain if _names(e) & _NOT_FOUND_NAMES or http_status(e) == 404), exc)
-        return NotFoundError(not_found_message(source, revision, hub_words(culprit)))
+        return NotFoundError(not_found_message(source, revision, hub_words(culprit, secrets=secrets)))
     for e in chain:
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return NoSpaceError(f"cache volume full: {_short(e)}; raise spec.cache.size or free the volume")
+            return NoSpaceError(f"cache volume full: {_short(e, secrets=secrets)}; raise spec.cache.size or free "
+                                f"the volume")
     if names & _INTEGRITY_NAMES:
         culprit = next(e for e in chain if _names(e) & _INTEGRITY_NAMES)
         return CorruptError(
-            f"corrupted download of {source}: {_short(culprit)}; the hub or a proxy served bad bytes, "
+            f"corrupted download of {source}: {_short(culprit, secrets=secrets)}; the hub or a proxy served bad bytes, "
             f"the download was discarded: retry, or check {ENDPOINT_ENV.get(scheme, 'the endpoint')}"
         )
     if any(s >= 500 or s == 429 for s in statuses) or names & _NETWORK_NAMES:
         where = endpoint or ENDPOINT_ENV.get(scheme, "the hub")
         culprit = next((e for e in chain if _names(e) & _NETWORK_NAMES), exc)
         return NetworkError(
-            f"could not download {source} from {where}: {_short(culprit, 160)}; "
+            f"could not download {source} from {where}: {_short(culprit, 160, secrets)}; "
             f"check the network policy, proxy and {ENDPOINT_ENV.get(scheme, 'endpoint')}"
         )
-    return DownloadError(f"download of {source} failed: {type(exc).__name__}: {_short(exc)}")
+    return DownloadError(f"download of {source} failed: {type(exc).__name__}: {_short(exc, secrets=secrets)}")
 
 
-def redact(text: str, secrets: list[str]) -> str:
-    """Never let a token reach a log line or the termination message."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+_CUT_RUN = re.compile(r"(\S+?)(?:\.\.\.|\u2026)")  # a word cut short, as a truncating logger marks it
+_MIN_CUT_PREFIX = 6
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """Never let a token reach a log line or the termination message: as it is, as it appears
+    inside a URL (percent-encoded), and cut short by someone else's truncation ('hf_abc12...', as
+    an SDK shortens a response body it logs). Our own code redacts before it cuts, never after."""
+    forms = {form for s in secrets if s and len(s) >= 4 for form in (s, quote(s, safe=""), quote_plus(s))}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+
+    def cut_prefix(m: re.Match) -> str:
+        word = m.group(1)
+        for form in forms:
+            for n in range(min(len(form) - 1, len(word)), _MIN_CUT_PREFIX - 1, -1):
+                if word.endswith(form[:n]):
+                    return word[:-n] + "***" + m.group(0)[len(word):]
+        return m.group(0)
+
+    return _CUT_RUN.sub(cut_prefix, text) if forms else text
+
+
+def env_secrets(environ: Mapping[str, str]) -> list[str]:
+    """The hub tokens present in `environ`: what `redact` must hide."""
+    return [environ[k] for k in TOKEN_ENV.values() if environ.get(k)]

@@ -34,7 +34,7 @@ class Listing:
         return sum(f.size for f in self.files)
 
 
-SDK_LOGGERS = ("modelscope", "modelscope_hub", "huggingface_hub", "httpx", "httpx2", "filelock", "urllib3")
+SDK_LOGGERS = ("modelscope", "modelscope_hub", "huggingface_hub", "httpx", "httpx2", "filelock", "urllib3", "requests")
 
 
 def quiet_sdk_loggers() -> None:
@@ -74,9 +74,20 @@ def filter_listing(listing: Listing, request: Request, source: str, revision: st
     return Listing([by_path[p] for p in chosen], listing.commit)
 
 
-def _ancestors(paths: list[str]) -> set[str]:
-    """Every folder above some path: `a/b/c` gives `a` and `a/b`."""
-    return {path.rsplit("/", depth)[0] for path in paths for depth in range(1, path.count("/") + 1)}
+def modelscope_listing(entries) -> Listing:
+    """The files of a ModelScope listing (modelscope_hub FileInfo entries, or their raw dicts).
+
+    A recursive listing names every folder too, as an entry of type "tree" (sentence-transformers'
+    `1_Pooling/`, for one); taken for a file, its "size" would never match the directory on disk.
+    The SDK's snapshot_download skips exactly the "tree" entries, so this does the same: the files
+    we check are the files it fetches.
+    """
+    files = []
+    for e in entries:
+        wire = e if isinstance(e, dict) else {"Path": e.path, "Size": e.size, "Type": e.type, "Sha256": e.sha256}
+        if wire.get("Path") and (wire.get("Type") or "blob") != "tree":
+            files.append(RemoteFile(wire["Path"], int(wire.get("Size") or 0), wire.get("Sha256") or None))
+    return Listing(files)
 
 
 class ModelScope:
@@ -87,17 +98,13 @@ class ModelScope:
         self.token = token or None
 
     def list(self, repo: str, revision: str) -> Listing:
-        from modelscope.hub.api import HubApi
+        # modelscope_hub is what `modelscope` delegates to; its typed listing keeps each entry's
+        # type, which the legacy `HubApi.get_model_files` drops.
+        from modelscope_hub import HubApi
 
         quiet_sdk_loggers()
         api = HubApi(endpoint=self.endpoint, token=self.token)
-        files = api.get_model_files(repo, revision=revision, recursive=True)
-        # A recursive listing names every folder too ("Type": "tree" on the wire), and the SDK's
-        # legacy listing drops that type: a path that is the parent of another path is a folder
-        # (in a git tree a path cannot be both).
-        folders = _ancestors([f["Path"] for f in files if f.get("Path")])
-        return Listing([RemoteFile(f["Path"], int(f.get("Size") or 0)) for f in files
-                        if f.get("Path") and f["Path"] not in folders])
+        return modelscope_listing(api.list_repo_files(repo, "model", revision=revision, recursive=True))
 
     def fetch(self, repo: str, revision: str, request: Request, dest: str, max_workers: int, listing: Listing) -> None:
         # ModelScope checks every file's SHA-256 against its listing itself and never leaves a

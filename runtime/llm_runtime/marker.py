@@ -95,15 +95,36 @@ def build_marker(
     *,
     commit: str | None = None,
     completed_at: str = "",
-    previous: Marker | None = None,
+    previous: Marker | list[Marker] | None = None,
 ) -> Marker:
-    """Marker for a finished download; merges what an earlier marker of the same directory held."""
-    all_files = dict(previous.files) if previous else {}
+    """Marker for a finished download; merges what earlier markers of the same directory held.
+
+    A previous marker is merged only when it describes the same content (`same_content`): the
+    files and requests of another source, revision or commit would otherwise be vouched for under
+    this one's name and give a later request a false cache hit.
+    """
+    earlier = [previous] if isinstance(previous, Marker) else list(previous or [])
+    earlier = [m for m in earlier if same_content(m, source, revision, commit)]
+    all_files: dict[str, int] = {}
+    requests: list[Request] = []
+    for m in earlier:
+        all_files.update(m.files)
+        requests += [r for r in m.requests if r not in requests]
     all_files.update(files)
-    requests = list(previous.requests) if previous else []
     if request not in requests:
         requests.append(request)
-    return Marker(source, revision, all_files, requests, commit or (previous.commit if previous else None), completed_at)
+    commit = commit or next((m.commit for m in earlier if m.commit), None)
+    return Marker(source, revision, all_files, requests, commit, completed_at)
+
+
+def same_content(marker: Marker, source: str, revision: str, commit: str | None) -> bool:
+    """May files listed by `marker` sit beside a download of `source@revision` resolved to `commit`?
+
+    Same source and revision, and the same commit when both sides know it (a branch that moved
+    between two downloads must not mix files of two commits). ModelScope listings carry no commit.
+    """
+    return (marker.source == source and marker.revision == revision
+            and (not marker.commit or not commit or marker.commit == commit))
 
 
 def satisfies(marker: Marker, source: str, revision: str, request: Request) -> bool:

@@ -16,10 +16,15 @@ Hugging Face (huggingface_hub 2.4.0):
   GET  /{org}/{name}/resolve/{rev}/{path}                 file bytes (Range honoured)
   Errors carry X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo).
 
+ModelScope's recursive listing names every folder as an entry of its own ("Type": "tree", Size 0),
+as the real hub does; files are "Type": "blob".
+
 Every request is recorded in `requests`, so a test can assert that a cache hit made none.
 Knobs: `token` (required bearer token), `gated` (HF 403), `corrupt` (paths served with one byte
 flipped, same size), `rate` (bytes per second for file bodies), `drop_first` (close the first N
-connections without answering: a network error).
+connections without answering: a network error), `echo_token` (a misbehaving hub or CDN: file
+requests are redirected to `/signed/...?token=<the bearer token>`, which answers 403 with the
+token repeated in its error body, so the token turns up in URLs, exception texts and SDK logs).
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class HubServer:
         self.corrupt: set[str] = set()
         self.rate: float | None = None
         self.drop_first = 0
+        self.echo_token = False
         self.requests: list[tuple[str, str]] = []
         self.seen_auth: list[str] = []
         self._lock = threading.Lock()
@@ -138,6 +144,27 @@ class HubServer:
 
     def route(self, h: BaseHTTPRequestHandler, method: str) -> None:
         raise NotImplementedError
+
+    # echo_token -----------------------------------------------------------------------------------
+    _SIGNED = re.compile(r"^/signed/(.+)$")
+
+    def _presented_token(self, h) -> str:
+        auth = h.headers.get("Authorization", "")
+        return auth[len("Bearer "):] if auth.startswith("Bearer ") else (self.token or "")
+
+    def _redirect_to_signed(self, h, file_path: str, method: str, headers: dict[str, str] | None = None) -> None:
+        """What a hub does for a large file: redirect to a signed URL; this one signs with the token."""
+        location = f"{self.url}/signed/{file_path}?token={self._presented_token(h)}&expires=60"
+        h.send_response(302)
+        h.send_header("Location", location)
+        h.send_header("Content-Length", "0")
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+
+    def _echo_message(self, token: str) -> str:
+        # The token at many offsets, so that any cut of the text to a fixed size splits one of them.
+        return "signature rejected for " + " ".join(f"{'x' * i}token={token}" for i in range(48))
 
     def _send_json(self, h, status: int, body, headers: dict[str, str] | None = None, method: str = "GET") -> None:
         raw = json.dumps(body).encode()
@@ -217,6 +244,9 @@ class ModelScopeHub(HubServer):
     def route(self, h, method: str) -> None:
         parts = urlsplit(h.path)
         path, query = unquote(parts.path), parse_qs(parts.query)
+        if self._SIGNED.match(path):
+            token = query.get("token", [""])[0]
+            return self._error(h, 403, self._echo_message(token), method)
         for pattern in (self._FILES, self._FILE, self._REVS, self._INFO):
             m = pattern.match(path)
             if m:
@@ -242,7 +272,7 @@ class ModelScopeHub(HubServer):
         if pattern is self._FILES:
             commit = self.commit_of(repo, revision)
             # A recursive listing on the real hub names every folder too, as a "tree" entry.
-            folders = sorted({p.rsplit("/", 1)[0] for p in model.files if "/" in p})
+            folders = sorted({p.rsplit("/", depth)[0] for p in model.files for depth in range(1, p.count("/") + 1)})
             files = [{"Name": d.rsplit("/", 1)[-1], "Path": d, "Type": "tree", "Size": 0, "Sha256": None,
                       "Revision": commit, "IsLFS": False} for d in folders]
             files += [
@@ -254,6 +284,8 @@ class ModelScopeHub(HubServer):
         file_path = query.get("FilePath", [""])[0]
         if file_path not in model.files:
             return self._error(h, 404, f"file {file_path} not found", method)
+        if self.echo_token:
+            return self._redirect_to_signed(h, file_path, method)
         self._send_file(h, self._served_bytes(model, file_path), method, {})
 
 
@@ -286,6 +318,9 @@ class HFHub(HubServer):
     def route(self, h, method: str) -> None:
         parts = urlsplit(h.path)
         path, query = unquote(parts.path), parse_qs(parts.query)
+        if self._SIGNED.match(path):
+            message = self._echo_message(query.get("token", [""])[0])
+            return self._error(h, 403, "SignatureRejected", message, method)
         m = self._TREE.match(path) or self._INFO.match(path) or self._RESOLVE.match(path)
         if not m:
             return self._error(h, 404, "EntryNotFound", f"no route {path}", method)
@@ -324,6 +359,10 @@ class HFHub(HubServer):
             return self._error(h, 404, "EntryNotFound", f"{file_path} does not exist", method)
         lfs = file_path.endswith(self.LFS_SUFFIXES)
         etag = model.sha256(file_path) if lfs else model.git_blob_sha1(file_path)
+        if self.echo_token:  # as the real hub answers for an LFS file: a redirect that names it
+            return self._redirect_to_signed(h, file_path, method, {
+                "X-Repo-Commit": commit, "X-Linked-Etag": f'"{etag}"', "ETag": f'"{etag}"',
+                "X-Linked-Size": str(len(model.files[file_path]))})
         self._send_file(h, self._served_bytes(model, file_path), method,
                         {"ETag": f'"{etag}"', "X-Repo-Commit": commit})
 

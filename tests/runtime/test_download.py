@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from llm_runtime import layout
 from llm_runtime.cli import main as cli_main
 from llm_runtime.errors import EXIT_AUTH, EXIT_CORRUPT, EXIT_NETWORK, EXIT_NO_MODEL, EXIT_NO_SPACE, EXIT_NOT_FOUND
 from llm_runtime.marker import MARKER_NAME, Request
+from tests.hubs import HFHub, ModelScopeHub, TinyModel
 
 MS_REPO = "tiny-org/tiny-model"  # as in conftest.py
 
@@ -25,6 +29,11 @@ GGUF = "gguf/tiny-q4_0.gguf"
 
 def target_dir(cache: Path, source: str, revision: str | None = None) -> Path:
     return Path(layout.model_dir(str(cache), layout.parse_source(source), revision))
+
+
+def beside(target: Path) -> list[str]:
+    """What lies beside a model directory, apart from the directory and its lock: leftovers."""
+    return sorted(p.name for p in target.parent.iterdir() if p.name not in (target.name, target.name + dl.LOCK_SUFFIX))
 
 
 def assert_complete(directory: Path, tiny, files: list[str] | None = None) -> dict:
@@ -47,7 +56,7 @@ def test_fresh_download(hub, runner, tiny):
     assert marker["requests"] == [{"file": None, "allow": [], "ignore": []}]
     # Every file fetched exactly once; nothing half-done left beside the model.
     assert sorted(hub.file_requests()) == sorted(tiny.files)
-    assert not Path(str(target) + dl.PARTIAL_SUFFIX).exists()
+    assert beside(target) == []
     assert Path(str(target) + dl.LOCK_SUFFIX).exists()
     assert not (target / ".cache").exists()
     # Log lines: capitalised, past tense.
@@ -105,7 +114,6 @@ def test_two_concurrent_downloaders_one_downloads_the_other_reuses(hub, runner, 
 def test_crash_mid_download_then_rerun_completes(hub, runner, tiny):
     hub.rate = 1024 * 1024  # ~4.5 s for the model
     target = target_dir(runner.cache, hub.source)
-    partial = Path(str(target) + dl.PARTIAL_SUFFIX)
     proc = runner.popen(hub.source, hub=hub)
     deadline = time.monotonic() + 60
     # Kill once the weights are on the wire (huggingface_hub writes in 10 MB chunks, so the
@@ -122,12 +130,23 @@ def test_crash_mid_download_then_rerun_completes(hub, runner, tiny):
     # Nothing that looks complete: no model directory at all, no marker anywhere.
     assert not target.exists()
     assert not list(runner.cache.rglob(MARKER_NAME))
+    [partial] = beside(target)
     hub.rate = None
-    r = runner.run(hub.source, hub=hub)
+    # A partial whose heartbeat is this fresh may be a live writer's (when the lock is not shared):
+    # it is left alone, and a new one is started.
+    r = runner.run(hub.source, hub=hub, LLM_RUNTIME_STALE_SECONDS="30")
     assert r.returncode == 0, r.stderr
-    assert "Resumed an interrupted download" in r.stderr
+    assert "Resumed" not in r.stderr
     assert_complete(target, tiny)
-    assert not partial.exists()
+    assert beside(target) == [partial]
+    # Once it has gone without a heartbeat for the stale time, it is resumed.
+    shutil.rmtree(target)
+    hub.reset_counts()
+    r = runner.run(hub.source, hub=hub, LLM_RUNTIME_STALE_SECONDS="0.5")
+    assert r.returncode == 0, r.stderr
+    assert "Resumed an interrupted download" in r.stderr and partial in r.stderr
+    assert_complete(target, tiny)
+    assert beside(target) == []
 
 
 @pytest.mark.parametrize("token", [None, "wrong-token-value"])
@@ -195,11 +214,14 @@ def test_corrupted_file_fails_and_is_not_marked_complete(hub, runner):
     assert not target.exists()
     assert not list(runner.cache.rglob(MARKER_NAME))
     # The bad bytes were not kept under the file's name.
-    bad = Path(str(target) + dl.PARTIAL_SUFFIX) / "model.safetensors"
-    assert not bad.exists()
-    # Fixed upstream: the rerun completes.
+    [partial] = beside(target)
+    assert not (target.parent / partial / "model.safetensors").exists()
+    # Fixed upstream: the rerun completes, resuming the partial the failed run gave up at once.
     hub.corrupt = set()
-    assert runner.run(hub.source, hub=hub).returncode == 0
+    r = runner.run(hub.source, hub=hub)
+    assert r.returncode == 0, r.stderr
+    assert "Resumed an interrupted download" in r.stderr
+    assert beside(target) == []
 
 
 def test_single_gguf_file(hub, runner, tiny):
@@ -307,6 +329,188 @@ def test_pvc_model_missing(runner, setup, expect):
     assert r.returncode == EXIT_NO_MODEL
     assert expect in runner.message()
     assert runner.message().count("\n") == 1
+
+
+# --- issue 11 ---------------------------------------------------------------------------------
+
+@contextmanager
+def serve(scheme: str, repos: dict[str, dict[str, TinyModel]]):
+    """A hub of either kind serving `repos`, with `.source(repo)` for its URIs."""
+    cls = ModelScopeHub if scheme == "modelscope" else HFHub
+    with cls(repos) as hub:
+        hub.scheme = scheme
+        yield hub
+
+
+def embedding_model(tiny) -> TinyModel:
+    """The sentence-transformers layout embedding models use: config in subfolders."""
+    pooling = {"word_embedding_dimension": 64, "pooling_mode_mean_tokens": True}
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    return TinyModel(files={
+        "config.json": tiny.files["config.json"],
+        "model.safetensors": tiny.files["model.safetensors"],
+        "tokenizer.json": tiny.files["tokenizer.json"],
+        "modules.json": json.dumps(modules).encode(),
+        "config_sentence_transformers.json": b'{"prompts": {}}',
+        "1_Pooling/config.json": json.dumps(pooling).encode(),
+        "onnx/deep/model.onnx": b"onnx" * 100,
+    })
+
+
+@pytest.mark.parametrize("scheme", ["modelscope", "hf"])
+def test_embedding_model_with_subfolders_downloads_then_hits_the_cache(scheme, runner, tiny):
+    """Issue 11, item 5: ModelScope lists folders as "tree" entries; they are not files."""
+    model = embedding_model(tiny)
+    with serve(scheme, {"BAAI/bge-tiny": {"master" if scheme == "modelscope" else "main": model}}) as hub:
+        source = f"{scheme}://BAAI/bge-tiny"
+        r = runner.run(source, hub=hub)
+        assert r.returncode == 0, r.stderr + runner.message()
+        target = target_dir(runner.cache, source)
+        assert_complete(target, model)
+        assert (target / "1_Pooling" / "config.json").is_file()
+        hub.reset_counts()
+        r = runner.run(source, hub=hub)
+        assert r.returncode == 0, r.stderr
+        assert "Found complete model" in r.stderr
+        assert hub.request_count == 0, hub.requests
+
+
+def _variant(tiny, tag: str) -> TinyModel:
+    files = dict(tiny.files)
+    files["config.json"] = json.dumps({"model_type": "llama", "variant": tag}).encode()
+    files["model.safetensors"] = tiny.files["model.safetensors"][:-len(tag)] + tag.encode()  # same size
+    return TinyModel(files=files)
+
+
+@pytest.mark.parametrize("scheme", ["modelscope", "hf"])
+def test_revisions_that_sanitize_alike_never_share_files(scheme, runner, tiny):
+    """Issue 11, item 7: `release/v1` and `release_v1` were one directory, and a merged marker gave
+    a false cache hit on the other revision's weights."""
+    slash, underscore = _variant(tiny, "slash"), _variant(tiny, "underscore")
+    with serve(scheme, {MS_REPO: {"release/v1": slash, "release_v1": underscore}}) as hub:
+        source = f"{scheme}://{MS_REPO}"
+        assert runner.run(source, "--revision", "release/v1", hub=hub).returncode == 0
+        r = runner.run(source, "--revision", "release_v1", "--file", "config.json", hub=hub)
+        assert r.returncode == 0, r.stderr
+        r = runner.run(source, "--revision", "release_v1", hub=hub)
+        assert r.returncode == 0, r.stderr
+        assert target_dir(runner.cache, source, "release/v1") != target_dir(runner.cache, source, "release_v1")
+        assert_complete(target_dir(runner.cache, source, "release/v1"), slash)
+        marker = assert_complete(target_dir(runner.cache, source, "release_v1"), underscore)
+        assert marker["revision"] == "release_v1"
+        hub.reset_counts()
+        for revision in ("release/v1", "release_v1"):
+            assert runner.run(source, "--revision", revision, hub=hub).returncode == 0
+        assert hub.request_count == 0
+
+
+def test_unremovable_leftovers_never_block_a_download(ms_hub, sandbox, monkeypatch, tiny):
+    """Issue 11, item 6: a replaced directory is moved aside and removed; on NFS a file another pod
+    holds open survives as `.nfsXXXX`. The aside name was `<dir>.old-<pid>` (pid 1 in every init
+    container), so the next replacement failed with ENOTEMPTY, for good."""
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", ms_hub.url)
+    real_rmtree = shutil.rmtree
+
+    def nfs_rmtree(path, ignore_errors=False, onerror=None, **kwargs):
+        """rmtree on NFS while another pod holds files open: their `.nfs*` names cannot be removed."""
+        held = sorted(Path(path).rglob(".nfs*"))
+        if not held:
+            return real_rmtree(path, ignore_errors, onerror, **kwargs)
+        for p in sorted(Path(path).rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if p.is_dir():
+                if not any(p.iterdir()):
+                    p.rmdir()
+            elif p not in held:
+                p.unlink()
+        handler = onerror or kwargs.get("onexc")
+        if handler:
+            handler(os.unlink, str(held[0]), None)
+        elif not ignore_errors:
+            raise OSError(errno.EBUSY, "Device or resource busy", str(held[0]))
+
+    monkeypatch.setattr(shutil, "rmtree", nfs_rmtree)
+    source = f"modelscope://{MS_REPO}"
+    cache = str(sandbox / "cache")
+    target = target_dir(sandbox / "cache", source)
+    requests = [Request(allow=("*.json",)), Request(ignore=("*.gguf",)), Request()]
+    for request in requests:
+        if target.exists():
+            (target / ".nfs000000000001").write_text("held open by another pod")
+        dl.run(dl.Options(source=source, cache_dir=cache, request=request, attempts=1))
+    assert_complete(target, tiny)
+    stuck = beside(target)
+    assert len(stuck) == 2 and all("~old-" in name for name in stuck), stuck
+    assert all([p.name for p in (target.parent / n).iterdir()] == [".nfs000000000001"] for n in stuck)
+
+
+def test_two_writers_without_a_shared_lock_both_succeed(hub, runner, tiny):
+    """Issue 11, item 8: with flock not shared between nodes (NFS local locks, some FUSE drivers) two
+    writers used to write one `.partial` directory. Each has its own now; the first complete one wins."""
+    hub.rate = 3 * 1024 * 1024  # ~1.5 s for the model: long enough to overlap
+    target = target_dir(runner.cache, hub.source)
+    first = runner.popen(hub.source, "--no-lock", hub=hub)
+    deadline = time.monotonic() + 30
+    while not (target.parent.exists() and beside(target)):  # the first one's partial directory
+        assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+        time.sleep(0.05)
+    second = runner.popen(hub.source, "--no-lock", hub=hub)
+    out1, err1 = first.communicate(timeout=120)
+    out2, err2 = second.communicate(timeout=120)
+    assert first.returncode == 0, err1
+    assert second.returncode == 0, err2
+    logs = err1 + err2
+    assert "Waiting for another downloader" not in logs
+    # Both downloaded (the bandwidth a lost lock costs), one copy was kept.
+    assert sorted(hub.file_requests()) == sorted(list(tiny.files) * 2)
+    assert logs.count("Completed ") == 1
+    assert "downloaded by another writer first; discarded this copy" in logs
+    assert_complete(target, tiny)
+    assert beside(target) == []
+
+
+def test_sweep_resumes_the_newest_abandoned_partial_and_leaves_live_ones(tmp_path):
+    """Issue 11, items 6 and 8: under the lock, leftovers are swept; a partial with a fresh heartbeat
+    belongs to a live writer (possible only when the lock is not shared) and is left alone."""
+    target = tmp_path / "hf" / "org" / "name" / "main"
+    target.parent.mkdir(parents=True)
+    now = time.time()
+    made = {}
+    for name, age, size in [("main.partial", 900, 10), ("main~partial-aaaa", 600, 10), ("main~partial-bbbb", 60, 99),
+                            ("main~partial-live", 0, 999), ("main~old-cccc", 0, 10), ("main.partial-x", 900, 10),
+                            ("mainx~old-1", 900, 10)]:
+        d = target.parent / name
+        (d / "sub").mkdir(parents=True)
+        (d / "sub" / "f").write_text(name.ljust(size))
+        os.utime(d, (now - age, now - age))
+        made[name] = d
+    partial, resumed = dl._start_partial(str(target), stale_after=30)
+    assert resumed == str(made["main~partial-bbbb"])  # the abandoned one with the most bytes
+    assert (Path(partial) / "sub" / "f").read_text().strip() == "main~partial-bbbb"
+    assert Path(partial).name.startswith("main~partial-") and Path(partial).name != "main~partial-bbbb"
+    # Stale partials and replaced directories are gone; a live writer's partial and other models'
+    # names ("main.partial-x" is the directory of revision "main.partial-x") are untouched.
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted(
+        [Path(partial).name, "main~partial-live", "main.partial-x", "mainx~old-1"])
+
+
+TOKEN = "tok-" + "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def test_token_echoed_by_the_hub_appears_in_no_output(hub, runner):
+    """Issue 11, item 10: a hub that echoes the token in a redirect URL and in its error body. The SDKs'
+    own loggers (ModelScope's does not propagate) printed it, and the termination message was cut
+    before it was redacted, so half a token survived."""
+    hub.token = TOKEN
+    hub.echo_token = True
+    r = runner.run(hub.source, hub=hub, **{("MODELSCOPE_API_TOKEN" if hub.scheme == "modelscope" else "HF_TOKEN"):
+                                            TOKEN})
+    assert r.returncode == EXIT_AUTH, r.stderr
+    assert "signature rejected" in runner.message()
+    assert "/signed/" in r.stderr if hub.scheme == "modelscope" else True  # the SDK logged the URL
+    for where, text in (("stdout", r.stdout), ("stderr", r.stderr), ("termination message", runner.message())):
+        assert TOKEN[:8] not in text, f"{where} leaks the token: ...{text[text.find(TOKEN[:8]) - 80:][:200]}..."
 
 
 def test_no_token_flag_exists():

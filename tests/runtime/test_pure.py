@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 
 import pytest
 from hypothesis import given
@@ -221,3 +222,131 @@ def test_redact():
 
 def test_download_error_is_one_line():
     assert DownloadError("a\nb\n  c").message == "a b c"
+
+
+# --- issue 11 -------------------------------------------------------------------------------------
+
+def test_modelscope_listing_skips_tree_entries():
+    """Item 5: folders are listed as "tree" entries, also one with nothing listed beneath it."""
+    from modelscope_hub.types import FileInfo
+
+    from llm_runtime.hubs import modelscope_listing
+
+    entries = [
+        {"Path": "1_Pooling", "Name": "1_Pooling", "Type": "tree", "Size": 0, "Sha256": None},
+        {"Path": "1_Pooling/config.json", "Type": "blob", "Size": 190, "Sha256": "ab"},
+        {"Path": "onnx", "Type": "tree", "Size": 0},  # e.g. a folder past the listing's size cap
+        {"Path": "modules.json", "Size": 349},  # no type: a blob, as the SDK reads it
+        FileInfo(path="2_Dense", type="tree"),
+        FileInfo(path="model.safetensors", size=1000, sha256="cd"),
+    ]
+    assert modelscope_listing(entries).files == [
+        RemoteFile("1_Pooling/config.json", 190, "ab"), RemoteFile("modules.json", 349),
+        RemoteFile("model.safetensors", 1000, "cd")]
+
+
+def test_plain_revisions_keep_their_path():
+    """Item 7: what the renderer's golden files pin does not move."""
+    from llm_runtime.layout import model_dir, parse_source
+
+    ms, hf = parse_source("modelscope://Qwen/Qwen3-8B"), parse_source("hf://meta-llama/Llama-3.1-8B-Instruct")
+    assert model_dir("/models", ms, None) == "/models/modelscope/Qwen/Qwen3-8B/master"
+    assert model_dir("/models", hf, "main") == "/models/hf/meta-llama/Llama-3.1-8B-Instruct/main"
+    for plain in ("v1.0", "release_v1", "a" * 40, "2024-01-01", "V2.5-GPTQ"):
+        assert model_dir("/models", ms, plain) == f"/models/modelscope/Qwen/Qwen3-8B/{plain}"
+
+
+@pytest.mark.parametrize("revision", ["release/v1", "feature/a/b", "a" * 129, "main.lock", "v1.partial", "x~y",
+                                      "..", "."])
+def test_other_revisions_get_a_readable_hashed_segment(revision):
+    from llm_runtime.layout import revision_segment
+
+    segment = revision_segment(revision)
+    assert "/" not in segment and segment not in (".", "..") and len(segment) <= 77
+    assert re.fullmatch(r"[A-Za-z0-9._-]*\+[0-9a-f]{12}", segment)
+    assert not segment.endswith((".lock", ".partial")) and "~" not in segment
+
+
+def test_revisions_that_sanitize_alike_get_distinct_directories():
+    from llm_runtime.layout import revision_segment
+
+    assert revision_segment("release/v1").startswith("release_v1+")
+    assert revision_segment("release_v1") == "release_v1"
+    assert len({revision_segment(r) for r in ("release/v1", "release_v1", "release-v1", "release//v1")}) == 4
+
+
+@given(st.lists(st.text(alphabet="ab_/.-~+0", min_size=1, max_size=6), min_size=2, max_size=2, unique=True))
+def test_revision_segments_are_one_to_one(pair):
+    from llm_runtime.layout import revision_segment
+
+    a, b = pair
+    assert revision_segment(a) != revision_segment(b)
+
+
+def test_build_marker_ignores_a_previous_marker_of_other_content():
+    """Item 7: the marker of another revision, source or commit is not merged (no false cache hit)."""
+    full = build_marker(SRC, "release/v1", {"w.safetensors": 5, "config.json": 2}, Request(), commit="c1")
+    for source, revision, commit in ((SRC, "release_v1", None), ("hf://Qwen/Qwen2.5-7B-Instruct", "release/v1", "c1"),
+                                     (SRC, "release/v1", "c2")):
+        m = build_marker(source, revision, {"config.json": 3}, Request(file="config.json"), commit=commit,
+                         previous=full)
+        assert m.files == {"config.json": 3} and m.requests == [Request(file="config.json")]
+        assert not satisfies(m, source, revision, Request())
+    same = build_marker(SRC, "release/v1", {"config.json": 2}, Request(file="config.json"), commit="c1", previous=full)
+    assert satisfies(same, SRC, "release/v1", Request())
+
+
+def test_build_marker_merges_several_previous_markers():
+    a = build_marker(SRC, "master", {"a.json": 1}, Request(allow=("*.json",)))
+    b = build_marker(SRC, "master", {"b.gguf": 2}, Request(file="b.gguf"))
+    m = build_marker(SRC, "master", {"w.safetensors": 5}, Request(ignore=("*.gguf",)), previous=[a, b])
+    assert m.files == {"a.json": 1, "b.gguf": 2, "w.safetensors": 5}
+    assert m.requests == [Request(allow=("*.json",)), Request(file="b.gguf"), Request(ignore=("*.gguf",))]
+
+
+TOKEN = "hf_" + "0123456789abcdefghijklmnopqrstuvwxyzABCD"
+
+
+def test_redact_covers_url_encoded_and_cut_tokens():
+    """Item 10: a token in a URL, and one an SDK cut short when it logged a response body."""
+    odd = "ms+tok/en=="
+    assert redact(f"GET /x?t={TOKEN}&a=1", [TOKEN]) == "GET /x?t=***&a=1"
+    assert redact("GET /x?t=ms%2Btok%2Fen%3D%3D and ms%2Btok%2Fen%3D%3D", [odd]) == "GET /x?t=*** and ***"
+    assert redact(f"'Message': 'bad token={TOKEN[:20]}...'", [TOKEN]) == "'Message': 'bad token=***...'"
+    assert redact(f"cut {TOKEN[:12]}\u2026", [TOKEN]) == "cut ***\u2026"
+    assert redact("hf_... and short words...", [TOKEN]) == "hf_... and short words..."
+
+
+@pytest.mark.parametrize("offset", range(0, 60, 7))
+def test_classify_redacts_before_it_cuts(offset):
+    """Item 10: the hub's words are cut to size after the token is redacted, never before."""
+    text = "x" * (150 + offset) + " " + TOKEN + " more"
+    for exc in (_http_error("HTTPError", 403), ValueError("boom"), _http_error("HTTPError", 503)):
+        exc.args = (text,)
+        err = classify(exc, source=SRC, revision="master", scheme="hf", token_given=True, secrets=[TOKEN])
+        assert TOKEN[:6] not in err.message, err.message
+
+
+def test_termination_message_is_redacted_then_cut(tmp_path):
+    from llm_runtime.cli import TERMINATION_MESSAGE_LIMIT, write_termination_message
+
+    path = tmp_path / "termination-log"
+    message = "y" * (TERMINATION_MESSAGE_LIMIT - 10) + TOKEN
+    write_termination_message(str(path), message, [TOKEN])
+    assert TOKEN[:6] not in path.read_text()
+    assert path.read_text().endswith("y***\n")
+
+
+def test_redacting_stream_sees_a_token_written_in_pieces():
+    import io
+
+    from llm_runtime.cli import RedactingStream
+
+    out = io.StringIO()
+    stream = RedactingStream(out, [TOKEN])
+    stream.write("url=" + TOKEN[:10])
+    stream.write(TOKEN[10:] + " done\nnext ")
+    assert out.getvalue() == "url=*** done\n"
+    stream.write(TOKEN)
+    stream.flush()
+    assert out.getvalue() == "url=*** done\nnext ***"
