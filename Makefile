@@ -11,7 +11,7 @@ export LLMOPS_CACHE_DIR := $(CACHE_DIR)
 
 BIN := $(VENV)/bin
 
-.PHONY: venv test unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint cpu-image tiny-models demo demo-down clean
+.PHONY: venv test unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint cpu-image tiny-models demo demo-down bench clean
 
 ## Python environment of the operator, runtime and tests (fast when present).
 venv: $(VENV)/.installed
@@ -67,6 +67,12 @@ cluster-down:
 ## serving tiny models on the real node, one request to each endpoint with the answers printed.
 demo: cluster-up cpu-image tiny-models
 	$(BIN)/python e2e/demo.py up
+
+## The operator at scale against the plane's own limit, one table (not part of `make test`; see
+## docs/performance.md). BENCH_SIZES=100,1000,3000 to add a size.
+BENCH_SIZES ?= 100,1000
+bench: cluster-up
+	$(BIN)/python e2e/bench.py --sizes $(BENCH_SIZES)
 
 ## Stop the demo's operator and the control plane.
 demo-down:

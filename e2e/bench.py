@@ -1,0 +1,311 @@
+"""`make bench`: the operator at scale, against the plane's own limit, in one run.
+
+    .venv/bin/python e2e/bench.py [--sizes 100,1000] [--samples 20]
+
+For each N it prints one row of figures measured on the local plane (kwok GPU nodes, enough for N
+pods of one GPU each):
+
+- limit: the very objects the operator would make (rendered offline) applied directly with
+  `kubectl apply --server-side`, no operator running; seconds until all N pods are Running;
+- operator: N minimal LLMDeployments applied at once; seconds until all children exist and until
+  all N are Ready; the ratio to the limit; the operator's CPU seconds and peak RSS; its API
+  requests (reads and writes, from the API server's audit log, by the operator's own identity);
+- spec change: with the N present, p50 and p99 seconds from a patch of one resource to its
+  Deployment carrying the change (`--samples` resources, one at a time);
+- restart: writes made by a restarted operator that finds the N unchanged (leader-election Lease
+  renewals are not counted: they are the election, not reconciling);
+- CPU seconds of every plane component during the operator run, to tell the bottleneck.
+
+Not a test, and not part of `make test`. It needs the plane (`make cluster-up`) and no other
+operator (`make demo-down` first). Each N runs in namespaces of its own, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from kubernetes import client, config as kube_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import demo  # noqa: E402
+import plane  # noqa: E402
+from operator_process import WRITE_VERBS, OperatorProcess, audit_lines, service_account_kubeconfig  # noqa: E402
+from plane.control_plane import kwok_node_manifest  # noqa: E402
+from plane.processes import read_pids  # noqa: E402
+
+from llm_operator.api import parse_llmdeployment  # noqa: E402
+from llm_operator.render import render  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_NAMESPACE = "llm-operator-bench"
+BENCH_SA = "llm-operator"
+BENCH_USER = f"system:serviceaccount:{BENCH_NAMESPACE}:{BENCH_SA}"
+MINIMAL = {"llm": {"model": {"source": "modelscope://Qwen/Qwen2.5-0.5B-Instruct"}}}
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+class Bench:
+    """The plane as the benchmark sees it: kubectl for bulk applies, a client for fast polls."""
+
+    def __init__(self, cfg: plane.Config):
+        self.cfg = cfg
+        self.kubeconfig = str(cfg.kubeconfig)
+        self.state_dir = cfg.state_dir
+        api = kube_config.new_client_from_config(config_file=self.kubeconfig)
+        self.core, self.apps, self.custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(plane.find_binary("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
+                                input=input, capture_output=True, text=True, timeout=1800)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args[:3])} failed: {result.stderr.strip()[:2000]}")
+        return result
+
+    def apply(self, objects: list[dict[str, Any]]) -> None:
+        self.kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-",
+                     input=yaml.safe_dump_all(objects))
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> float:
+    """Seconds until check() is true (polled); fails after `timeout`."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"{what}: not reached within {timeout:.0f}s")
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+def resources(namespace: str, n: int) -> list[dict[str, Any]]:
+    return [{"apiVersion": "llmops.dev/v1alpha1", "kind": "LLMDeployment",
+             "metadata": {"name": f"m{i:05d}", "namespace": namespace}, "spec": MINIMAL} for i in range(n)]
+
+
+def ensure_gpu_nodes(bench: Bench, pods: int) -> None:
+    """kwok GPU nodes for `pods` pods of one GPU (the plane starts with cfg.nodes of them)."""
+    wanted = -(-pods // bench.cfg.gpus_per_node) + 1
+    bench.apply([kwok_node_manifest(bench.cfg, i) for i in range(wanted)])
+    wait_for(lambda: sum(1 for n in bench.core.list_node(label_selector="type=kwok").items
+                         if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or ()))
+             >= wanted, 300, f"{wanted} kwok GPU nodes Ready", interval=1)
+
+
+def running_pods(bench: Bench, namespace: str) -> int:
+    return len(bench.core.list_namespaced_pod(namespace, field_selector="status.phase=Running").items)
+
+
+def fresh_namespace(bench: Bench, name: str) -> None:
+    bench.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", "--timeout=600s")
+    bench.kubectl("create", "namespace", name)
+
+
+def drop_namespace(bench: Bench, name: str) -> None:
+    bench.kubectl("delete", "namespace", name, "--wait=true", "--timeout=600s", check=False)
+
+
+def measure_limit(bench: Bench, n: int) -> float:
+    """All N pods Running with the rendered objects applied directly, no operator."""
+    namespace = f"bench-direct-{n}"
+    fresh_namespace(bench, namespace)
+    objects = [obj for llmd in resources(namespace, n) for obj in render(parse_llmdeployment(llmd))]
+    started = time.monotonic()
+    bench.apply(objects)
+    wait_for(lambda: running_pods(bench, namespace) >= n, 1800, f"{n} pods Running (direct)", interval=1)
+    seconds = time.monotonic() - started
+    drop_namespace(bench, namespace)
+    return seconds
+
+
+class ProcessUsage:
+    """CPU seconds (user + system) and peak RSS of a process, read from /proc."""
+
+    @staticmethod
+    def cpu_seconds(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    @staticmethod
+    def peak_rss_mib(pid: int) -> float:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+def plane_cpu(cfg: plane.Config) -> dict[str, float]:
+    usage = {}
+    for component, record in read_pids(cfg).items():
+        try:
+            usage[component] = ProcessUsage.cpu_seconds(int(record["pid"]))
+        except (OSError, KeyError, ValueError):
+            pass
+    return usage
+
+
+def audit_requests(bench: Bench, since_line: int) -> tuple[int, int, int]:
+    """(reads, writes, Lease writes) the operator made since `since_line` of the audit log."""
+    reads = writes = lease_writes = 0
+    with open(bench.cfg.audit_log, encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            if number < since_line:
+                continue
+            event = json.loads(line)
+            if event.get("stage") != "ResponseComplete" or event.get("user", {}).get("username") != BENCH_USER:
+                continue
+            if event.get("verb") in WRITE_VERBS:
+                if event.get("objectRef", {}).get("resource") == "leases":
+                    lease_writes += 1
+                else:
+                    writes += 1
+            else:
+                reads += 1
+    return reads, writes, lease_writes
+
+
+def ready_count(bench: Bench, namespace: str) -> int:
+    items = bench.custom.list_namespaced_custom_object("llmops.dev", "v1alpha1", namespace, "llmdeployments")["items"]
+    return sum(1 for o in items if (o.get("status") or {}).get("phase") == "Ready")
+
+
+def child_count(bench: Bench, namespace: str) -> int:
+    return min(len(bench.apps.list_namespaced_deployment(namespace).items),
+               len(bench.core.list_namespaced_service(namespace).items))
+
+
+def spec_change_latencies(bench: Bench, namespace: str, n: int, samples: int) -> list[float]:
+    """Seconds from a patch of one resource to its Deployment carrying the change, one at a time."""
+    latencies = []
+    for k in range(samples):
+        name = f"m{(k * 7919) % n:05d}"
+        value = str(4096 + k)
+        started = time.monotonic()
+        bench.custom.patch_namespaced_custom_object("llmops.dev", "v1alpha1", namespace, "llmdeployments", name,
+                                                    {"spec": {"llm": {"engine": {"maxModelLen": int(value)}}}})
+
+        def updated() -> bool:
+            deployment = bench.apps.read_namespaced_deployment(f"{name}-llm", namespace)
+            return value in deployment.spec.template.spec.containers[0].args
+
+        wait_for(updated, 60, f"Deployment {name}-llm updated", interval=0.01)
+        latencies.append(time.monotonic() - started)
+    return latencies
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def operator_identity(bench: Bench) -> Path:
+    bench.kubectl("create", "namespace", BENCH_NAMESPACE, check=False)
+    bench.kubectl("-n", BENCH_NAMESPACE, "create", "serviceaccount", BENCH_SA, check=False)
+    bench.kubectl("create", "clusterrolebinding", "llm-operator-bench", "--clusterrole=cluster-admin",
+                  f"--serviceaccount={BENCH_NAMESPACE}:{BENCH_SA}", check=False)
+    return service_account_kubeconfig(bench, BENCH_NAMESPACE, BENCH_SA, bench.cfg.state_dir / "bench.kubeconfig")
+
+
+def start_operator(kubeconfig: Path) -> OperatorProcess:
+    log = plane.Config.from_env().logs_dir / "operator-bench.log"
+    process = OperatorProcess(kubeconfig, log, lease=(BENCH_NAMESPACE, "llm-operator"))
+    process.start(timeout=60)
+    return process
+
+
+def reconciles(process: OperatorProcess) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in process.metrics().splitlines()
+               if line.startswith("llmops_reconciles_total{"))
+
+
+def measure_operator(bench: Bench, kubeconfig: Path, n: int, samples: int) -> dict[str, Any]:
+    namespace = f"bench-operator-{n}"
+    fresh_namespace(bench, namespace)
+    process = start_operator(kubeconfig)
+    pid = process.process.pid
+    cpu_before, plane_before, audit_before = ProcessUsage.cpu_seconds(pid), plane_cpu(bench.cfg), audit_lines(bench.cfg.audit_log)
+    started = time.monotonic()
+    bench.apply(resources(namespace, n))
+    wait_for(lambda: child_count(bench, namespace) >= n, 1800, f"children of {n}", interval=1)
+    children = time.monotonic() - started
+    wait_for(lambda: ready_count(bench, namespace) >= n, 1800, f"{n} Ready", interval=1)
+    ready = time.monotonic() - started
+    row: dict[str, Any] = {
+        "children": children, "ready": ready,
+        "cpu": ProcessUsage.cpu_seconds(pid) - cpu_before, "rss": ProcessUsage.peak_rss_mib(pid),
+        "plane_cpu": {k: v - plane_before.get(k, 0.0) for k, v in plane_cpu(bench.cfg).items()},
+    }
+    row["reads"], row["writes"], _ = audit_requests(bench, audit_before)
+    latencies = spec_change_latencies(bench, namespace, n, min(samples, n))
+    row["p50"], row["p99"] = statistics.median(latencies), percentile(latencies, 99)
+
+    # Restart with every resource unchanged: wait until the new process has reconciled all N.
+    wait_for(lambda: ready_count(bench, namespace) >= n, 300, f"{n} Ready after the spec changes", interval=1)
+    process.stop()
+    restart_mark = audit_lines(bench.cfg.audit_log)
+    process = start_operator(kubeconfig)
+    wait_for(lambda: reconciles(process) >= n, 600, f"{n} reconciles after the restart", interval=1)
+    time.sleep(5)  # let any write decided in the last reconciles reach the audit log
+    _, row["restart_writes"], _ = audit_requests(bench, restart_mark)
+    process.stop()
+    drop_namespace(bench, namespace)
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100,1000", help="comma-separated N (default 100,1000)")
+    parser.add_argument("--samples", type=int, default=20, help="spec changes timed per N (default 20)")
+    args = parser.parse_args()
+    cfg = plane.Config.from_env()
+    if not plane.Plane(cfg).healthy():
+        print("The plane is not up: run `make cluster-up` first.", file=sys.stderr)
+        return 2
+    if demo.running(cfg, "operator"):
+        print("A demo operator is running and would reconcile the benchmark's resources too: "
+              "run `make demo-down` first.", file=sys.stderr)
+        return 2
+    bench = Bench(cfg)
+    bench.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    bench.kubectl("wait", "--for=condition=Established", "crd/llmdeployments.llmops.dev", "--timeout=60s")
+    kubeconfig = operator_identity(bench)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    ensure_gpu_nodes(bench, max(sizes))
+
+    rows = []
+    for n in sizes:
+        print(f"N={n}: measuring the limit (direct apply)...", flush=True)
+        limit = measure_limit(bench, n)
+        print(f"N={n}: limit {limit:.1f}s; measuring the operator...", flush=True)
+        row = measure_operator(bench, kubeconfig, n, args.samples)
+        row.update(n=n, limit=limit)
+        rows.append(row)
+        print(f"N={n}: done: {json.dumps({k: v for k, v in row.items() if k != 'plane_cpu'}, default=str)}", flush=True)
+
+    print()
+    print("| N | children exist s | all Ready s | limit s | ratio | operator CPU s | CPU ms/resource "
+          "| peak RSS MiB | reads | writes | spec change p50 / p99 s | restart writes |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['n']} | {r['children']:.1f} | {r['ready']:.1f} | {r['limit']:.1f} | {r['ready'] / r['limit']:.2f} "
+              f"| {r['cpu']:.1f} | {1000 * r['cpu'] / r['n']:.1f} | {r['rss']:.0f} | {r['reads']} | {r['writes']} "
+              f"| {r['p50']:.3f} / {r['p99']:.3f} | {r['restart_writes']} |")
+    print()
+    print("CPU seconds of each process while the operator converged N resources:")
+    for r in rows:
+        usage = {"operator": r["cpu"], **r["plane_cpu"]}
+        print(f"  N={r['n']}: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(usage.items(), key=lambda kv: -kv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
