@@ -36,6 +36,7 @@ import plane  # e2e/ and the repository root are on pytest's pythonpath (pyproje
 import serving
 from operator_process import OPERATOR_NAMESPACE, REPO, OperatorProcess, no_other_operator, service_account_kubeconfig
 from tests.hubs import HFHub, ModelScopeHub, TinyModel
+from workloads import wait_established
 
 SKIP_MESSAGE = "control plane binaries not built: run `make cluster-tools` (or `make test`) to enable the e2e tests"
 
@@ -140,7 +141,7 @@ def pod_hubs(cluster):
 @pytest.fixture(scope="session")
 def crd(cluster):
     cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/llmdeployments.llmops.dev", "--timeout=60s")
+    wait_established(cluster.kubectl, "llmdeployments.llmops.dev")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ demo shows is the path from `kubectl apply` to answers through each Service.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ import yaml
 import plane  # `python e2e/demo.py` puts e2e/ first on sys.path
 import serving
 from operator_process import REPO, eventually
+from workloads import wait_established
 
 NAMESPACE = "demo"
 API_KEY = "demo-key-change-me"
@@ -132,7 +134,7 @@ def up() -> None:
         sys.exit("The demo serves on the plane's real node: unset LLMOPS_REAL_NODE and run `make demo` again")
     started = time.monotonic()
     kubectl(cfg, "apply", "--server-side", "-f", str(REPO / "crds"))
-    kubectl(cfg, "wait", "--for=condition=Established", "crd/llmdeployments.llmops.dev", "--timeout=60s")
+    wait_established(functools.partial(kubectl, cfg), "llmdeployments.llmops.dev")
 
     print("Building (or reusing) the CPU runtime image and the tiny models ...", flush=True)
     image, archive = serving.cpu_runtime_image()

@@ -27,7 +27,7 @@ from operator_process import (
     no_other_operator,
     service_account_kubeconfig,
 )
-from workloads import apply, condition, deploy_rag_stack, example, get, wait_ready
+from workloads import apply, condition, deploy_rag_stack, example, get, wait_established, wait_ready
 
 CHART = REPO / "charts" / "llm-operator"
 CRD = "llmdeployments.llmops.dev"
@@ -144,7 +144,7 @@ def only_the_chart_operator(cluster):
 def crd_applied(cluster):
     """The CRD exactly as in crds/ (force: a test aborted mid-upgrade may have left a changed one)."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    wait_established(cluster.kubectl, CRD)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def release(cluster, crd_applied):
     started = time.monotonic()
     helm(cluster, "install", name, str(CHART), "-n", namespace, "--create-namespace")
     print(f"\nhelm install: {time.monotonic() - started:.1f}s")
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    wait_established(cluster.kubectl, CRD)
     kubeconfig = service_account_kubeconfig(cluster, namespace, name, Path(cluster.state_dir) / "chart-operator.kubeconfig")
     log = Path(cluster.state_dir) / "logs" / "operator-chart.log"
     log.write_text("")

@@ -9,6 +9,8 @@ import json
 import secrets
 import time
 
+from workloads import wait_established
+
 GPU = "nvidia.com/gpu"
 
 
@@ -150,7 +152,7 @@ def test_crd_cel_rule_rejects_bad_object(cluster, namespace):
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
     try:
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=60s")
+        wait_established(cluster.kubectl, f"widgets.{group}")
 
         def widget(name: str, replicas: int) -> str:
             return json.dumps({"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": name},

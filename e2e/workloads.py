@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from typing import Callable
 
 import yaml
 
@@ -51,3 +53,17 @@ def deploy_rag_stack(cluster, namespace):
 def llm_args(cluster, namespace):
     deployment = get(cluster, namespace, "deployment", "rag-stack-llm")
     return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm")["args"]
+
+
+def wait_established(kubectl: Callable, crd: str, timeout: float = 60) -> None:
+    """Wait for a CRD to be served. `kubectl wait --for=condition=Established` alone fails at once
+    (".status.conditions accessor error") when it reads the CRD before the API server has written
+    any condition, which happens right after a create on a busy machine: so retry until it waits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = kubectl("wait", "--for=condition=Established", f"crd/{crd}", f"--timeout={timeout:.0f}s", check=False)
+        if result.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"CRD {crd} not Established within {timeout:.0f}s: {result.stderr.strip()}")
+        time.sleep(0.5)
