@@ -117,7 +117,12 @@ class PhaseRecorder:
             if phase and phase != "<none>" and (not self.seen or self.seen[-1][1] != phase):
                 self.seen.append((time.monotonic() - self.started, phase))
 
-    def stop(self) -> list[str]:
+    def stop(self, last: str | None = None, timeout: float = 30) -> list[str]:
+        """Stop watching, once the watch has shown `last` (if given): `kubectl wait` has its own
+        watch, which may see a change moments before this one does."""
+        deadline = time.monotonic() + timeout
+        while last and (not self.seen or self.seen[-1][1] != last) and time.monotonic() < deadline:
+            time.sleep(0.1)
         self.process.terminate()
         self.process.wait(10)
         return [phase for _, phase in self.seen]
@@ -144,7 +149,7 @@ def test_rag_stack_goes_from_apply_to_answers(stack):
     recorder = PhaseRecorder(stack)  # a watch lists the current state first: nothing is missed
     waited = stack.wait_ready()
     stack.times["first Ready"] = time.monotonic() - started
-    phases = recorder.stop()
+    phases = recorder.stop(last="Ready")
     stack.hub.rate = None
     print(f"\nApply to Ready (cold pods, downloads at {RATE / 2**20:.1f} MiB/s per file): "
           f"{stack.times['first Ready']:.1f}s; phases {recorder.seen}")
