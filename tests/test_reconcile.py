@@ -164,3 +164,32 @@ def test_a_renderer_defect_is_reported_in_status_and_retried(monkeypatch):
     assert (ready["status"], ready["reason"]) == ("False", "RenderFailed")
     assert "KeyError" in ready["message"] and "a bug" in ready["message"]
     assert ("Deployment", "team-llm") in kube.objects  # what serves is left serving
+
+
+def test_the_render_memo_renders_again_exactly_when_an_input_changes(monkeypatch):
+    import llm_operator.reconcile as reconcile_module
+    from llm_operator.reconcile import RenderMemo
+
+    renders = []
+    real_render = reconcile_module.render
+    monkeypatch.setattr(reconcile_module, "render", lambda llmd, config: renders.append(1) or real_render(llmd, config))
+    kube, memo = MemoryKube(resource()), RenderMemo()
+
+    def run_memo():
+        return reconcile(kube, RenderConfig(), "ns", "team", memo)
+
+    run_memo()
+    kube.roll_out()
+    run_memo()
+    assert len(renders) == 1  # a child's change: same inputs, the remembered render
+    kube.llmd["metadata"]["labels"] = {"team": "search"}  # labels do not raise the generation
+    run_memo()
+    assert len(renders) == 2
+    kube.llmd["spec"] = {"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}, "engine": {"maxModelLen": 4096}}}
+    kube.llmd["metadata"]["generation"] = 2
+    run_memo()
+    assert len(renders) == 3
+    assert "4096" in kube.objects[("Deployment", "team-llm")]["spec"]["template"]["spec"]["containers"][0]["args"]
+    kube.llmd["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    run_memo()
+    assert memo.get(kube.llmd) is None  # forgotten with the resource

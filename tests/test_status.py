@@ -193,14 +193,15 @@ def test_same_status_ignores_only_transition_times():
     assert not same_status(None, status)
 
 
-def test_transitions_post_events_for_new_phase_and_new_problem():
+def test_transitions_post_events_for_a_new_problem_and_for_reaching_or_leaving_ready():
     pending = compute_status(resource(), Observed(), GPU)
     short = compute_status(resource(), Observed(pods={"llm": [pod(conditions=[UNSCHEDULABLE], started=False)]}), GPU)
-    assert transitions(None, pending) == [("Normal", "PhaseChanged", "Phase changed from None to Pending.")]
-    events = transitions(pending, short)
-    assert events[0][:2] == ("Warning", "InsufficientGPU")
-    assert events[1] == ("Normal", "PhaseChanged", "Phase changed from Pending to Degraded.")
+    ready = compute_status(resource(), Observed(deployments=ALL_READY), GPU)
+    assert transitions(None, pending) == []  # progress is status only
+    assert [event[:2] for event in transitions(pending, short)] == [("Warning", "InsufficientGPU")]
     assert transitions(short, short) == []
+    assert transitions(pending, ready) == [("Normal", "PhaseChanged", "Phase changed from Pending to Ready.")]
+    assert transitions(ready, pending) == [("Normal", "PhaseChanged", "Phase changed from Ready to Pending.")]
 
 
 # Tails of real vLLM (CPU, 0.32) crash logs, as the kubelet keeps them as termination messages.

@@ -91,6 +91,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Tex
     config = render_config(args)
     memo = handlers.OperatorContext(kube=Kube(load_config(args.kubeconfig)), config=config, kubeconfig=args.kubeconfig,
                                     lease_namespace=args.leader_election_namespace or _own_namespace(),
+                                    namespaces=tuple(args.namespaces),
                                     lease_name=args.leader_election_id, lease_seconds=args.lease_seconds,
                                     workers=args.workers, resync_seconds=args.resync_seconds,
                                     crd_wait_seconds=args.crd_wait_seconds)

@@ -18,11 +18,26 @@ LEADER = Gauge(
 ALL_PHASES = ("Pending", "Downloading", "Starting", "Ready", "Degraded", "Failed")
 
 
-def publish_phases(phase_by_object: dict) -> None:
-    """Set the by-phase gauge from the operator's memory of every object's last phase."""
-    counts = dict.fromkeys(ALL_PHASES, 0)
-    for phase in phase_by_object.values():
-        if phase in counts:
-            counts[phase] += 1
-    for phase, count in counts.items():
-        PHASES.labels(phase=phase).set(count)
+class PhaseGauge:
+    """The last phase of every object, published as the by-phase gauge. Each change moves one
+    object between two labels (counting all objects again on every reconcile was O(N))."""
+
+    def __init__(self) -> None:
+        self._phases: dict[str, str] = {}
+        for phase in ALL_PHASES:
+            PHASES.labels(phase=phase).set(0)
+
+    def set(self, key: str, phase: str | None) -> None:
+        """Record `phase` for `key`; None forgets the object (deleted)."""
+        old = self._phases.pop(key, None) if phase is None else self._phases.get(key)
+        if old == phase:
+            return
+        if phase is not None:
+            self._phases[key] = phase
+        if old in ALL_PHASES:
+            PHASES.labels(phase=old).dec()
+        if phase in ALL_PHASES:
+            PHASES.labels(phase=phase).inc()
+
+    def get(self, key: str) -> str | None:
+        return self._phases.get(key)

@@ -1,10 +1,14 @@
-"""kopf wiring: thin handlers that turn watch events into reconcile requests.
+"""kopf wiring: the process (startup, login, cleanup) and thin handlers that turn changes into
+reconcile requests.
 
-Why watch events and not kopf's create/update/resume handlers: those keep progress and diff-base
-annotations on the object and patch them on every start, so a restart would write to every
-LLMDeployment. Event handlers store nothing; level-based reconcile needs nothing stored. The same
-`reconcile()` runs for the resource's own events, for any event of a child it owns (mapped back by
-the `llmops.dev/deployment` label) and for a periodic resync.
+The operator's own watch caches (k8s/cache.py) follow the LLMDeployments, their children and their
+pods; every change they see queues the one LLMDeployment it concerns, and reconcile reads those
+caches instead of the API server. kopf itself watches nothing: its create/update/resume handlers
+would keep progress and diff-base annotations on every object and patch them on every start (a
+restart writing to every LLMDeployment), and its watch events carry no cache to read from.
+Level-based reconcile needs nothing stored. The same `reconcile()` runs for the resource's own
+changes, for any change of a child it owns (mapped back by the `llmops.dev/deployment` label) and
+for a periodic resync.
 """
 
 from __future__ import annotations
@@ -19,19 +23,20 @@ from kubernetes.client.rest import ApiException
 
 from ..api.models import GROUP, PLURAL, VERSION
 from ..k8s import Kube, describe, load_config
-from ..metrics import RECONCILE_SECONDS, RECONCILES, publish_phases
-from ..reconcile import reconcile
+from ..k8s.cache import LLMDEPLOYMENT, CachedKube, wait_synced
+from ..metrics import RECONCILE_SECONDS, RECONCILES, PhaseGauge
 from ..names import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from ..reconcile import RenderMemo, reconcile
 from ..render import RenderConfig
 from .leader import LeaderElector
-from .queue import WorkQueue
+from .queue import Inbox, WorkQueue
 
 log = logging.getLogger("llm_operator")
 
-MANAGED_LABELS = {MANAGED_BY_LABEL: MANAGED_BY}
-CHILD_RESOURCES = (("apps", "v1", "deployments"), ("", "v1", "services"),
-                   ("", "v1", "persistentvolumeclaims"), ("networking.k8s.io", "v1", "networkpolicies"),
-                   ("", "v1", "pods"))
+# Changes of children and pods are reconciled this long after the first of a burst (see
+# WorkQueue.add_soon); changes of the LLMDeployment itself at once. A second is nothing next to a
+# model's start-up, and at 1,000 resources it halves the status writes.
+CHILD_CHANGE_DELAY = 1.0
 
 
 @dataclass
@@ -43,6 +48,7 @@ class OperatorContext:
     config: RenderConfig
     kubeconfig: str | None  # --kubeconfig; None: in-cluster, then KUBECONFIG
     lease_namespace: str
+    namespaces: tuple[str, ...] = ()  # watched namespaces; empty: all
     lease_name: str = "llm-operator"
     lease_seconds: int = 15
     workers: int = 4
@@ -50,8 +56,9 @@ class OperatorContext:
     crd_wait_seconds: float = 60.0
     queue: WorkQueue | None = None
     elector: LeaderElector | None = None
-    phases: dict = field(default_factory=dict)  # "namespace/name" -> last phase
+    phases: PhaseGauge = field(default_factory=PhaseGauge)  # "namespace/name" -> last phase
     seen: dict = field(default_factory=dict)  # "namespace/name" -> what reconcile reads of it (see below)
+    renders: RenderMemo = field(default_factory=RenderMemo)
 
 
 def _key(namespace: str, name: str) -> str:
@@ -64,7 +71,7 @@ async def _reconcile_one(memo: OperatorContext, key: str) -> None:
     namespace, name = key.split("/", 1)
     started = time.monotonic()
     try:
-        result = await asyncio.to_thread(reconcile, memo.kube, memo.config, namespace, name)
+        result = await asyncio.to_thread(reconcile, memo.kube, memo.config, namespace, name, memo.renders)
     except ApiException as error:
         RECONCILES.labels(result="error").inc()
         raise RuntimeError(describe(error)) from None  # the queue logs it and retries with backoff
@@ -74,11 +81,7 @@ async def _reconcile_one(memo: OperatorContext, key: str) -> None:
     finally:
         RECONCILE_SECONDS.observe(time.monotonic() - started)
     RECONCILES.labels(result="written" if result.writes else "unchanged").inc()
-    if result.phase is None:
-        memo.phases.pop(key, None)
-    else:
-        memo.phases[key] = result.phase
-    publish_phases(memo.phases)
+    memo.phases.set(key, result.phase)
     if result.requeue_after:
         memo.queue.add_after(key, result.requeue_after)
 
@@ -92,9 +95,9 @@ async def _resync_forever(memo: OperatorContext) -> None:
 
 
 async def _wait_for_the_crd(memo: OperatorContext) -> None:
-    """kopf only discovers resources at start (scanning is off, see below): without the CRD it would
-    watch nothing, forever. Wait a little (a Helm install applies CRD and Deployment together), then
-    stop with a message, so Kubernetes restarts the pod and the condition shows in its status."""
+    """Without the CRD the LLMDeployment cache cannot list anything. Wait a little (a Helm install
+    applies CRD and Deployment together), then stop with a message, so Kubernetes restarts the pod
+    and the condition shows in its status."""
     deadline = time.monotonic() + memo.crd_wait_seconds
     while not await asyncio.to_thread(memo.kube.llmdeployments_served):
         if time.monotonic() > deadline:
@@ -107,21 +110,20 @@ async def _wait_for_the_crd(memo: OperatorContext) -> None:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_) -> None:
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.enabled = False  # the operator posts its own Events, on transitions only
-    # Without timeouts a watch can hang silently on a half-open connection.
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.connect_timeout = 30
-    for _, _, plural in CHILD_RESOURCES:
-        settings.watching.label_selectors[plural] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-    # No watching of CRDs and namespaces: the operator needs no cluster-scoped permission at all
-    # in listed-namespaces mode, and the resources it serves are fixed.
+    # No watching of CRDs and namespaces by kopf: the operator needs no cluster-scoped permission at
+    # all in listed-namespaces mode, and the resources it serves are fixed.
     settings.scanning.disabled = True
     await _wait_for_the_crd(memo)
     memo.queue = WorkQueue(lambda key: _reconcile_one(memo, key), workers=memo.workers)
+    # Reconciles read from watch caches; the reflectors' threads hand every change to this loop.
+    loop = asyncio.get_running_loop()
+    inbox = Inbox(loop, lambda kind, event, obj: _changed(memo, kind, event, obj))
+    memo.kube = CachedKube(memo.kube, memo.namespaces, inbox.put,
+                           managed_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}", owner_label=DEPLOYMENT_LABEL)
+    memo.kube.start()
+    if not await asyncio.to_thread(wait_synced, memo.kube.reflectors, 60):
+        log.warning("Started before every watch cache was filled: reconciles read the API server until they are")
     memo.elector = LeaderElector(memo.kube, memo.lease_namespace, memo.lease_name, memo.lease_seconds,
                                  on_elected=lambda: [memo.queue.add(key) for key in list(memo.seen)])
     memo.queue.start()
@@ -133,7 +135,7 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_)
 
 @kopf.on.login()
 def login(memo: OperatorContext, settings: kopf.OperatorSettings, **_) -> kopf.ConnectionInfo:
-    """kopf's watches log in exactly as the operator's own client does (`load_config`: an explicit
+    """kopf logs in exactly as the operator's own client does (`load_config`: an explicit
     --kubeconfig first), not through kopf's default, which reads KUBECONFIG as it was when the
     `kubernetes` package was first imported."""
     configuration = load_config(memo.kubeconfig).configuration
@@ -150,6 +152,8 @@ def login(memo: OperatorContext, settings: kopf.OperatorSettings, **_) -> kopf.C
 
 @kopf.on.cleanup()
 async def shutdown(memo: OperatorContext, **_) -> None:
+    if isinstance(memo.kube, CachedKube):
+        memo.kube.stop()
     if memo.queue:
         await memo.queue.stop()
     if memo.elector:
@@ -163,28 +167,24 @@ def _inputs(body) -> tuple:
             dict(metadata.get("labels") or {}), dict(metadata.get("annotations") or {}))
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def llmdeployment_changed(event, namespace, name, body, memo: OperatorContext, **_) -> None:
-    key = _key(namespace, name)
-    if event["type"] == "DELETED":
+def _changed(memo: OperatorContext, kind: str, event_type: str, obj: dict) -> None:
+    """A change a reflector saw: queue the LLMDeployment it concerns."""
+    metadata = obj["metadata"]
+    namespace = metadata.get("namespace")
+    if kind != LLMDEPLOYMENT:
+        owner = (metadata.get("labels") or {}).get(DEPLOYMENT_LABEL)
+        if owner:
+            memo.queue.add_soon(_key(namespace, owner), CHILD_CHANGE_DELAY)
+        return
+    key = _key(namespace, metadata["name"])
+    if event_type == "DELETED":
         memo.seen.pop(key, None)
-        memo.phases.pop(key, None)
-        publish_phases(memo.phases)
+        memo.phases.set(key, None)
         return
     # A change of status only is an operator's own write (this one's or a peer's): reconciling on it
     # would retry a refused object right after reporting it, and double every reconcile's reads.
-    inputs = _inputs(body)
+    inputs = _inputs(obj)
     if memo.seen.get(key) == inputs:
         return
     memo.seen[key] = inputs
     memo.queue.add(key)
-
-
-async def child_changed(namespace, labels, memo: OperatorContext, **_) -> None:
-    owner = labels.get(DEPLOYMENT_LABEL)
-    if owner:
-        memo.queue.add(_key(namespace, owner))
-
-
-for _group, _version, _plural in CHILD_RESOURCES:
-    kopf.on.event(_group, _version, _plural, labels=MANAGED_LABELS, id=f"child-{_plural}")(child_changed)

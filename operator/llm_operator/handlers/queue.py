@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Hashable
+import threading
+from typing import Any, Awaitable, Callable, Hashable
 
 log = logging.getLogger("llm_operator.queue")
 
@@ -21,6 +22,7 @@ class WorkQueue:
         self._queued: set[Hashable] = set()
         self._active: set[Hashable] = set()
         self._dirty: set[Hashable] = set()
+        self._waiting: set[Hashable] = set()  # added with add_soon, not yet due
         self._failures: dict[Hashable, int] = {}
         self._tasks: list[asyncio.Task] = []
 
@@ -41,6 +43,21 @@ class WorkQueue:
 
     def add_after(self, key: Hashable, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.add, key)
+
+    def add_soon(self, key: Hashable, delay: float) -> None:
+        """Add `key` once, `delay` seconds from the first of any number of calls meanwhile.
+
+        For changes that come in bursts and need no instant answer: a pod is created, scheduled,
+        started and becomes ready within a second, and its Deployment's status changes with it. One
+        reconcile after the burst writes one status instead of one per step."""
+        if key in self._waiting or key in self._queued:
+            return
+        self._waiting.add(key)
+
+        def due() -> None:
+            self._waiting.discard(key)
+            self.add(key)
+        asyncio.get_running_loop().call_later(delay, due)
 
     async def _work(self) -> None:
         while True:
@@ -63,3 +80,34 @@ class WorkQueue:
                 if key in self._dirty:
                     self._dirty.discard(key)
                     self.add(key)
+
+
+class Inbox:
+    """Hands calls from other threads (the watch caches' reflectors) to the event loop in batches.
+
+    `put(*args)` from any thread; `deliver(*args)` runs in the loop, in order. The loop is woken once
+    per batch, not once per call: at 1,000 resources, waking it for every watch event cost more CPU
+    than the reconciles did."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Callable[..., None]):
+        self._loop, self._deliver = loop, deliver
+        self._pending: list[tuple[Any, ...]] = []
+        self._woken = False
+        self._lock = threading.Lock()
+
+    def put(self, *args: Any) -> None:
+        with self._lock:
+            self._pending.append(args)
+            if self._woken:
+                return
+            self._woken = True
+        self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            batch, self._pending, self._woken = self._pending, [], False
+        for args in batch:
+            try:
+                self._deliver(*args)
+            except Exception:  # noqa: BLE001 - one bad change must not drop the rest of the batch
+                log.exception("Failed to handle a watched change")

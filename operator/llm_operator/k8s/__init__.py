@@ -1,19 +1,22 @@
 """The only code that talks to the Kubernetes API server.
 
-Everything here is a thin, synchronous wrapper over the official `kubernetes` client that returns
-plain dicts exactly as the API server sent them (`_preload_content=False`), so the pure modules
-(render, status) see the same shapes as `kubectl get -o json`. Every write is counted in metrics.
+Everything here is a thin, synchronous layer over the official `kubernetes` client's ApiClient (its
+configuration, credentials and connection pool), sending requests by API path and returning plain
+dicts exactly as the API server sent them, so the pure modules (render, status) see the same shapes
+as `kubectl get -o json`. Every write is counted in metrics. k8s/cache.py keeps watch caches of
+what these calls would read.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from urllib.parse import quote
 from datetime import datetime, timezone
 from typing import Any
 
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from ..api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ..metrics import API_WRITES
@@ -27,9 +30,7 @@ REQUEST_TIMEOUT = (10, 90)
 # (15 s) can expire and a follower take over (see handlers/leader.py).
 LEASE_REQUEST_TIMEOUT = (3, 5)
 APPLY = "application/apply-patch+yaml"
-# Child kinds and the snake_case names the client's methods use for them.
-_SNAKE = {"Deployment": "deployment", "Service": "service", "PersistentVolumeClaim": "persistent_volume_claim",
-          "NetworkPolicy": "network_policy"}
+CHILD_KINDS = ("Deployment", "Service", "PersistentVolumeClaim", "NetworkPolicy")
 
 
 class ApplyRejected(Exception):
@@ -60,98 +61,118 @@ def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Where each kind lives in the API: (API group path, resource). The operator talks to these paths
+# itself rather than through the client's generated API classes, which cost 30 MiB of memory
+# when imported and validate and re-serialise every argument and body on every call.
+_RESOURCES = {
+    KIND: (f"/apis/{GROUP}/{VERSION}", PLURAL),
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Service": ("/api/v1", "services"),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    "Pod": ("/api/v1", "pods"),
+    "Event": ("/api/v1", "events"),
+    "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
+}
+_API_VERSIONS = {"Deployment": "apps/v1", "NetworkPolicy": "networking.k8s.io/v1", KIND: API_VERSION}
+
+
+def resource_path(kind: str, namespace: str | None = None, name: str | None = None, subresource: str = "") -> str:
+    """The API path of a kind's collection (in a namespace, or in all of them) or of one object."""
+    group, plural = _RESOURCES[kind]
+    path = f"{group}/namespaces/{quote(namespace, safe='')}/{plural}" if namespace else f"{group}/{plural}"
+    if name:
+        path += "/" + quote(name, safe="")
+    return path + ("/" + subresource if subresource else "")
+
+
+def api_version(kind: str) -> str:
+    return _API_VERSIONS.get(kind, "v1")
+
+
 class Kube:
     def __init__(self, api_client: client.ApiClient):
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.networking = client.NetworkingV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
-        self.coordination = client.CoordinationV1Api(api_client)
+        self.api_client = api_client
+
+    def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+                content_type: str = "application/json", timeout: Any = REQUEST_TIMEOUT) -> Any:
+        """One request over the ApiClient's connection pool, TLS and credentials (a ServiceAccount
+        token is re-read when it rotates). Returns the unread urllib3 response; raises ApiException
+        for any status but 2xx, as the generated client does."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        method, url, headers, _, _ = self.api_client.param_serialize(
+            method, path, query_params=list((query or {}).items()), header_params=headers,
+            auth_settings=["BearerToken"])
+        # The body goes as it is: the REST layer encodes it to JSON once (the generated API classes
+        # would first copy it through their serialiser).
+        response = self.api_client.call_api(method, url, headers, body, _request_timeout=timeout).response
+        if not 200 <= response.status <= 299:
+            response.data  # noqa: B018 - read, so the connection returns to the pool
+            raise ApiException(http_resp=response)
+        return response
+
+    def lister(self, kind: str, namespace: str | None = None):
+        """A LIST (and with watch=true, WATCH) of a kind, in one namespace or all: `call(**query)`."""
+        path = resource_path(kind, namespace)
+        return lambda timeout=REQUEST_TIMEOUT, **query: self.request("GET", path, query=query, timeout=timeout)
 
     # ------------------------------------------------------------ reads
 
-    @staticmethod
-    def _json(response) -> dict[str, Any]:
-        return json.loads(response.data)
+    def _get(self, path: str, query: dict[str, Any] | None = None, timeout: Any = REQUEST_TIMEOUT) -> dict[str, Any] | None:
+        """A GET's JSON, or None when the object does not exist (404)."""
+        try:
+            return json.loads(self.request("GET", path, query, timeout=timeout).data)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
 
     @staticmethod
     def _finish(response) -> None:
         """Read a response whose body is not needed, so that its connection goes back to the pool.
-        An unread `_preload_content=False` response is closed when garbage-collected: the API server
-        then sees its client go away before its handler returned, and logs "Post-timeout activity"
-        for a request that succeeded."""
+        An unread response is closed when garbage-collected: the API server then sees its client go
+        away before its handler returned, and logs "Post-timeout activity" for a request that
+        succeeded."""
         response.data  # noqa: B018 - reading is the point
         response.release_conn()
 
     def llmdeployments_served(self) -> bool:
         """Whether the API server serves the LLMDeployment API (the CRD is installed and established)."""
-        try:
-            listing = self._json(self.custom.get_api_resources(GROUP, VERSION, _preload_content=False))
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return any(resource.get("name") == PLURAL for resource in listing.get("resources", []))
+        listing = self._get(f"/apis/{GROUP}/{VERSION}")
+        return any(resource.get("name") == PLURAL for resource in (listing or {}).get("resources", []))
 
     def get_llmdeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._json(self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, _preload_content=False))
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return self._get(resource_path(KIND, namespace, name))
 
     def list_children(self, namespace: str, owner: str, owner_uid: str) -> list[dict[str, Any]]:
         """Deployments, Services, PVCs and NetworkPolicies labelled for the owner and controlled by it (by uid)."""
-        selector = f"{DEPLOYMENT_LABEL}={owner}"
-        listings = [
-            ("Deployment", self.apps.list_namespaced_deployment),
-            ("Service", self.core.list_namespaced_service),
-            ("PersistentVolumeClaim", self.core.list_namespaced_persistent_volume_claim),
-            ("NetworkPolicy", self.networking.list_namespaced_network_policy),
-        ]
+        selector = {"labelSelector": f"{DEPLOYMENT_LABEL}={owner}"}
         children = []
-        for kind, list_call in listings:
-            listing = self._json(list_call(namespace, label_selector=selector, _preload_content=False))
-            for item in listing["items"]:
+        for kind in CHILD_KINDS:
+            for item in self._get(resource_path(kind, namespace), selector)["items"]:
                 if any(ref.get("uid") == owner_uid and ref.get("controller")
                        for ref in item["metadata"].get("ownerReferences") or []):
                     # Items of a list carry neither apiVersion nor kind; the comparison needs both.
-                    children.append({**item, "apiVersion": listing["apiVersion"], "kind": kind})
+                    children.append({**item, "apiVersion": api_version(kind), "kind": kind})
         return children
 
     def list_pods(self, namespace: str, owner: str) -> list[dict[str, Any]]:
-        selector = f"{DEPLOYMENT_LABEL}={owner}"
-        return self._json(self.core.list_namespaced_pod(namespace, label_selector=selector,
-                                                        _preload_content=False))["items"]
+        return self._get(resource_path("Pod", namespace), {"labelSelector": f"{DEPLOYMENT_LABEL}={owner}"})["items"]
 
     def get_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One Deployment, Service or PVC by name, whoever made it (to refuse taking over another's)."""
-        try:
-            return self._json(getattr(self._api(kind), f"read_namespaced_{_SNAKE[kind]}")(
-                name, namespace, _preload_content=False))
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return self._get(resource_path(kind, namespace, name))
 
     # ------------------------------------------------------------ leader election
 
     def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._json(self.coordination.read_namespaced_lease(
-                name, namespace, _preload_content=False, _request_timeout=LEASE_REQUEST_TIMEOUT))
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return self._get(resource_path("Lease", namespace, name), timeout=LEASE_REQUEST_TIMEOUT)
 
     def create_lease(self, namespace: str, lease: dict[str, Any]) -> bool:
         """False when another process created it first."""
         try:
-            self._finish(self.coordination.create_namespaced_lease(
-                namespace, lease, _preload_content=False, _request_timeout=LEASE_REQUEST_TIMEOUT))
+            self._finish(self.request("POST", resource_path("Lease", namespace), body=lease,
+                                      timeout=LEASE_REQUEST_TIMEOUT))
             return True
         except ApiException as error:
             if error.status == 409:
@@ -161,8 +182,8 @@ class Kube:
     def replace_lease(self, namespace: str, name: str, lease: dict[str, Any]) -> bool:
         """False when another process changed it since it was read (its resourceVersion is stale)."""
         try:
-            self._finish(self.coordination.replace_namespaced_lease(
-                name, namespace, lease, _preload_content=False, _request_timeout=LEASE_REQUEST_TIMEOUT))
+            self._finish(self.request("PUT", resource_path("Lease", namespace, name), body=lease,
+                                      timeout=LEASE_REQUEST_TIMEOUT))
             return True
         except ApiException as error:
             if error.status == 409:
@@ -171,48 +192,43 @@ class Kube:
 
     # ------------------------------------------------------------ writes
 
-    def _api(self, kind: str):
-        return {"Deployment": self.apps, "NetworkPolicy": self.networking}.get(kind, self.core)
-
     def apply(self, obj: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         """Server-side apply; force, because the operator owns these fields. Returns the object as
         stored: its generation says whether the controllers have seen this apply yet."""
         kind, name, namespace = obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]
         API_WRITES.labels(kind=kind, verb="apply").inc()
         try:
-            response = getattr(self._api(kind), f"patch_namespaced_{_SNAKE[kind]}")(
-                name, namespace, obj, field_manager=field_manager, force=True,
-                _content_type=APPLY, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+            response = self.request("PATCH", resource_path(kind, namespace, name), body=obj, content_type=APPLY,
+                                    query={"fieldManager": field_manager, "force": "true"})
         except ApiException as error:
             if _unfixable_by_retry(error):
                 raise ApplyRejected(f"{kind} {name}: {_reason(error)}") from None
             raise
-        return {**self._json(response), "apiVersion": obj["apiVersion"], "kind": kind}
+        return {**json.loads(response.data), "apiVersion": obj["apiVersion"], "kind": kind}
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         API_WRITES.labels(kind=kind, verb="delete").inc()
         try:
-            self._finish(getattr(self._api(kind), f"delete_namespaced_{_SNAKE[kind]}")(
-                name, namespace, propagation_policy="Background", _preload_content=False,
-                _request_timeout=REQUEST_TIMEOUT))
+            self._finish(self.request("DELETE", resource_path(kind, namespace, name),
+                                      body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}))
         except ApiException as error:
             if error.status != 404:
                 raise
 
-    def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """Server-side apply of status: fields the operator no longer sets (a removed role) go away."""
+    def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of status: fields the operator no longer sets (a removed role) go away.
+        Returns the resource as stored."""
         API_WRITES.labels(kind=KIND, verb="apply-status").inc()
         body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
                 "status": status}
-        self._finish(self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER, force=True,
-            _content_type=APPLY, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
+        return json.loads(self.request("PATCH", resource_path(KIND, namespace, name, "status"), body=body,
+                                       content_type=APPLY, query={"fieldManager": FIELD_MANAGER, "force": "true"}).data)
 
     def post_event(self, llmd: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         metadata = llmd["metadata"]
         API_WRITES.labels(kind="Event", verb="create").inc()
         timestamp = now()
-        self._finish(self.core.create_namespaced_event(metadata["namespace"], {
+        self._finish(self.request("POST", resource_path("Event", metadata["namespace"]), body={
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"name": f"{metadata['name']}.{uuid.uuid4().hex[:12]}", "namespace": metadata["namespace"]},
@@ -228,7 +244,7 @@ class Kube:
             "firstTimestamp": timestamp,
             "lastTimestamp": timestamp,
             "count": 1,
-        }, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
+        }))
 
 
 def describe(error: ApiException) -> str:

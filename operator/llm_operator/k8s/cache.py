@@ -1,0 +1,374 @@
+"""In-memory copies of what the operator watches, so that a reconcile reads memory and the API
+server sees writes only.
+
+A `Store` holds the newest version seen of each object of one kind; a `Reflector` keeps one
+Store current with a LIST followed by a WATCH, and lists again when the watch can no longer resume
+(410 Gone) or fails. Assumptions, as client-go's informers make them:
+
+- resourceVersions of one kind are etcd revisions: integers that grow with every write. They are
+  compared only to keep a store from going back in time: an event older than what the store holds
+  (a late watch event after the operator stored its own write's response) is ignored.
+- A relist is the truth as of its resourceVersion: what it lacks was deleted, unless the store
+  holds a newer version (an object the operator created after the list was taken).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from functools import partial
+from typing import Any, Callable, Iterable, Iterator
+
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from ..api.models import API_VERSION
+from . import CHILD_KINDS, api_version
+
+log = logging.getLogger("llm_operator.cache")
+
+Key = tuple[str, str]  # (namespace, name)
+# Of a pod, status.py reads its status and these few fields of its metadata; its spec, the largest
+# part, is never read (the Deployment's template is what the operator compares).
+POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp")
+
+
+def slim(api_version: str, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """The part of a listed or watched object the operator reads, with its apiVersion and kind
+    (list items and watch events of typed lists lack them)."""
+    metadata = obj["metadata"]
+    if kind == "Pod":
+        return {"apiVersion": api_version, "kind": kind,
+                "metadata": {k: metadata[k] for k in POD_METADATA if k in metadata},
+                "status": obj.get("status") or {}}
+    managed = metadata.pop("managedFields", None)
+    if kind == "Deployment" and managed:
+        metadata["managedFields"] = _replicas_owners(managed)
+    obj["apiVersion"], obj["kind"] = api_version, kind
+    return obj
+
+
+def _replicas_owners(managed_fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of a Deployment's managedFields, the one fact the operator reads (reconcile.replicas_handoff):
+    which manager, by which operation, owns spec.replicas. The full field sets are a large part
+    of an object's size in memory."""
+    owners = []
+    for entry in managed_fields:
+        if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {}):
+            owners.append({"manager": entry.get("manager"), "operation": entry.get("operation"),
+                           "fieldsV1": {"f:spec": {"f:replicas": {}}}})
+    return owners
+
+
+def resource_version(obj: dict[str, Any]) -> int | None:
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _key(obj: dict[str, Any]) -> Key:
+    return obj["metadata"].get("namespace") or "", obj["metadata"]["name"]
+
+
+def _older(candidate: dict[str, Any], held: dict[str, Any]) -> bool:
+    """True when `candidate` is an older version than `held` (unknown versions are never older)."""
+    new, old = resource_version(candidate), resource_version(held)
+    return new is not None and old is not None and new < old
+
+
+def _same_version(candidate: dict[str, Any], held: dict[str, Any]) -> bool:
+    version = resource_version(candidate)
+    return version is not None and version == resource_version(held)
+
+
+class Store:
+    """The newest version seen of each object of one kind, indexed by one label. Thread-safe.
+
+    It hands out the objects it holds, not copies: copying every child and pod on every reconcile
+    was a large part of the operator's CPU. Callers must not change what they get (reconcile and
+    status build new objects; tests/test_cache.py checks that a reconcile leaves the store as it was).
+    """
+
+    def __init__(self, index_label: str = "") -> None:
+        self.index_label = index_label
+        self._objects: dict[Key, dict[str, Any]] = {}
+        # (namespace, value of index_label) -> the keys of the objects carrying it
+        self._index: dict[Key, set[Key]] = {}
+        self._lock = threading.Lock()
+
+    def _indexed_as(self, key: Key, obj: dict[str, Any]) -> Key | None:
+        value = (obj["metadata"].get("labels") or {}).get(self.index_label)
+        return (key[0], value) if value is not None else None
+
+    def _put(self, key: Key, obj: dict[str, Any]) -> None:
+        held = self._objects.get(key)
+        if held is not None:
+            self._unindex(key, held)
+        self._objects[key] = obj
+        entry = self._indexed_as(key, obj)
+        if entry:
+            self._index.setdefault(entry, set()).add(key)
+
+    def _drop(self, key: Key) -> dict[str, Any]:
+        held = self._objects.pop(key)
+        self._unindex(key, held)
+        return held
+
+    def _unindex(self, key: Key, held: dict[str, Any]) -> None:
+        entry = self._indexed_as(key, held)
+        if entry and entry in self._index:
+            self._index[entry].discard(key)
+            if not self._index[entry]:
+                del self._index[entry]
+
+    def upsert(self, obj: dict[str, Any]) -> bool:
+        """Keep `obj` unless the store holds a newer or the same version; True when it was kept.
+
+        The same version is the watch's echo of a write whose response the operator stored: no
+        change, so no reconcile for it."""
+        key = _key(obj)
+        with self._lock:
+            held = self._objects.get(key)
+            if held is not None and (_older(obj, held) or _same_version(obj, held)):
+                return False
+            self._put(key, obj)
+            return True
+
+    def remove(self, obj: dict[str, Any]) -> bool:
+        """Forget the object a DELETED event names, unless the store holds a newer one (recreated)."""
+        key = _key(obj)
+        with self._lock:
+            held = self._objects.get(key)
+            if held is None or _older(obj, held):
+                return False
+            self._drop(key)
+            return True
+
+    def replace(self, objects: Iterable[dict[str, Any]], listed_version: int | None) -> list[dict[str, Any]]:
+        """Take a fresh listing; return the objects that changed or disappeared with it."""
+        listed = {_key(obj): obj for obj in objects}
+        changed: list[dict[str, Any]] = []
+        with self._lock:
+            for key, held in list(self._objects.items()):
+                if key in listed:
+                    continue
+                written_after = listed_version is not None and (resource_version(held) or 0) > listed_version
+                if not written_after:
+                    changed.append(self._drop(key))
+            for key, obj in listed.items():
+                held = self._objects.get(key)
+                if held is not None and _older(obj, held):
+                    continue
+                if held is None or resource_version(held) != resource_version(obj):
+                    changed.append(obj)
+                self._put(key, obj)
+        return changed
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._objects.get((namespace, name))
+
+    def labelled(self, namespace: str, value: str) -> list[dict[str, Any]]:
+        """The objects in `namespace` whose index label has `value`."""
+        with self._lock:
+            return [self._objects[key] for key in self._index.get((namespace, value), ())]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._objects)
+
+
+class Reflector:
+    """Keeps a Store current with LIST then WATCH, in a thread of its own.
+
+    `list_call(**query)` sends a LIST (a WATCH with watch=true) of one kind and returns the unread
+    response (`Kube.lister`); `on_change(event_type, obj)` is called for every change the
+    store took, from the reflector's thread ("DELETED" for objects gone, also when a relist shows it).
+    """
+
+    WATCH_SECONDS = 300  # the API server ends each watch after this; the reflector resumes it
+    RETRY_SECONDS = (1, 2, 5, 10, 30)
+
+    def __init__(self, name: str, list_call: Callable[..., Any], store: Store,
+                 on_change: Callable[[str, dict[str, Any]], None], label_selector: str | None = None,
+                 kind: tuple[str, str] | None = None) -> None:
+        self.name = name
+        self.list_call = list_call
+        self.store = store
+        self.on_change = on_change
+        self.label_selector = label_selector
+        self.kind = kind  # (apiVersion, kind) that list items lack
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"reflector-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _selector(self) -> dict[str, Any]:
+        return {"labelSelector": self.label_selector} if self.label_selector else {}
+
+    def _typed(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return slim(*self.kind, obj) if self.kind else obj
+
+    def _list(self) -> int | None:
+        response = self.list_call(**self._selector())
+        listing = json.loads(response.data)
+        version = listing["metadata"].get("resourceVersion")
+        for event_obj in self.store.replace([self._typed(o) for o in listing["items"]], _int(version)):
+            gone = self.store.get(*_key(event_obj)) is None
+            self.on_change("DELETED" if gone else "MODIFIED", event_obj)
+        return version
+
+    def _events(self, version: str) -> Iterator[dict[str, Any]]:
+        """One WATCH request from `version`: its events as plain dicts, until the server ends it.
+
+        Not the client's `watch.Watch`: it builds the client's model classes from every event (and
+        encodes each to JSON once more to do so), most of the operator's CPU at scale."""
+        response = self.list_call(watch="true", resourceVersion=version, allowWatchBookmarks="true",
+                                  timeoutSeconds=str(self.WATCH_SECONDS), timeout=(10, self.WATCH_SECONDS + 30),
+                                  **self._selector())
+        try:
+            for line in iter_resp_lines(response):
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            response.close()
+            response.release_conn()
+
+    def _watch(self, version: str) -> None:
+        """Follow changes from `version` until asked to stop; raises ApiException(410) to relist."""
+        while not self._stop.is_set():
+            for event in self._events(version):
+                obj = event["object"]
+                if event["type"] == "ERROR":
+                    raise ApiException(status=obj.get("code", 500), reason=obj.get("message", "watch error"))
+                version = obj["metadata"].get("resourceVersion", version)
+                if event["type"] == "BOOKMARK":
+                    continue
+                obj = self._typed(obj)
+                took = self.store.remove(obj) if event["type"] == "DELETED" else self.store.upsert(obj)
+                if took:
+                    self.on_change(event["type"], obj)
+                if self._stop.is_set():
+                    return
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                version = self._list()
+                self.synced.set()
+                failures = 0
+                self._watch(version)
+            except ApiException as error:
+                if error.status == 410:
+                    log.info("Relisted %s: the watch could not resume (410 Gone)", self.name)
+                    continue
+                failures += 1
+                log.warning("Failed to watch %s: %s %s", self.name, error.status, error.reason)
+            except Exception as error:  # noqa: BLE001 - a reflector never dies; it lists again
+                failures += 1
+                log.warning("Failed to watch %s: %s", self.name, error)
+            self._stop.wait(self.RETRY_SECONDS[min(failures, len(self.RETRY_SECONDS)) - 1])
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def wait_synced(reflectors: Iterable[Reflector], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    return all(r.synced.wait(max(0.0, deadline - time.monotonic())) for r in reflectors)
+
+
+# ---------------------------------------------------------------- the operator's caches
+
+LLMDEPLOYMENT = "LLMDeployment"
+POD = "Pod"
+
+
+class CachedKube:
+    """A Kube whose reads come from watch caches and whose writes also update them.
+
+    Reads fall through to the API server until every reflector has listed once. Writes store the
+    response (the object as stored, with its resourceVersion), so a later, older watch event cannot
+    make a reconcile decide from a version older than the operator's own last write.
+    Everything else (Leases, Events, name-conflict GETs) is the wrapped Kube's.
+    """
+
+    def __init__(self, kube, namespaces: tuple[str, ...], on_change: Callable[[str, str, dict[str, Any]], None],
+                 managed_selector: str, owner_label: str) -> None:
+        self.kube = kube
+        self.owner_label = owner_label
+        self.stores = {LLMDEPLOYMENT: Store(), **{kind: Store(owner_label) for kind in (POD, *CHILD_KINDS)}}
+        where = namespaces or (None,)
+        self.reflectors = [
+            Reflector(f"{kind} in {ns or 'all namespaces'}", kube.lister(kind, ns), self.stores[kind],
+                      partial(on_change, kind), label_selector=None if kind == LLMDEPLOYMENT else managed_selector,
+                      kind=(api_version(kind), kind))
+            for kind in self.stores for ns in where
+        ]
+
+    def start(self) -> None:
+        for reflector in self.reflectors:
+            reflector.start()
+
+    def stop(self) -> None:
+        for reflector in self.reflectors:
+            reflector.stop()
+
+    @property
+    def synced(self) -> bool:
+        return all(r.synced.is_set() for r in self.reflectors)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.kube, name)
+
+    # ------------------------------------------------------------ reads
+
+    def get_llmdeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if not self.synced:
+            return self.kube.get_llmdeployment(namespace, name)
+        return self.stores[LLMDEPLOYMENT].get(namespace, name)
+
+    def list_children(self, namespace: str, owner: str, owner_uid: str) -> list[dict[str, Any]]:
+        if not self.synced:
+            return self.kube.list_children(namespace, owner, owner_uid)
+        return [obj for kind in CHILD_KINDS
+                for obj in self.stores[kind].labelled(namespace, owner)
+                if any(ref.get("uid") == owner_uid and ref.get("controller")
+                       for ref in obj["metadata"].get("ownerReferences") or [])]
+
+    def list_pods(self, namespace: str, owner: str) -> list[dict[str, Any]]:
+        if not self.synced:
+            return self.kube.list_pods(namespace, owner)
+        return self.stores[POD].labelled(namespace, owner)
+
+    # ------------------------------------------------------------ writes
+
+    def apply(self, obj: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        stored = self.kube.apply(obj, **kwargs)
+        if obj["kind"] in self.stores:
+            self.stores[obj["kind"]].upsert(slim(obj["apiVersion"], obj["kind"], dict(stored)))
+        return stored
+
+    def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        stored = self.kube.apply_status(namespace, name, status)
+        self.stores[LLMDEPLOYMENT].upsert(slim(API_VERSION, LLMDEPLOYMENT, dict(stored)))
+        return stored
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        self.kube.delete(kind, namespace, name)
+        held = self.stores[kind].get(namespace, name) if kind in self.stores else None
+        if held:
+            self.stores[kind].remove(held)

@@ -1,0 +1,346 @@
+"""The watch cache's Store: it never goes back in time, and a relist is the truth as of its version."""
+
+from __future__ import annotations
+
+from llm_operator.k8s.cache import Store
+
+
+def obj(name, version, namespace="ns", **labels):
+    return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": str(version), "labels": labels}}
+
+
+def test_an_event_older_than_the_held_version_is_ignored():
+    store = Store()
+    assert store.upsert(obj("a", 10))
+    # The operator stored its own write's response (version 12); the watch then delivers version 11.
+    assert store.upsert(obj("a", 12))
+    assert not store.upsert(obj("a", 11))
+    assert store.get("ns", "a")["metadata"]["resourceVersion"] == "12"
+
+
+def test_a_delete_does_not_remove_a_newer_incarnation():
+    store = Store()
+    store.upsert(obj("a", 20))  # recreated; the old object's DELETED event comes late
+    assert not store.remove(obj("a", 15))
+    assert store.get("ns", "a") is not None
+    assert store.remove(obj("a", 21))
+    assert store.get("ns", "a") is None
+
+
+def test_a_relist_removes_what_it_lacks_and_reports_it():
+    store = Store()
+    store.upsert(obj("kept", 5))
+    store.upsert(obj("deleted-during-the-gap", 6))
+    changed = store.replace([obj("kept", 5), obj("new", 9)], listed_version=10)
+    assert {o["metadata"]["name"] for o in changed} == {"deleted-during-the-gap", "new"}
+    assert store.get("ns", "deleted-during-the-gap") is None and store.get("ns", "new") is not None
+
+
+def test_a_relist_keeps_what_was_written_after_it_was_taken():
+    store = Store()
+    store.upsert(obj("created-by-the-operator", 12))  # the response of an apply made during the list
+    changed = store.replace([], listed_version=10)
+    assert changed == [] and store.get("ns", "created-by-the-operator") is not None
+
+
+def test_a_relist_never_takes_a_version_older_than_the_held_one():
+    store = Store()
+    store.upsert(obj("a", 30))
+    assert store.replace([obj("a", 25)], listed_version=26) == []
+    assert store.get("ns", "a")["metadata"]["resourceVersion"] == "30"
+
+
+def test_labelled_selects_by_namespace_and_label_and_follows_relabels_and_deletes():
+    label = "llmops.dev/deployment"
+    store = Store(index_label=label)
+    store.upsert(obj("x-llm", 1, **{label: "x"}))
+    store.upsert(obj("y-llm", 1, **{label: "y"}))
+    store.upsert(obj("x-llm", 1, namespace="other", **{label: "x"}))
+    store.upsert(obj("unlabelled", 1))
+    assert [o["metadata"]["name"] for o in store.labelled("ns", "x")] == ["x-llm"]
+    store.upsert(obj("y-llm", 2, **{label: "x"}))  # someone relabelled it
+    assert sorted(o["metadata"]["name"] for o in store.labelled("ns", "x")) == ["x-llm", "y-llm"]
+    assert store.labelled("ns", "y") == []
+    store.remove(obj("x-llm", 3))
+    store.replace([obj("x-llm", 1, namespace="other", **{label: "x"})], listed_version=4)  # y-llm gone in a relist
+    assert store.labelled("ns", "x") == [] and len(store.labelled("other", "x")) == 1
+
+
+class FakeResponse:
+    """An unread urllib3 response, as the client returns it with `_preload_content=False`."""
+
+    def __init__(self, body):
+        import json
+        self.data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+        self.closed = False
+
+    def stream(self, amt=None, decode_content=False):
+        yield self.data
+
+    def close(self):
+        self.closed = True
+
+    def release_conn(self):
+        pass
+
+
+class FakeServer:
+    """A LIST that answers with `items`, and WATCH requests answered by scripted event streams."""
+
+    def __init__(self, items, version, streams):
+        self.items, self.version, self.streams, self.lists = items, version, list(streams), 0
+        self.watches: list[FakeResponse] = []
+        self.exhausted = lambda: None  # called when the script is over
+
+    def list_call(self, **kwargs):
+        import json
+        if kwargs.get("watch"):
+            if not self.streams:
+                self.exhausted()
+                events = []
+            else:
+                events = self.streams.pop(0)
+            # The API server sends one JSON event per line, possibly split across chunks.
+            self.watches.append(FakeResponse(b"".join(json.dumps(e).encode() + b"\n" for e in events)))
+            return self.watches[-1]
+        self.lists += 1
+        return FakeResponse({"metadata": {"resourceVersion": str(self.version)}, "items": self.items})
+
+
+def run_reflector(server):
+    import llm_operator.k8s.cache as cache
+
+    changes = []
+    reflector = cache.Reflector("test", server.list_call, Store(), lambda t, o: changes.append((t, o["metadata"]["name"])),
+                                kind=("v1", "Pod"))
+    reflector.RETRY_SECONDS = (0,)
+    server.exhausted = reflector.stop
+    reflector._run()  # in this thread: returns once the scripted streams are used up
+    return reflector, changes
+
+
+def test_the_reflector_relists_after_410_and_reports_deletes_seen_only_there():
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old resource version"}}
+    server = FakeServer([obj("a", 1), obj("b", 2)], 2, [
+        [{"type": "MODIFIED", "object": obj("a", 3)}, gone],
+    ])
+    original_list = server.list_call
+
+    def list_then_lose_b(**kwargs):
+        response = original_list(**kwargs)
+        server.items = [obj("a", 3)]  # b is deleted while the watch is broken
+        return response
+    server.list_call = list_then_lose_b
+    reflector, changes = run_reflector(server)
+    assert server.lists == 2
+    assert ("MODIFIED", "a") in changes and ("DELETED", "b") in changes
+    assert reflector.store.get("ns", "b") is None and reflector.store.get("ns", "a")["kind"] == "Pod"
+    assert reflector.synced.is_set()
+    assert all(response.closed for response in server.watches)  # no connection left open
+
+
+def test_the_reflector_resumes_from_the_last_version_and_skips_bookmarks():
+    server = FakeServer([obj("a", 1)], 1, [
+        [{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}},
+         {"type": "ADDED", "object": obj("c", 8)}],
+        [{"type": "DELETED", "object": obj("a", 9)}],
+    ])
+    versions = []
+    original = server.list_call
+
+    def record(**kwargs):
+        if kwargs.get("watch"):
+            versions.append(kwargs["resourceVersion"])
+        return original(**kwargs)
+    server.list_call = record
+    reflector, changes = run_reflector(server)
+    # Each WATCH resumes where the last one ended (a bookmark moves the version, but is no change).
+    assert versions[:2] == ["1", "8"] and server.lists == 1
+    # The first LIST reports what it found; then only the watch's changes.
+    assert changes == [("MODIFIED", "a"), ("ADDED", "c"), ("DELETED", "a")]
+    assert reflector.store.get("ns", "a") is None
+
+
+class ApiKube:
+    """The wrapped Kube: counts reads, answers writes with the object as stored."""
+
+    def __init__(self):
+        self.reads, self.version = 0, 100
+
+    def lister(self, kind, namespace=None):
+        return lambda **query: None  # the reflectors are built, never started here
+
+    def get_llmdeployment(self, namespace, name):
+        self.reads += 1
+
+    def apply(self, obj, **kwargs):
+        self.version += 1
+        return {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self.version)}}
+
+
+def cached(kube):
+    from llm_operator.k8s.cache import CachedKube
+
+    cache = CachedKube(kube, ("ns",), lambda *args: None, managed_selector="m=o", owner_label="llmops.dev/deployment")
+    for reflector in cache.reflectors:
+        reflector.synced.set()  # as after the first LIST
+    return cache
+
+
+def test_reads_come_from_the_cache_and_never_go_back_before_the_own_write():
+    kube = ApiKube()
+    cache = cached(kube)
+    owner = {"uid": "u1", "controller": True}
+    child = {"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": "x-llm", "namespace": "ns", "labels": {"llmops.dev/deployment": "x"},
+                          "ownerReferences": [owner], "resourceVersion": "90"}}
+    cache.stores["Deployment"].upsert(child)
+    stored = cache.apply({**child, "metadata": {**child["metadata"], "annotations": {"new": "1"}}})
+    # A watch event of the version before the operator's write arrives late: it is ignored.
+    cache.stores["Deployment"].upsert(child)
+    (seen,) = cache.list_children("ns", "x", "u1")
+    assert seen["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"] == "101"
+    assert cache.list_children("ns", "x", "another-uid") == []
+    assert cache.get_llmdeployment("ns", "x") is None and kube.reads == 0
+
+
+# ---------------------------------------------------------------- reconcile over the cache
+
+def server_kube(llmd):
+    """test_reconcile's in-memory API server, answering writes as the real one does: with the
+    object as stored and a new resourceVersion."""
+    import copy
+
+    from test_reconcile import MemoryKube
+
+    class ServerKube(MemoryKube):
+        version = 100
+
+        def lister(self, kind, namespace=None):
+            return lambda **query: None
+
+        def apply(self, obj, field_manager="llm-operator"):
+            stored = super().apply(obj, field_manager)
+            self.version += 1
+            stored["metadata"]["resourceVersion"] = str(self.version)
+            self.objects[(obj["kind"], obj["metadata"]["name"])]["metadata"]["resourceVersion"] = str(self.version)
+            return stored
+
+        def apply_status(self, namespace, name, status):
+            super().apply_status(namespace, name, status)
+            self.version += 1
+            self.llmd["metadata"]["resourceVersion"] = str(self.version)
+            return copy.deepcopy(self.llmd)
+
+    return ServerKube(llmd)
+
+
+def test_a_reconcile_leaves_every_object_in_the_cache_as_it_was():
+    import copy
+
+    from llm_operator.reconcile import reconcile
+    from llm_operator.render import RenderConfig
+    from test_reconcile import resource
+
+    kube = server_kube(resource())
+    cache = cached(kube)
+    cache.stores["LLMDeployment"].upsert(copy.deepcopy(kube.llmd))
+    reconcile(cache, RenderConfig(), "ns", "team")  # creates the children, through the cache
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "team-llm-1", "namespace": "ns", "resourceVersion": "500",
+                        "labels": {"llmops.dev/deployment": "team", "llmops.dev/role": "llm"}},
+           "status": {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+                      "containerStatuses": [{"name": "vllm", "ready": False, "restartCount": 0,
+                                             "state": {"running": {}}}]}}
+    cache.stores["Pod"].upsert(pod)
+    held = [obj for store in cache.stores.values() for obj in list(store._objects.values())]
+    assert len(held) >= 4  # the resource, its Deployment and Service, the pod
+    before = copy.deepcopy(held)
+    result = reconcile(cache, RenderConfig(), "ns", "team")
+    assert result.phase == "Starting"  # it did read the pod
+    assert held == before  # no object the cache handed out was changed in place
+
+
+def test_a_child_changed_while_its_owner_is_reconciled_is_reconciled_again():
+    import asyncio
+    import copy
+
+    from llm_operator.handlers.queue import WorkQueue
+    from llm_operator.reconcile import reconcile
+    from llm_operator.render import RenderConfig
+    from test_reconcile import resource
+
+    kube = server_kube(resource())
+    cache = cached(kube)
+    cache.stores["LLMDeployment"].upsert(copy.deepcopy(kube.llmd))
+    apply = kube.apply
+    late_events = []
+
+    async def scenario():
+        queue = None
+
+        def apply_while_someone_edits(obj, field_manager="llm-operator"):
+            stored = apply(obj, field_manager)
+            if obj["kind"] == "Service" and not late_events:
+                # Between the operator's Deployment and Service writes, someone edits the Deployment;
+                # the watch delivers that edit, and only later the event of the operator's own write.
+                deployment = kube.objects[("Deployment", "team-llm")]
+                late_events.append(copy.deepcopy(deployment))
+                edited = copy.deepcopy(deployment)
+                edited["spec"]["template"]["spec"]["containers"][0]["image"] = "someone/else:1"
+                kube.version += 1
+                edited["metadata"]["resourceVersion"] = str(kube.version)
+                kube.objects[("Deployment", "team-llm")] = edited
+                assert cache.stores["Deployment"].upsert(copy.deepcopy(edited))
+                queue.add("ns/team")  # what the reflector's change handler does
+            return stored
+        kube.apply = apply_while_someone_edits
+
+        async def process(key):
+            reconcile(cache, RenderConfig(), *key.split("/"))
+
+        queue = WorkQueue(process, workers=2)
+        queue.add("ns/team")
+        queue.start()
+        await asyncio.sleep(0.2)
+        # The event of the operator's first Deployment write arrives after the edit: it is stale.
+        assert not cache.stores["Deployment"].upsert(late_events[0])
+        await queue.stop()
+
+    asyncio.run(scenario())
+    assert kube.applied.count(("Deployment", "team-llm")) == 2  # the edit was seen and undone
+    (deployment,) = [c for c in cache.list_children("ns", "team", "u-1") if c["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] != "someone/else:1"
+    assert deployment["metadata"]["resourceVersion"] == kube.objects[("Deployment", "team-llm")]["metadata"]["resourceVersion"]
+
+
+def test_the_watch_echo_of_an_own_write_is_no_change():
+    store = Store()
+    assert store.upsert(obj("a", 7))  # the response of the operator's apply
+    assert not store.upsert(obj("a", 7))  # the same version, from the watch: nothing to reconcile
+
+
+def test_slim_keeps_what_reconcile_and_status_read():
+    from llm_operator.k8s.cache import slim
+    from llm_operator.reconcile import replicas_handoff
+
+    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "3",
+                        "labels": {"l": "v"}, "managedFields": [{"manager": "kubelet"}]},
+           "spec": {"containers": [{"name": "vllm"}]}, "status": {"phase": "Running"}}
+    assert slim("v1", "Pod", pod) == {
+        "apiVersion": "v1", "kind": "Pod", "status": {"phase": "Running"},
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "3", "labels": {"l": "v"}}}
+    # A Deployment keeps who owns spec.replicas, which the hand-off to an autoscaler reads.
+    owned = {"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {}}}}}
+    live = {"metadata": {"name": "d", "namespace": "ns", "managedFields": [
+        {"manager": "llm-operator", "operation": "Apply", "fieldsV1": owned},
+        {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}}]},
+        "spec": {"replicas": 3}}
+    slimmed = slim("apps/v1", "Deployment", live)
+    assert slimmed["metadata"]["managedFields"] == [
+        {"manager": "llm-operator", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]
+    desired = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "ns"},
+               "spec": {"template": {}}}
+    assert replicas_handoff(desired, slimmed)["spec"] == {"replicas": 3}
+    service = slim("v1", "Service", {"metadata": {"name": "s", "managedFields": [{}]}, "spec": {}})
+    assert "managedFields" not in service["metadata"] and service["kind"] == "Service"
