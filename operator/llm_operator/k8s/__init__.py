@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from urllib.parse import quote
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException

@@ -176,10 +176,6 @@ class Store:
         with self._lock:
             return [self._objects[key] for key in self._index.get((namespace, value), ())]
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._objects)
-
 
 class Reflector:
     """Keeps a Store current with LIST then WATCH, in a thread of its own.
@@ -309,7 +305,6 @@ class CachedKube:
     def __init__(self, kube, namespaces: tuple[str, ...], on_change: Callable[[str, str, dict[str, Any]], None],
                  managed_selector: str, owner_label: str) -> None:
         self.kube = kube
-        self.owner_label = owner_label
         self.stores = {LLMDEPLOYMENT: Store(), **{kind: Store(owner_label) for kind in (POD, *CHILD_KINDS)}}
         where = namespaces or (None,)
         self.reflectors = [
