@@ -46,6 +46,9 @@ from plane.control_plane import kwok_node_manifest  # noqa: E402
 from plane.processes import read_pids  # noqa: E402
 from workloads import wait_established  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from bench_render import per_call_ms  # noqa: E402
+
 from llm_operator.api import parse_llmdeployment  # noqa: E402
 from llm_operator.render import render  # noqa: E402
 
@@ -288,18 +291,12 @@ def measure_operator(bench: Bench, kubeconfig: Path, n: int, samples: int) -> di
     return row
 
 
-def render_ms(example: str = "rag-stack.yaml", calls: int = 2000) -> float:
-    """Median time of one render of an example (tests/bench_render.py has the full table)."""
+def render_ms(example: str = "rag-stack.yaml") -> float:
+    """Median time of one render of an example (tests/bench_render.py prints every example)."""
     raw = yaml.safe_load((REPO / "examples" / example).read_text())
     raw["metadata"].update(namespace="bench", uid="00000000-0000-0000-0000-000000000000")
     llmd = parse_llmdeployment(raw)
-    samples = []
-    for _ in range(5):
-        started = time.perf_counter()
-        for _ in range(calls // 5):
-            render(llmd)
-        samples.append((time.perf_counter() - started) / (calls // 5) * 1000)
-    return statistics.median(samples)
+    return per_call_ms(lambda: render(llmd), seconds=1.0)
 
 
 def print_targets(r: dict[str, Any]) -> None:

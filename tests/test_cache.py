@@ -344,3 +344,14 @@ def test_slim_keeps_what_reconcile_and_status_read():
     assert replicas_handoff(desired, slimmed)["spec"] == {"replicas": 3}
     service = slim("v1", "Service", {"metadata": {"name": "s", "managedFields": [{}]}, "spec": {}})
     assert "managedFields" not in service["metadata"] and service["kind"] == "Service"
+
+
+def test_the_response_of_a_write_is_returned_whole_while_the_cache_keeps_it_slim():
+    kube = ApiKube()
+    cache = cached(kube)
+    managed = [{"manager": "llm-operator", "operation": "Apply", "fieldsV1": {"f:spec": {"f:template": {}}}}]
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "x-llm", "namespace": "ns", "managedFields": managed}}
+    returned = cache.apply(deployment)
+    assert returned["metadata"]["managedFields"] == managed
+    assert cache.stores["Deployment"].get("ns", "x-llm")["metadata"]["managedFields"] == []

@@ -293,6 +293,11 @@ LLMDEPLOYMENT = "LLMDeployment"
 POD = "Pod"
 
 
+def _detached(response: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a write's response that `slim` may change without changing what reconcile gets."""
+    return {**response, "metadata": dict(response["metadata"])}
+
+
 class CachedKube:
     """A Kube whose reads come from watch caches and whose writes also update them.
 
@@ -354,12 +359,12 @@ class CachedKube:
     def apply(self, obj: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         stored = self.kube.apply(obj, **kwargs)
         if obj["kind"] in self.stores:
-            self.stores[obj["kind"]].upsert(slim(obj["apiVersion"], obj["kind"], dict(stored)))
+            self.stores[obj["kind"]].upsert(slim(obj["apiVersion"], obj["kind"], _detached(stored)))
         return stored
 
     def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         stored = self.kube.apply_status(namespace, name, status)
-        self.stores[LLMDEPLOYMENT].upsert(slim(API_VERSION, LLMDEPLOYMENT, dict(stored)))
+        self.stores[LLMDEPLOYMENT].upsert(slim(API_VERSION, LLMDEPLOYMENT, _detached(stored)))
         return stored
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
