@@ -98,9 +98,17 @@ case ${1:-} in
   --base) [[ -d "$BASE" ]] && { echo "base $BASE"; exit 0; } ;;
 esac
 [[ $(id -u) == 0 ]] || { echo "cpu-image.sh needs root (mmdebstrap, chroot, mount namespaces)" >&2; exit 1; }
-for tool in mmdebstrap unshare chroot; do
-  command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install mmdebstrap util-linux coreutils)" >&2; exit 1; }
-done
+# The build's own tools, installed from Debian's packages when missing (a fresh machine has none).
+missing=()
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+command -v unshare >/dev/null || missing+=(util-linux)
+command -v chroot >/dev/null || missing+=(coreutils)
+if ((${#missing[@]})); then
+  command -v apt-get >/dev/null || { echo "Install ${missing[*]} to build the CPU image (no apt-get here)" >&2; exit 1; }
+  echo "Installing the image build's packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
 
 mkdir -p "$DIR" "$WHEELS"
 exec 9>"$DIR/.lock"

@@ -67,21 +67,22 @@ def test_labelled_selects_by_namespace_and_label_and_follows_relabels_and_delete
 
 
 class FakeResponse:
-    """An unread urllib3 response, as the client returns it with `_preload_content=False`."""
+    """An unread response, as k8s/transport.py returns it."""
 
     def __init__(self, body):
         import json
         self.data = json.dumps(body).encode() if not isinstance(body, bytes) else body
         self.closed = False
 
-    def stream(self, amt=None, decode_content=False):
-        yield self.data
+    def json(self):
+        import json
+        return json.loads(self.data)
+
+    def lines(self):
+        yield from self.data.splitlines()
 
     def close(self):
         self.closed = True
-
-    def release_conn(self):
-        pass
 
 
 class FakeServer:
@@ -100,7 +101,7 @@ class FakeServer:
                 events = []
             else:
                 events = self.streams.pop(0)
-            # The API server sends one JSON event per line, possibly split across chunks.
+            # The API server sends one JSON event per line.
             self.watches.append(FakeResponse(b"".join(json.dumps(e).encode() + b"\n" for e in events)))
             return self.watches[-1]
         self.lists += 1
@@ -262,8 +263,8 @@ def test_a_reconcile_leaves_every_object_in_the_cache_as_it_was():
 
 
 def test_a_child_changed_while_its_owner_is_reconciled_is_reconciled_again():
-    import asyncio
     import copy
+    import time
 
     from llm_operator.handlers.queue import WorkQueue
     from llm_operator.reconcile import reconcile
@@ -275,39 +276,33 @@ def test_a_child_changed_while_its_owner_is_reconciled_is_reconciled_again():
     cache.stores["LLMDeployment"].upsert(copy.deepcopy(kube.llmd))
     apply = kube.apply
     late_events = []
+    queue = None
 
-    async def scenario():
-        queue = None
+    def apply_while_someone_edits(obj, field_manager="llm-operator"):
+        stored = apply(obj, field_manager)
+        if obj["kind"] == "Service" and not late_events:
+            # Between the operator's Deployment and Service writes, someone edits the Deployment;
+            # the watch delivers that edit, and only later the event of the operator's own write.
+            deployment = kube.objects[("Deployment", "team-llm")]
+            late_events.append(copy.deepcopy(deployment))
+            edited = copy.deepcopy(deployment)
+            edited["spec"]["template"]["spec"]["containers"][0]["image"] = "someone/else:1"
+            kube.version += 1
+            edited["metadata"]["resourceVersion"] = str(kube.version)
+            kube.objects[("Deployment", "team-llm")] = edited
+            assert cache.stores["Deployment"].upsert(copy.deepcopy(edited))
+            queue.add("ns/team")  # what the reflector's change handler does
+        return stored
+    kube.apply = apply_while_someone_edits
 
-        def apply_while_someone_edits(obj, field_manager="llm-operator"):
-            stored = apply(obj, field_manager)
-            if obj["kind"] == "Service" and not late_events:
-                # Between the operator's Deployment and Service writes, someone edits the Deployment;
-                # the watch delivers that edit, and only later the event of the operator's own write.
-                deployment = kube.objects[("Deployment", "team-llm")]
-                late_events.append(copy.deepcopy(deployment))
-                edited = copy.deepcopy(deployment)
-                edited["spec"]["template"]["spec"]["containers"][0]["image"] = "someone/else:1"
-                kube.version += 1
-                edited["metadata"]["resourceVersion"] = str(kube.version)
-                kube.objects[("Deployment", "team-llm")] = edited
-                assert cache.stores["Deployment"].upsert(copy.deepcopy(edited))
-                queue.add("ns/team")  # what the reflector's change handler does
-            return stored
-        kube.apply = apply_while_someone_edits
+    queue = WorkQueue(lambda key: reconcile(cache, RenderConfig(), *key.split("/")), workers=2)
+    queue.add("ns/team")
+    queue.start()
+    time.sleep(0.2)
+    # The event of the operator's first Deployment write arrives after the edit: it is stale.
+    assert not cache.stores["Deployment"].upsert(late_events[0])
+    queue.stop()
 
-        async def process(key):
-            reconcile(cache, RenderConfig(), *key.split("/"))
-
-        queue = WorkQueue(process, workers=2)
-        queue.add("ns/team")
-        queue.start()
-        await asyncio.sleep(0.2)
-        # The event of the operator's first Deployment write arrives after the edit: it is stale.
-        assert not cache.stores["Deployment"].upsert(late_events[0])
-        await queue.stop()
-
-    asyncio.run(scenario())
     assert kube.applied.count(("Deployment", "team-llm")) == 2  # the edit was seen and undone
     (deployment,) = [c for c in cache.list_children("ns", "team", "u-1") if c["kind"] == "Deployment"]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] != "someone/else:1"

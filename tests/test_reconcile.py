@@ -193,3 +193,50 @@ def test_the_render_memo_renders_again_exactly_when_an_input_changes(monkeypatch
     kube.llmd["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     run_memo()
     assert memo.get(kube.llmd) is None  # forgotten with the resource
+
+
+def test_a_child_that_matched_its_render_is_compared_again_only_once_it_changed(monkeypatch):
+    import llm_operator.reconcile as reconcile_module
+    from llm_operator.reconcile import RenderMemo
+
+    compared = []
+    real_needs_apply = reconcile_module.needs_apply
+    monkeypatch.setattr(reconcile_module, "needs_apply",
+                        lambda desired, live: compared.append(desired["kind"]) or real_needs_apply(desired, live))
+    kube, memo = MemoryKube(resource()), RenderMemo()
+    versions = iter(range(100, 1000))
+
+    def changed(obj):  # what every write does to an object in the API server
+        obj["metadata"]["resourceVersion"] = str(next(versions))
+        return obj
+
+    def compared_in_a_reconcile():
+        compared.clear()
+        for obj in kube.objects.values():
+            obj["metadata"].setdefault("resourceVersion", str(next(versions)))
+        reconcile(kube, RenderConfig(), "ns", "team", memo)
+        return sorted(compared)
+
+    compared_in_a_reconcile()  # creates both children: nothing live to compare
+    assert compared_in_a_reconcile() == ["Deployment", "Service"]
+    kube.roll_out()
+    changed(kube.objects[("Deployment", "team-llm")])  # a status update: same generation
+    assert compared_in_a_reconcile() == []
+
+    deployment = kube.objects[("Deployment", "team-llm")]
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "someone/else:1"
+    deployment["metadata"]["generation"] += 1  # a spec edit raises the generation
+    changed(deployment)
+    applied = len(kube.applied)
+    assert compared_in_a_reconcile() == ["Deployment"]
+    assert kube.applied[applied:] == [("Deployment", "team-llm")]  # the drift was undone
+
+    changed(kube.objects[("Deployment", "team-llm")])["metadata"]["labels"] = {"edited": "by-hand"}
+    assert compared_in_a_reconcile() == ["Deployment"]  # a label edit does not raise the generation
+    assert compared_in_a_reconcile() == ["Deployment"]  # the object the operator's apply stored, once
+    assert compared_in_a_reconcile() == []
+
+    service = changed(kube.objects[("Service", "team-llm")])  # a Service has no generation
+    service["spec"]["ports"][0]["port"] = 9999
+    assert compared_in_a_reconcile() == ["Service"]
+    assert kube.objects[("Service", "team-llm")]["spec"]["ports"][0]["port"] != 9999

@@ -1,5 +1,7 @@
 """Prometheus metrics of the operator (served by `llm-operator run --metrics-port`)."""
 
+import threading
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
@@ -24,20 +26,22 @@ class PhaseGauge:
 
     def __init__(self) -> None:
         self._phases: dict[str, str] = {}
+        self._lock = threading.Lock()  # set by the work queue's and the watch caches' threads
         for phase in ALL_PHASES:
             PHASES.labels(phase=phase).set(0)
 
     def set(self, key: str, phase: str | None) -> None:
         """Record `phase` for `key`; None forgets the object (deleted)."""
-        old = self._phases.pop(key, None) if phase is None else self._phases.get(key)
-        if old == phase:
-            return
-        if phase is not None:
-            self._phases[key] = phase
-        if old in ALL_PHASES:
-            PHASES.labels(phase=old).dec()
-        if phase in ALL_PHASES:
-            PHASES.labels(phase=phase).inc()
+        with self._lock:
+            old = self._phases.pop(key, None) if phase is None else self._phases.get(key)
+            if old == phase:
+                return
+            if phase is not None:
+                self._phases[key] = phase
+            if old in ALL_PHASES:
+                PHASES.labels(phase=old).dec()
+            if phase in ALL_PHASES:
+                PHASES.labels(phase=phase).inc()
 
     def get(self, key: str) -> str | None:
         return self._phases.get(key)

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import kopf
 from kubernetes.client.rest import ApiException
@@ -29,7 +30,7 @@ from ..names import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from ..reconcile import RenderMemo, reconcile
 from ..render import RenderConfig
 from .leader import LeaderElector
-from .queue import Inbox, WorkQueue
+from .queue import WorkQueue
 
 log = logging.getLogger("llm_operator")
 
@@ -65,13 +66,16 @@ def _key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
-async def _reconcile_one(memo: OperatorContext, key: str) -> None:
+def _reconcile_one(memo: OperatorContext, key: str) -> None:
+    """One reconcile, on a work queue thread."""
     # A follower queues work but does not do it; on election it does all of it (see leader.py).
-    await memo.elector.leading.wait()
+    while not memo.elector.leading.wait(1.0):
+        if memo.queue.stopped:
+            return
     namespace, name = key.split("/", 1)
     started = time.monotonic()
     try:
-        result = await asyncio.to_thread(reconcile, memo.kube, memo.config, namespace, name, memo.renders)
+        result = reconcile(memo.kube, memo.config, namespace, name, memo.renders)
     except ApiException as error:
         RECONCILES.labels(result="error").inc()
         raise RuntimeError(describe(error)) from None  # the queue logs it and retries with backoff
@@ -116,10 +120,8 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_)
     settings.scanning.disabled = True
     await _wait_for_the_crd(memo)
     memo.queue = WorkQueue(lambda key: _reconcile_one(memo, key), workers=memo.workers)
-    # Reconciles read from watch caches; the reflectors' threads hand every change to this loop.
-    loop = asyncio.get_running_loop()
-    inbox = Inbox(loop, lambda kind, event, obj: _changed(memo, kind, event, obj))
-    memo.kube = CachedKube(memo.kube, memo.namespaces, inbox.put,
+    # Reconciles read from watch caches; the reflectors' threads queue every change themselves.
+    memo.kube = CachedKube(memo.kube, memo.namespaces, partial(_changed, memo),
                            managed_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}", owner_label=DEPLOYMENT_LABEL)
     memo.kube.start()
     if not await asyncio.to_thread(wait_synced, memo.kube.reflectors, 60):
@@ -155,7 +157,7 @@ async def shutdown(memo: OperatorContext, **_) -> None:
     if isinstance(memo.kube, CachedKube):
         memo.kube.stop()
     if memo.queue:
-        await memo.queue.stop()
+        await asyncio.to_thread(memo.queue.stop)
     if memo.elector:
         await memo.elector.stop()
 
@@ -168,7 +170,7 @@ def _inputs(body) -> tuple:
 
 
 def _changed(memo: OperatorContext, kind: str, event_type: str, obj: dict) -> None:
-    """A change a reflector saw: queue the LLMDeployment it concerns."""
+    """A change a reflector saw, on the reflector's thread: queue the LLMDeployment it concerns."""
     metadata = obj["metadata"]
     namespace = metadata.get("namespace")
     if kind != LLMDEPLOYMENT:

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -60,7 +61,7 @@ class LeaderElector:
         self.me = identity()
         self.lease_seconds, self.renew_seconds, self.retry_seconds = lease_seconds, renew_seconds, retry_seconds
         self.on_elected = on_elected
-        self.leading = asyncio.Event()
+        self.leading = threading.Event()  # waited for by the work queue's threads
         self._seen_version: str | None = None
         self._seen_at = 0.0
         self._task: asyncio.Task | None = None

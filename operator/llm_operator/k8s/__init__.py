@@ -1,10 +1,10 @@
 """The only code that talks to the Kubernetes API server.
 
-Everything here is a thin, synchronous layer over the official `kubernetes` client's ApiClient (its
-configuration, credentials and connection pool), sending requests by API path and returning plain
-dicts exactly as the API server sent them, so the pure modules (render, status) see the same shapes
-as `kubectl get -o json`. Every write is counted in metrics. k8s/cache.py keeps watch caches of
-what these calls would read.
+Everything here is a thin, synchronous layer over the official `kubernetes` client's configuration
+(kubeconfig, in-cluster ServiceAccount, credentials), sending requests by API path on kept-alive
+connections (k8s/transport.py) and returning plain dicts exactly as the API server sent them, so
+the pure modules (render, status) see the same shapes as `kubectl get -o json`. Every write is
+counted in metrics. k8s/cache.py keeps watch caches of what these calls would read.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from ..api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ..metrics import API_WRITES
 from ..names import DEPLOYMENT_LABEL
+from .transport import Response, Transport
 
 FIELD_MANAGER = "llm-operator"
 # Client-side limit of one write (connect, read), longer than the API server's own 60 s request
@@ -92,24 +93,13 @@ def api_version(kind: str) -> str:
 
 class Kube:
     def __init__(self, api_client: client.ApiClient):
-        self.api_client = api_client
+        self.transport = Transport(api_client.configuration)
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
-                content_type: str = "application/json", timeout: Any = REQUEST_TIMEOUT) -> Any:
-        """One request over the ApiClient's connection pool, TLS and credentials (a ServiceAccount
-        token is re-read when it rotates). Returns the unread urllib3 response; raises ApiException
-        for any status but 2xx, as the generated client does."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        method, url, headers, _, _ = self.api_client.param_serialize(
-            method, path, query_params=list((query or {}).items()), header_params=headers,
-            auth_settings=["BearerToken"])
-        # The body goes as it is: the REST layer encodes it to JSON once (the generated API classes
-        # would first copy it through their serialiser).
-        response = self.api_client.call_api(method, url, headers, body, _request_timeout=timeout).response
-        if not 200 <= response.status <= 299:
-            response.data  # noqa: B018 - read, so the connection returns to the pool
-            raise ApiException(http_resp=response)
-        return response
+                content_type: str = "application/json", timeout: Any = REQUEST_TIMEOUT) -> Response:
+        """One request with the configuration's TLS and credentials (k8s/transport.py). Returns the
+        response with its body unread; raises ApiException for any status but 2xx."""
+        return self.transport.request(method, path, query, body, content_type, timeout)
 
     def lister(self, kind: str, namespace: str | None = None):
         """A LIST (and with watch=true, WATCH) of a kind, in one namespace or all: `call(**query)`."""
@@ -121,20 +111,19 @@ class Kube:
     def _get(self, path: str, query: dict[str, Any] | None = None, timeout: Any = REQUEST_TIMEOUT) -> dict[str, Any] | None:
         """A GET's JSON, or None when the object does not exist (404)."""
         try:
-            return json.loads(self.request("GET", path, query, timeout=timeout).data)
+            return self.request("GET", path, query, timeout=timeout).json()
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
 
     @staticmethod
-    def _finish(response) -> None:
-        """Read a response whose body is not needed, so that its connection goes back to the pool.
-        An unread response is closed when garbage-collected: the API server then sees its client go
-        away before its handler returned, and logs "Post-timeout activity" for a request that
-        succeeded."""
+    def _finish(response: Response) -> None:
+        """Read a response whose body is not needed, so that its connection is kept for the next
+        request. An unread response is closed when garbage-collected: the API server then sees its
+        client go away before its handler returned, and logs "Post-timeout activity" for a request
+        that succeeded."""
         response.data  # noqa: B018 - reading is the point
-        response.release_conn()
 
     def llmdeployments_served(self) -> bool:
         """Whether the API server serves the LLMDeployment API (the CRD is installed and established)."""
@@ -204,7 +193,7 @@ class Kube:
             if _unfixable_by_retry(error):
                 raise ApplyRejected(f"{kind} {name}: {_reason(error)}") from None
             raise
-        return {**json.loads(response.data), "apiVersion": obj["apiVersion"], "kind": kind}
+        return {**response.json(), "apiVersion": obj["apiVersion"], "kind": kind}
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         API_WRITES.labels(kind=kind, verb="delete").inc()
@@ -221,8 +210,8 @@ class Kube:
         API_WRITES.labels(kind=KIND, verb="apply-status").inc()
         body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
                 "status": status}
-        return json.loads(self.request("PATCH", resource_path(KIND, namespace, name, "status"), body=body,
-                                       content_type=APPLY, query={"fieldManager": FIELD_MANAGER, "force": "true"}).data)
+        return self.request("PATCH", resource_path(KIND, namespace, name, "status"), body=body,
+                            content_type=APPLY, query={"fieldManager": FIELD_MANAGER, "force": "true"}).json()
 
     def post_event(self, llmd: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         metadata = llmd["metadata"]

@@ -14,7 +14,6 @@ Store current with a LIST followed by a WATCH, and lists again when the watch ca
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,10 +21,10 @@ from functools import partial
 from typing import Any, Callable, Iterable, Iterator
 
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
 from ..api.models import API_VERSION
 from . import CHILD_KINDS, api_version
+from .transport import decode
 
 log = logging.getLogger("llm_operator.cache")
 
@@ -215,7 +214,7 @@ class Reflector:
 
     def _list(self) -> int | None:
         response = self.list_call(**self._selector())
-        listing = json.loads(response.data)
+        listing = response.json()
         version = listing["metadata"].get("resourceVersion")
         for event_obj in self.store.replace([self._typed(o) for o in listing["items"]], _int(version)):
             gone = self.store.get(*_key(event_obj)) is None
@@ -231,12 +230,11 @@ class Reflector:
                                   timeoutSeconds=str(self.WATCH_SECONDS), timeout=(10, self.WATCH_SECONDS + 30),
                                   **self._selector())
         try:
-            for line in iter_resp_lines(response):
+            for line in response.lines():
                 if line.strip():
-                    yield json.loads(line)
+                    yield decode(line)
         finally:
             response.close()
-            response.release_conn()
 
     def _watch(self, version: str) -> None:
         """Follow changes from `version` until asked to stop; raises ApiException(410) to relist."""
