@@ -76,10 +76,14 @@ class OperatorProcess:
     running: "set[OperatorProcess]" = set()
 
     def __init__(self, kubeconfig: Path, log_path: Path, namespaces: tuple[str, ...] = (),
-                 extra_args: tuple[str, ...] = (), lease: tuple[str, str] = (OPERATOR_NAMESPACE, "llm-operator")):
+                 extra_args: tuple[str, ...] = (), lease: tuple[str, str] = (OPERATOR_NAMESPACE, "llm-operator"),
+                 resync_seconds: float | None = 60.0):
         """`lease`: (namespace, name) of the leader-election Lease. Processes that share one take
-        turns; the tests' operators use their own, apart from a running demo's (default/llm-operator)."""
+        turns; the tests' operators use their own, apart from a running demo's (default/llm-operator).
+        `resync_seconds`: the tests' operators resync every minute; None keeps the operator's
+        default, which the chart sets too."""
         self.kubeconfig = kubeconfig
+        self.resync_seconds = resync_seconds
         self.lease = lease
         self.log_path = log_path
         self.namespaces = namespaces
@@ -98,7 +102,7 @@ class OperatorProcess:
                    f"--metrics-address=127.0.0.1:{self.metrics_port}",
                    f"--health-address=127.0.0.1:{self.health_port}",
                    *serving.operator_hub_flags(serving.pod_hub_host(plane.Config.from_env())),
-                   "--resync-seconds=60",
+                   *([f"--resync-seconds={self.resync_seconds:g}"] if self.resync_seconds is not None else []),
                    f"--leader-election-namespace={self.lease[0]}", f"--leader-election-id={self.lease[1]}",
                    *self.extra_args]
         command += [f"--namespace={ns}" for ns in self.namespaces]

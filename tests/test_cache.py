@@ -91,29 +91,32 @@ class FakeServer:
     def __init__(self, items, version, streams):
         self.items, self.version, self.streams, self.lists = items, version, list(streams), 0
         self.watches: list[FakeResponse] = []
+        self.watched_from: list[str] = []  # the resourceVersion of each WATCH
         self.exhausted = lambda: None  # called when the script is over
 
     def list_call(self, **kwargs):
         import json
         if kwargs.get("watch"):
+            self.watched_from.append(kwargs["resourceVersion"])
             if not self.streams:
                 self.exhausted()
                 events = []
             else:
                 events = self.streams.pop(0)
             # The API server sends one JSON event per line.
-            self.watches.append(FakeResponse(b"".join(json.dumps(e).encode() + b"\n" for e in events)))
+            self.watches.append(FakeResponse(b"".join(
+                (e if isinstance(e, bytes) else json.dumps(e).encode()) + b"\n" for e in events)))
             return self.watches[-1]
         self.lists += 1
         return FakeResponse({"metadata": {"resourceVersion": str(self.version)}, "items": self.items})
 
 
-def run_reflector(server):
+def run_reflector(server, store=None):
     import llm_operator.k8s.cache as cache
 
     changes = []
-    reflector = cache.Reflector("test", server.list_call, Store(), lambda t, o: changes.append((t, o["metadata"]["name"])),
-                                kind=("v1", "Pod"))
+    reflector = cache.Reflector("test", server.list_call, store or Store(),
+                                lambda t, o: changes.append((t, o["metadata"]["name"])), kind=("v1", "Pod"))
     reflector.RETRY_SECONDS = (0,)
     server.exhausted = reflector.stop
     reflector._run()  # in this thread: returns once the scripted streams are used up
@@ -146,17 +149,9 @@ def test_the_reflector_resumes_from_the_last_version_and_skips_bookmarks():
          {"type": "ADDED", "object": obj("c", 8)}],
         [{"type": "DELETED", "object": obj("a", 9)}],
     ])
-    versions = []
-    original = server.list_call
-
-    def record(**kwargs):
-        if kwargs.get("watch"):
-            versions.append(kwargs["resourceVersion"])
-        return original(**kwargs)
-    server.list_call = record
     reflector, changes = run_reflector(server)
     # Each WATCH resumes where the last one ended (a bookmark moves the version, but is no change).
-    assert versions[:2] == ["1", "8"] and server.lists == 1
+    assert server.watched_from[:2] == ["1", "8"] and server.lists == 1
     # The first LIST reports what it found; then only the watch's changes.
     assert changes == [("MODIFIED", "a"), ("ADDED", "c"), ("DELETED", "a")]
     assert reflector.store.get("ns", "a") is None
@@ -313,6 +308,124 @@ def test_the_watch_echo_of_an_own_write_is_no_change():
     store = Store()
     assert store.upsert(obj("a", 7))  # the response of the operator's apply
     assert not store.upsert(obj("a", 7))  # the same version, from the watch: nothing to reconcile
+
+
+def test_the_version_is_peeked_from_typed_and_custom_objects_and_not_guessed():
+    import json
+
+    from llm_operator.k8s.cache import peek_resource_version
+
+    def event(obj):
+        return json.dumps({"type": "MODIFIED", "object": obj}, separators=(",", ":")).encode()
+
+    # Typed objects put metadata first; custom resources have their keys sorted (after annotations).
+    typed = {"kind": "Deployment", "metadata": {"name": "d", "uid": "u", "resourceVersion": "41",
+                                                "annotations": {"a": "{\"resourceVersion\":\"9\"}"}}}
+    custom = {"metadata": {"annotations": {"x": "1"}, "resourceVersion": "42"}}  # json.dumps keeps this order
+    assert peek_resource_version(event(typed)) == 41  # an escaped copy in an annotation's value is no field
+    assert peek_resource_version(event(custom)) == 42
+    # An annotation named resourceVersion: two fields, so no answer (the event is parsed instead).
+    named = {"metadata": {"annotations": {"resourceVersion": "7"}, "resourceVersion": "43"}}
+    assert peek_resource_version(event(named)) is None
+
+
+def test_the_echo_of_an_own_write_is_skipped_unread_and_the_watch_resumes_after_it():
+    echo = b'{"type":"MODIFIED","object":{"metadata":{"name":"a","resourceVersion":"7"'  # unparseable if read
+    server = FakeServer([obj("a", 1)], 1, [[echo, {"type": "MODIFIED", "object": obj("a", 8)}], []])
+    store = Store()
+    store.upsert(obj("a", 7), written=True)  # the response of the operator's write
+    reflector, changes = run_reflector(server, store)
+    assert server.lists == 1  # the echo was not parsed: no failure, no relist
+    assert server.watched_from[:2] == ["1", "8"]
+    assert store.get("ns", "a")["metadata"]["resourceVersion"] == "8"
+
+
+def test_echoes_that_never_come_are_forgotten():
+    store = Store()
+    store.upsert(obj("a", 7), written=True)
+    store.upsert(obj("b", 9), written=True)
+    store.replace([obj("a", 7), obj("b", 9)], listed_version=8)  # a relist at 8: 7's event never comes
+    assert not store.is_echo(7) and store.is_echo(9) and not store.is_echo(9)
+    store.ECHOES_KEPT = 1
+    for version in (20, 21, 22):
+        store.upsert(obj(f"c{version}", version), written=True)
+    assert not store.is_echo(30)  # over the bound: every echo older than a seen event is dropped
+    assert store.is_echo(31) is False and not store._echoes
+
+
+def test_an_event_that_arrives_during_an_own_write_waits_for_it_to_be_stored():
+    import threading
+    import time
+
+    store = Store()
+    assert not store.is_echo(5, wait=30)  # no write in flight: no wait at all
+    answered = threading.Event()
+
+    def write():
+        with store.writing():
+            answered.wait()  # the API server's answer is on its way
+            store.upsert(obj("a", 5), written=True)
+    writer = threading.Thread(target=write)
+    writer.start()
+    threading.Timer(0.05, answered.set).start()
+    assert store.is_echo(5, wait=30)  # the event came first; the write's answer then made it an echo
+    writer.join()
+
+    started = time.monotonic()
+    with store.writing():  # a write of another object, slower than the wait
+        assert not store.is_echo(6, wait=0.05)
+    assert time.monotonic() - started < 5
+
+
+def test_pods_are_read_straight_into_their_slim_form():
+    import json
+
+    from llm_operator.k8s.cache import _POD_EVENT, _POD_LIST, slim
+    from llm_operator.k8s.transport import decode
+
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "3", "generateName": "p-",
+                        "labels": {"l": "v"}, "deletionTimestamp": "2026-01-01T00:00:00Z",
+                        "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}]},
+           "spec": {"containers": [{"name": "vllm", "image": "i"}]},
+           "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+    read_event, read_list = _POD_EVENT.validate_json, _POD_LIST.validate_json
+    line = json.dumps({"type": "MODIFIED", "object": pod}).encode()
+    assert slim("v1", "Pod", read_event(line)["object"]) == slim("v1", "Pod", decode(line)["object"])
+    assert "spec" not in read_event(line)["object"]
+    listing = read_list(json.dumps({"kind": "PodList", "metadata": {"resourceVersion": "5"},
+                                    "items": [pod]}).encode())
+    assert listing["metadata"] == {"resourceVersion": "5"} and listing["items"] == [read_event(line)["object"]]
+    assert read_list(b'{"metadata":{"resourceVersion":"6"},"items":null}')["items"] is None
+
+
+def test_a_deployment_status_update_is_read_without_its_spec_and_a_new_generation_whole():
+    import llm_operator.k8s.cache as cache
+
+    def deployment(version, generation, image, ready):
+        managed = [{"manager": "llm-operator", "operation": "Apply",
+                    "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {}}}}},
+                   {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}}]
+        return {"metadata": {"name": "x-llm", "namespace": "ns", "uid": "u", "generation": generation,
+                             "resourceVersion": str(version), "managedFields": managed},
+                "spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": image}]}}},
+                "status": {"readyReplicas": ready}}
+    server = FakeServer([deployment(1, 1, "a", 0)], 1, [[
+        {"type": "MODIFIED", "object": deployment(2, 1, "a", 1)},
+        {"type": "MODIFIED", "object": deployment(3, 2, "b", 1)},
+    ]])
+    store, seen = Store(), []
+    reflector = cache.Reflector("test", server.list_call, store, lambda t, o: seen.append(o),
+                                kind=("apps/v1", "Deployment"))
+    reflector.RETRY_SECONDS = (0,)
+    server.exhausted = reflector.stop
+    reflector._run()
+    listed, status_update, new_generation = seen
+    assert status_update["status"] == {"readyReplicas": 1}
+    assert status_update["spec"] is listed["spec"]  # the held spec, not read again
+    assert new_generation["spec"]["template"]["spec"]["containers"] == [{"image": "b"}]
+    assert status_update["metadata"]["managedFields"] == new_generation["metadata"]["managedFields"] == [
+        {"manager": "llm-operator", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]
 
 
 def test_slim_keeps_what_reconcile_and_status_read():

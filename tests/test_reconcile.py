@@ -222,6 +222,9 @@ def test_a_child_that_matched_its_render_is_compared_again_only_once_it_changed(
     kube.roll_out()
     changed(kube.objects[("Deployment", "team-llm")])  # a status update: same generation
     assert compared_in_a_reconcile() == []
+    # The Deployment controller's revision annotation is none the operator sets: no comparison.
+    changed(kube.objects[("Deployment", "team-llm")])["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "1"
+    assert compared_in_a_reconcile() == []
 
     deployment = kube.objects[("Deployment", "team-llm")]
     deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "someone/else:1"

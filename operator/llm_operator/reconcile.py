@@ -140,14 +140,16 @@ def replicas_handoff(desired: dict[str, Any], live: dict[str, Any] | None) -> di
 _GENERATION_KINDS = frozenset({"Deployment"})
 
 
-def child_fingerprint(live: dict[str, Any]) -> tuple:
+def child_fingerprint(desired: dict[str, Any], live: dict[str, Any]) -> tuple:
     """What stays the same while a child keeps matching a render it matched once: its incarnation,
-    its spec (generation, or resourceVersion for kinds without one) and the metadata the operator
-    sets. A Deployment's status updates leave it unchanged."""
-    metadata = live["metadata"]
+    its spec (generation, or resourceVersion for kinds without one) and the values of the labels,
+    annotations and owner references the render sets. A Deployment's status updates, and the
+    revision annotation its controller adds, leave it unchanged."""
+    metadata, rendered = live["metadata"], desired["metadata"]
     version = metadata.get("generation") if live.get("kind") in _GENERATION_KINDS else metadata.get("resourceVersion")
-    return (metadata.get("uid"), version, metadata.get("labels"), metadata.get("annotations"),
-            metadata.get("ownerReferences"))
+    labels, annotations = metadata.get("labels") or {}, metadata.get("annotations") or {}
+    return (metadata.get("uid"), version, [labels.get(key) for key in rendered.get("labels") or ()],
+            [annotations.get(key) for key in rendered.get("annotations") or ()], metadata.get("ownerReferences"))
 
 
 class RenderMemo:
@@ -189,7 +191,7 @@ class RenderMemo:
         if live is None:
             return True
         matched = self._matched.setdefault((namespace, owner), {})
-        key, fingerprint = (desired["kind"], desired["metadata"]["name"]), child_fingerprint(live)
+        key, fingerprint = (desired["kind"], desired["metadata"]["name"]), child_fingerprint(desired, live)
         if matched.get(key) == fingerprint:
             return False
         if needs_apply(desired, live):
@@ -222,7 +224,7 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
         if renders:
             renders.put(raw, llmd, desired)
     live = {(c["kind"], c["metadata"]["name"]): c for c in kube.list_children(namespace, name, llmd.metadata.uid)}
-    writes, apply_error, conflicts = 0, None, []
+    writes, apply_error, conflicts, applied = 0, None, [], []
     for obj in desired:
         key = (obj["kind"], obj["metadata"]["name"])
         if key not in live:
@@ -248,7 +250,9 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
             apply_error = str(error)
             break
         writes += 1
-        log.info("Applied %s %s/%s for LLMDeployment %s", obj["kind"], namespace, key[1], name)
+        applied.append(f"{obj['kind']} {key[1]}")
+    if applied:  # one line per reconcile, not per child: at scale each log line costs as much as a read
+        log.info("Applied %s for LLMDeployment %s/%s", ", ".join(applied), namespace, name)
     wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
     for key, child in list(live.items()):
         if key not in wanted and apply_error is None:
