@@ -275,7 +275,7 @@ def operator_identity(bench: Bench) -> Path:
 def start_operator(kubeconfig: Path) -> OperatorProcess:
     log = plane.Config.from_env().logs_dir / "operator-bench.log"
     # As installed (the chart's settings are the operator's defaults): the tests' one-minute resync
-    # would add four passes over all N to the 1,000-resource run.
+    # added three or four passes over all N to the 1,000-resource run.
     process = OperatorProcess(kubeconfig, log, lease=(BENCH_NAMESPACE, "llm-operator"), resync_seconds=None)
     process.start(timeout=60)
     return process
