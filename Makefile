@@ -11,7 +11,7 @@ export LLMOPS_CACHE_DIR := $(CACHE_DIR)
 
 BIN := $(VENV)/bin
 
-.PHONY: venv test unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint cpu-image tiny-models demo demo-down bench clean
+.PHONY: venv test unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint cpu-image gateway-image tiny-models demo demo-down bench bench-gateway clean
 
 ## Python environment of the operator, runtime and tests (fast when present).
 venv: $(VENV)/.installed
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## Every test. Builds (or reuses from the cache) the control plane, the vLLM check environment,
 ## the CPU runtime image and the tiny models.
-test: venv cluster-tools vllm-check-env cpu-image tiny-models
+test: venv cluster-tools vllm-check-env cpu-image gateway-image tiny-models
 	$(BIN)/pytest
 
 ## Unit tests only: no control plane, no vLLM environment.
@@ -33,6 +33,7 @@ unit: venv
 ## Regenerate the CRD from the pydantic models (a test fails when crds/ drifts).
 crd: venv
 	$(BIN)/llm-operator crd > crds/llmops.dev_llmdeployments.yaml
+	$(BIN)/llm-operator crd --kind LLMGateway > crds/llmops.dev_llmgateways.yaml
 
 ## Regenerate the Helm chart's CRD templates from crds/ (a test fails when they drift).
 chart-crds: venv
@@ -64,8 +65,9 @@ cluster-down:
 	PYTHONPATH=e2e$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m plane down
 
 ## The main job: the plane with its real node, the CRD, the operator, examples/cpu-rag-stack.yaml
-## serving tiny models on the real node, one request to each endpoint with the answers printed.
-demo: cluster-up cpu-image tiny-models
+## serving tiny models on the real node, one request to each endpoint and one through its LLMGateway
+## (examples/gateway.yaml), the answers printed.
+demo: cluster-up cpu-image gateway-image tiny-models
 	$(BIN)/python e2e/demo.py up
 
 ## The operator at scale against the plane's own limit, one table (not part of `make test`; see
@@ -73,6 +75,11 @@ demo: cluster-up cpu-image tiny-models
 BENCH_SIZES ?= 100,1000
 bench: cluster-up
 	$(BIN)/python e2e/bench.py --sizes $(BENCH_SIZES)
+
+## What an LLMGateway adds to a request and what prefix-aware routing gains, on `make demo`'s stack
+## (not part of `make test`; see docs/performance.md). Bounded: a few hundred requests on this machine.
+bench-gateway: demo
+	$(BIN)/python e2e/bench_gateway.py
 
 ## Stop the demo's operator and the control plane.
 demo-down:
@@ -92,6 +99,11 @@ hadolint: venv
 ## $(CACHE_DIR)/cpu-image/ (needs root). Cold: ~6 min; source change: ~1 min; warm: instant.
 cpu-image:
 	bash runtime/cpu-image.sh
+
+## The gateway image (vLLM's router and Envoy, runtime/gateway-image.sh) as an OCI archive under
+## $(CACHE_DIR)/gateway-image/ (needs root). Cold: ~45 s; warm: instant.
+gateway-image:
+	bash runtime/gateway-image.sh
 
 ## Tiny random chat, embedding and rerank models for the CPU serving tests, cached under $(CACHE_DIR).
 tiny-models:

@@ -369,7 +369,8 @@ def main() -> int:
         return 2
     bench = Bench(cfg)
     bench.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    wait_established(bench.kubectl, "llmdeployments.llmops.dev")
+    for crd in ("llmdeployments.llmops.dev", "llmgateways.llmops.dev"):
+        wait_established(bench.kubectl, crd)
     kubeconfig = operator_identity(bench)
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []

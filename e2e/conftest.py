@@ -141,7 +141,8 @@ def pod_hubs(cluster):
 @pytest.fixture(scope="session")
 def crd(cluster):
     cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    wait_established(cluster.kubectl, "llmdeployments.llmops.dev")
+    for crd in ("llmdeployments.llmops.dev", "llmgateways.llmops.dev"):
+        wait_established(cluster.kubectl, crd)
 
 
 @pytest.fixture(scope="session")

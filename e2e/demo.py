@@ -1,5 +1,5 @@
 """`make demo`: the local plane with its real node, the CRD, the operator, and the CPU RAG stack
-(examples/cpu-rag-stack.yaml) serving real requests.
+(examples/cpu-rag-stack.yaml) serving real requests, also through an LLMGateway (examples/gateway.yaml).
 
     python e2e/demo.py up     (after `make cluster-up`) leave the stack serving; print how to reach it
     python e2e/demo.py down   stop the operator and the hub (the Makefile then stops the plane)
@@ -30,6 +30,8 @@ from workloads import wait_established
 
 NAMESPACE = "demo"
 API_KEY = "demo-key-change-me"
+GATEWAY_KEY = "demo-gateway-key-change-me"
+GATEWAY_LABEL = {"gateway": "shared"}  # what examples/gateway.yaml selects
 METRICS = "127.0.0.1:19090"
 HEALTH = "127.0.0.1:18080"
 READY_TIMEOUT = 1200
@@ -134,13 +136,15 @@ def up() -> None:
         sys.exit("The demo serves on the plane's real node: unset LLMOPS_REAL_NODE and run `make demo` again")
     started = time.monotonic()
     kubectl(cfg, "apply", "--server-side", "-f", str(REPO / "crds"))
-    wait_established(functools.partial(kubectl, cfg), "llmdeployments.llmops.dev")
+    for crd in ("llmdeployments.llmops.dev", "llmgateways.llmops.dev"):
+        wait_established(functools.partial(kubectl, cfg), crd)
 
     print("Building (or reusing) the CPU runtime image and the tiny models ...", flush=True)
-    image, archive = serving.cpu_runtime_image()
-    if plane.import_image(cfg, archive, image):
-        print(f"Imported {image} into the real node's containerd")
+    for image, archive in (serving.cpu_runtime_image(), serving.gateway_image()):
+        if plane.import_image(cfg, archive, image):
+            print(f"Imported {image} into the real node's containerd")
     manifest = serving.on_real_node(serving.load_example())
+    manifest["metadata"]["labels"] = dict(GATEWAY_LABEL)  # served by the gateway too
     repos = demo_repos()
 
     start_hub(cfg, repos)
@@ -148,6 +152,8 @@ def up() -> None:
 
     kubectl(cfg, "create", "namespace", NAMESPACE, check=False)
     kubectl(cfg, "-n", NAMESPACE, "create", "secret", "generic", "llm-api-key", f"--from-literal=api-key={API_KEY}",
+            check=False)
+    kubectl(cfg, "-n", NAMESPACE, "create", "secret", "generic", "gateway-key", f"--from-literal=api-key={GATEWAY_KEY}",
             check=False)
     applied = time.monotonic()
     kubectl(cfg, "-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump(manifest))
@@ -173,6 +179,7 @@ def up() -> None:
           "the text and numbers are noise, their shape is the point):")
     for role, (code, body) in serving.ask_every_role(urls, served, API_KEY).items():
         print(f"  {role:<10} {urls[role]}  HTTP {code}: {_summary(role, body)}")
+    gateway_url = serve_gateway(cfg, served)
     print(f"""
 In-cluster URLs (status.roles): {', '.join(info['url'] for info in status['roles'].values())}
 Try it:
@@ -180,8 +187,31 @@ Try it:
   kubectl -n {NAMESPACE} get llmd
   curl -s {urls['llm']}/v1/chat/completions -H 'Authorization: Bearer {API_KEY}' -H 'Content-Type: application/json' \\
     -d '{{"model": "{served['llm']}", "messages": [{{"role": "user", "content": "Hello"}}], "max_tokens": 16}}'
+  curl -s {gateway_url}/v1/models -H 'Authorization: Bearer {GATEWAY_KEY}'
   curl -s http://{METRICS}/metrics | grep llmops_
 Stop everything with: make demo-down""")
+
+
+def serve_gateway(cfg: plane.Config, served: dict[str, str]) -> str:
+    """examples/gateway.yaml over the stack; one request through it. Returns its base URL."""
+    gateway = serving.gateway_on_real_node(GATEWAY_LABEL)
+    kubectl(cfg, "-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump(gateway))
+    name = gateway["metadata"]["name"]
+    waited = kubectl(cfg, "-n", NAMESPACE, "wait", "--for=condition=Ready", f"llmgw/{name}", "--timeout=300s",
+                     check=False, timeout=330)
+    if waited.returncode != 0:
+        print(kubectl(cfg, "-n", NAMESPACE, "get", "llmgw", name, "-o", "yaml").stdout)
+        sys.exit(f"LLMGateway {name} did not become Ready; its status above says why")
+    service = json.loads(kubectl(cfg, "-n", NAMESPACE, "get", "service", f"{name}-gateway", "-o", "json").stdout)
+    url = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+    request = {"model": served["llm"], "max_tokens": 12, "messages": [{"role": "user", "content": "What is a GPU?"}]}
+    # Its router finds the pods by itself, moments after the gateway is Ready.
+    code, body = eventually(lambda: (lambda r: r if r[0] == 200 else None)(
+        serving.post_json(url + "/v1/chat/completions", request, GATEWAY_KEY)), 60, interval=1,
+        what="an answer through the gateway")
+    print(f"\nOne request through LLMGateway {name} ({', '.join(served.values())} behind one key): "
+          f"{url}  HTTP {code}: {_summary('llm', body)}")
+    return url
 
 
 def _summary(role: str, body) -> str:

@@ -44,6 +44,26 @@ def cpu_runtime_image() -> tuple[str, Path]:
     return fields["image"], Path(fields["archive"])
 
 
+def gateway_image() -> tuple[str, Path]:
+    """(image name, OCI archive) of the gateway image; built by runtime/gateway-image.sh when missing."""
+    out = _run(["bash", "runtime/gateway-image.sh"], "Building the gateway image (runtime/gateway-image.sh)")
+    fields = dict(line.split(" ", 1) for line in out.splitlines() if line.startswith(("image ", "archive ")))
+    return fields["image"], Path(fields["archive"])
+
+
+GATEWAY_EXAMPLE = REPO / "examples" / "gateway.yaml"
+
+
+def gateway_on_real_node(gateway_label: dict[str, str]) -> dict[str, Any]:
+    """examples/gateway.yaml with its pods on the real node; `gateway_label` is its selector, which
+    the LLMDeployments to serve must carry."""
+    manifest = yaml.safe_load(GATEWAY_EXAMPLE.read_text())
+    assert manifest["spec"]["selector"]["matchLabels"] == gateway_label, "examples/gateway.yaml selects another label"
+    manifest["spec"]["scheduling"] = {"nodeSelector": dict(plane.REAL_NODE_SELECTOR),
+                                      "tolerations": list(plane.REAL_NODE_TOLERATIONS)}
+    return manifest
+
+
 def tiny_models() -> Path:
     """Directory with chat/, embedding/ and rerank/ model directories (generated once, then cached)."""
     out = _run([sys.executable, "e2e/cluster/tiny_models.py"], "Generating the tiny models (e2e/cluster/tiny_models.py)")

@@ -212,7 +212,8 @@ def test_monitors_select_the_operator_and_the_vllm_pods(cluster):
                     "--set", "watchNamespaces={team-a}")
     by_kind = {doc["kind"]: doc for doc in docs}
     pod_monitor = by_kind["PodMonitor"]["spec"]
-    assert pod_monitor["selector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "llm-operator"}}
+    assert pod_monitor["selector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "llm-operator",
+                                                       "app.kubernetes.io/name": "vllm"}}
     assert pod_monitor["podMetricsEndpoints"][0]["port"] == "http"
     assert pod_monitor["podMetricsEndpoints"][0]["path"] == "/metrics"
     assert pod_monitor["namespaceSelector"] == {"matchNames": ["team-a"]}

@@ -6,8 +6,13 @@ models from the local ModelScope hub (the real SDK) into a local PersistentVolum
 build) serves them; requests go through each Service's ClusterIP (kube-proxy). The models are
 random, so only the shape of each answer is checked, never its text.
 
-The tests build on one another (one stack, then a restart, a second replica, failures), in file
-order. They need root, the real node and a few GiB of memory per vLLM server.
+The stack is also served through an LLMGateway, with a second chat model beside it: Envoy and one
+vLLM router per model from the gateway image (runtime/gateway-image.sh), the routers finding the
+ready pods with their own Kubernetes service discovery (through the `kubernetes` Service, which the
+plane relays to the API server).
+
+The tests build on one another (one stack, the gateway, then a restart, a second replica,
+failures), in file order. They need root, the real node and a few GiB of memory per vLLM server.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import json
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 import yaml
@@ -27,6 +34,8 @@ from tests.hubs import TinyModel
 from workloads import condition, get
 
 API_KEY = "e2e-serving-key"
+GATEWAY_KEY = "e2e-gateway-key"
+SECOND_CHAT = "tiny-chat-2"
 READY_TIMEOUT = 900  # a cold start of three vLLM servers on 2 cores, with headroom
 RATE = 1.5 * 1024 * 1024  # hub bytes/s per file: each model downloads for a few seconds, so Downloading is seen
 METRICS = ("vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc")
@@ -42,6 +51,13 @@ def cpu_image(cluster):
     imported = plane.import_image(cluster.plane.cfg, archive, name)
     print(f"\nCPU runtime image {name}: build/check {built - started:.1f}s, "
           f"{'import' if imported else 'already imported, check'} {time.monotonic() - built:.1f}s")
+    return name
+
+
+@pytest.fixture(scope="module")
+def gateway_image(cluster):
+    name, archive = serving.gateway_image()
+    cluster.plane.import_image(archive, name)
     return name
 
 
@@ -193,6 +209,131 @@ def test_api_key_is_enforced(stack):
         assert serving.post_json(urls[role] + path, request, API_KEY)[0] == 200, role
 
 
+# ------------------------------------------------------------------ one endpoint for every model
+
+
+GATEWAY_LABEL = {"gateway": "shared"}
+# examples/gateway.yaml, with round robin so that two replicas' shares are predictable.
+GATEWAY = serving.gateway_on_real_node(GATEWAY_LABEL)
+GATEWAY["spec"]["policy"] = "RoundRobin"
+
+
+def _gateway_status(stack):
+    return (get(stack.cluster, stack.namespace, "llmgw", "shared") or {}).get("status") or {}
+
+
+def _gateway_url(stack) -> str:
+    service = get(stack.cluster, stack.namespace, "service", "shared-gateway")
+    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+
+
+def _gateway_ready(stack, timeout=180):
+    stack.kubectl("wait", "--for=condition=Ready", "llmgw/shared", f"--timeout={timeout}s", timeout=timeout + 30)
+
+
+def _get_json(url, key=None):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _chat(url, model, key=GATEWAY_KEY):
+    return serving.post_json(url + "/v1/chat/completions", {
+        "model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "Which node has GPUs?"}]}, key)
+
+
+def _served_requests(pod) -> float:
+    """Requests this vLLM pod finished, from its own /metrics (no key needed there)."""
+    text = serving.get_text(f"http://{pod['status']['podIP']}:8000/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:request_success_total{"))
+
+
+def test_gateway_serves_every_model_behind_one_key(stack, gateway_image):
+    """The RAG stack (with its own key) and a second chat model (without one) behind one LLMGateway."""
+    labelled = json.loads(json.dumps(stack.manifest))
+    labelled["metadata"]["labels"] = dict(GATEWAY_LABEL)
+    stack.apply(labelled)
+    stack.manifest = labelled
+    chat_spec = stack.manifest["spec"]["llm"]
+    stack.apply(serving.on_real_node({
+        "apiVersion": "llmops.dev/v1alpha1", "kind": "LLMDeployment",
+        "metadata": {"name": "second-chat", "labels": dict(GATEWAY_LABEL)},
+        "spec": {"llm": {**chat_spec, "model": {**chat_spec["model"], "servedName": SECOND_CHAT}}}}))
+    stack.kubectl("create", "secret", "generic", "gateway-key", f"--from-literal=api-key={GATEWAY_KEY}")
+    started = time.monotonic()
+    stack.apply(GATEWAY)
+    stack.kubectl("wait", "--for=condition=Ready", "llmd/second-chat", f"--timeout={READY_TIMEOUT}s",
+                  timeout=READY_TIMEOUT + 30)
+    _gateway_ready(stack)
+    print(f"\nLLMGateway Ready {time.monotonic() - started:.1f}s after apply (with a second chat model starting)")
+
+    names = stack.served_names()
+    status = _gateway_status(stack)
+    assert status["url"] == f"http://shared-gateway.{stack.namespace}.svc:8000/v1"
+    assert status["models"] == {
+        **{name: {"llmDeployment": stack.name, "role": role, "readyReplicas": 1} for role, name in names.items()},
+        SECOND_CHAT: {"llmDeployment": "second-chat", "role": "llm", "readyReplicas": 1}}
+    url = _gateway_url(stack)
+    code, listing = _get_json(url + "/v1/models", GATEWAY_KEY)
+    assert code == 200 and listing["object"] == "list"
+    assert sorted(m["id"] for m in listing["data"]) == sorted([*names.values(), SECOND_CHAT])
+
+    # The routers find their pods by themselves: the first requests may come before they have.
+    answers = eventually(lambda: (lambda a: a if all(code == 200 for code, _ in a.values()) else None)(
+        serving.ask_every_role({role: url for role in names}, names, GATEWAY_KEY)), 120, interval=2,
+        what="every role answering through the gateway")
+    assert answers["llm"][1]["usage"]["completion_tokens"] > 0
+    hidden = json.loads((stack.models / "embedding" / "config.json").read_text())["hidden_size"]
+    assert [len(item["embedding"]) for item in answers["embedding"][1]["data"]] == [hidden, hidden]
+    assert sorted(r["index"] for r in answers["rerank"][1]["results"]) == [0, 1, 2]
+    code, second = _chat(url, SECOND_CHAT)
+    assert code == 200, second
+    assert second["model"] == SECOND_CHAT and second["usage"]["completion_tokens"] > 0
+
+
+def test_gateway_streams(stack):
+    request = urllib.request.Request(_gateway_url(stack) + "/v1/chat/completions", method="POST", data=json.dumps({
+        "model": SECOND_CHAT, "max_tokens": 6, "stream": True,
+        "messages": [{"role": "user", "content": "Count to three."}]}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {GATEWAY_KEY}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.headers.get_content_type() == "text/event-stream"
+        events = [line for line in response.read().decode().splitlines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(line[len("data: "):]) for line in events[:-1]]
+    assert chunks and all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+
+
+def test_gateway_refuses_wrong_keys_unknown_models_and_router_paths(stack):
+    url, chat = _gateway_url(stack), stack.served_names()["llm"]
+    for key in (None, "wrong", API_KEY):  # the model's own key is not the gateway's
+        code, body = _chat(url, chat, key=key)
+        assert code == 401 and body["error"]["code"] == "invalid_api_key", (key, body)
+    code, body = _chat(url, "no-such-model")
+    assert code == 404, body
+    assert body["error"] == {
+        "message": "The model 'no-such-model' does not exist here: GET /v1/models lists the models this gateway serves.",
+        "type": "invalid_request_error", "param": "model", "code": "model_not_found"}
+    code, body = serving.post_json(url + "/v1/chat/completions", {"messages": []}, GATEWAY_KEY)
+    assert code == 400 and body["error"]["code"] == "model_required"
+    # The router's own admin API is not reachable through the gateway, whatever the body says.
+    code, body = serving.post_json(url + "/workers", {"model": chat, "url": "http://127.0.0.1:1"}, GATEWAY_KEY)
+    assert code == 404, body
+
+
+def test_gateway_drops_a_deleted_model(stack):
+    stack.kubectl("delete", "llmd", "second-chat", "--wait=true", timeout=120)
+    eventually(lambda: SECOND_CHAT not in _gateway_status(stack).get("models", {}), 60,
+               what="the gateway without the second chat model")
+    _gateway_ready(stack)
+    code, body = _chat(_gateway_url(stack), SECOND_CHAT)
+    assert code == 404 and body["error"]["code"] == "model_not_found"
+    assert _chat(_gateway_url(stack), stack.served_names()["llm"])[0] == 200
+
+
 def test_pod_metrics_are_where_the_pod_monitor_looks(stack, cluster):
     """The chart's PodMonitor selects pods by label and scrapes the port named in it: follow it."""
     rendered = subprocess.run([str(cluster.bin("helm")), "template", "x", str(plane.REPO_DIR / "charts" / "llm-operator"),
@@ -251,6 +392,43 @@ def test_second_replica_reuses_the_download(stack):
     assert stack.hub.file_requests() == []
     for pod in stack.pods("llm"):
         assert "skipped download" in _init_log(stack, pod)
+
+
+def test_gateway_routes_to_a_replacement_pod_once_ready(stack):
+    """With two chat replicas behind the gateway, one is deleted: until its replacement is ready,
+    every request is answered, by the other; then round robin reaches both again."""
+    url, chat = _gateway_url(stack), stack.served_names()["llm"]
+    kept, deleted = stack.pods("llm")
+    stack.kubectl("delete", "pod", deleted["metadata"]["name"], "--wait=false")
+    (new,) = eventually(lambda: [p for p in stack.pods("llm")
+                                 if p["metadata"]["uid"] not in (kept["metadata"]["uid"], deleted["metadata"]["uid"])],
+                        60, what="the replacement chat pod")
+    before = _served_requests(kept)
+    sent, reasons = 0, set()
+    while not any(c["type"] == "Ready" and c["status"] == "True"
+                  for c in ((get(stack.cluster, stack.namespace, "pod", new["metadata"]["name"]) or {})
+                            .get("status") or {}).get("conditions", [])):
+        code, body = _chat(url, chat)
+        assert code == 200, body
+        sent += 1
+        degraded = condition({"status": _gateway_status(stack)}, "Degraded")
+        if degraded.get("status") == "True":
+            reasons.add((degraded["reason"], f"LLMDeployment {stack.name} " in degraded["message"]))
+        time.sleep(1)
+    assert sent >= 3, "the replacement was ready too soon to see requests held back from it"
+    assert _served_requests(kept) - before == sent
+    assert ("LLMDeploymentNotReady", True) in reasons, reasons
+    new = next(p for p in stack.pods("llm") if p["metadata"]["uid"] == new["metadata"]["uid"])
+
+    def both_serve():
+        counts = [_served_requests(pod) for pod in (kept, new)]
+        for _ in range(4):
+            assert _chat(url, chat)[0] == 200
+        return all(_served_requests(pod) > count for pod, count in zip((kept, new), counts))
+    eventually(both_serve, 90, interval=2, what="requests reaching both chat replicas")
+    _gateway_ready(stack)
+    assert _gateway_status(stack)["models"][chat]["readyReplicas"] == 2
+    print(f"\n{sent} requests answered by the remaining pod while its peer restarted; then both served")
 
 
 # ------------------------------------------------------------------ failures a user must see

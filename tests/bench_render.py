@@ -23,7 +23,8 @@ import yaml
 from llm_operator.api import parse_llmdeployment
 from llm_operator.render import render
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
+EXAMPLES = [path for path in sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
+            if yaml.safe_load(path.read_text()).get("kind") == "LLMDeployment"]
 
 
 def per_call_ms(call, seconds: float) -> float:

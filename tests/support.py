@@ -14,7 +14,9 @@ from kubernetes.utils.quantity import parse_quantity
 from llm_operator.api import parse_llmdeployment
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+# The LLMDeployment examples; examples/gateway.yaml is an LLMGateway (tests/test_gateway_render.py).
+EXAMPLES = [path for path in sorted((REPO / "examples").glob("*.yaml"))
+            if yaml.safe_load(path.read_text()).get("kind") == "LLMDeployment"]
 
 
 def load_example(name: str) -> dict[str, Any]:

@@ -222,8 +222,8 @@ def server_kube(llmd):
             self.objects[(obj["kind"], obj["metadata"]["name"])]["metadata"]["resourceVersion"] = str(self.version)
             return stored
 
-        def apply_status(self, namespace, name, status):
-            super().apply_status(namespace, name, status)
+        def apply_status(self, namespace, name, status, kind="LLMDeployment"):
+            super().apply_status(namespace, name, status, kind)
             self.version += 1
             self.llmd["metadata"]["resourceVersion"] = str(self.version)
             return copy.deepcopy(self.llmd)

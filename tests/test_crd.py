@@ -1,17 +1,21 @@
 """The CRD in crds/ is exactly what the models generate, and is a structural schema."""
 
 import kubernetes_validate
+import pytest
 import yaml
 
-from llm_operator.api.crd import crd_manifest, crd_yaml
+from llm_operator.api.crd import KINDS, crd_manifest, crd_yaml
 from llm_operator.api.reference import reference_markdown
 from support import REPO, check_golden
 
 CRD_FILE = REPO / "crds" / "llmops.dev_llmdeployments.yaml"
+CRD_FILES = {kind: REPO / "crds" / f"llmops.dev_{info.plural}.yaml" for kind, info in KINDS.items()}
+each_kind = pytest.mark.parametrize("kind", sorted(KINDS))
 
 
-def test_crd_file_matches_models(request):
-    check_golden(CRD_FILE, crd_yaml(), request.config.getoption("--update-golden"))
+@each_kind
+def test_crd_file_matches_models(request, kind):
+    check_golden(CRD_FILES[kind], crd_yaml(kind), request.config.getoption("--update-golden"))
 
 
 def test_reference_doc_matches_models(request):
@@ -28,8 +32,9 @@ def _nodes(node, path="$"):
         yield from _nodes(node["additionalProperties"], f"{path}{{}}")
 
 
-def test_schema_is_structural():
-    schema = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+@each_kind
+def test_schema_is_structural(kind):
+    schema = crd_manifest(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     problems = []
     for path, node in _nodes(schema):
         if "$ref" in node or "default" in node or "title" in node:
@@ -45,15 +50,17 @@ def test_schema_is_structural():
     assert problems == []
 
 
-def test_every_spec_field_is_described():
-    schema = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+@each_kind
+def test_every_spec_field_is_described(kind):
+    schema = crd_manifest(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     undocumented = [path for path, node in _nodes(schema) if not node.get("description") and not path.endswith("[]")
                     and not path.endswith("{}") and ".affinity." not in path]  # core type: `kubectl explain pod.spec.affinity`
     assert undocumented == []
 
 
-def test_crd_is_a_valid_customresourcedefinition():
-    kubernetes_validate.validate(yaml.safe_load(CRD_FILE.read_text()), "1.35.0", strict=True)
+@each_kind
+def test_crd_is_a_valid_customresourcedefinition(kind):
+    kubernetes_validate.validate(yaml.safe_load(CRD_FILES[kind].read_text()), "1.35.0", strict=True)
 
 
 def test_names_printer_columns_and_status_subresource():

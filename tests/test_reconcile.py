@@ -52,10 +52,10 @@ class MemoryKube:
     def delete(self, kind, namespace, name):
         self.objects.pop((kind, name), None)
 
-    def apply_status(self, namespace, name, status):
+    def apply_status(self, namespace, name, status, kind="LLMDeployment"):
         self.llmd["status"] = status
 
-    def post_event(self, llmd, event_type, reason, message):
+    def post_event(self, llmd, event_type, reason, message, kind="LLMDeployment"):
         self.events.append(reason)
 
     def roll_out(self):

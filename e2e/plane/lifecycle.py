@@ -18,6 +18,27 @@ from .processes import (Api, entry_alive, find_by_argument, get_ok, insecure_ctx
                         stop_pids, tail, wait_until, write_pids)
 
 
+APISERVER_FORWARD = Path(__file__).with_name("apiserver_forward.py")
+FORWARD_NAME = APISERVER_FORWARD.name
+
+
+def _forward_argv(cfg: Config) -> list[str]:
+    return [str(APISERVER_FORWARD), f"{cfg.node_ip}:{cfg.apiserver_port}", f"127.0.0.1:{cfg.apiserver_port}",
+            f"--plane={cfg.state_dir}"]
+
+
+def _kubernetes_endpoints(cfg: Config) -> dict[str, Any]:
+    """The `kubernetes` Service's endpoint: the relay on the node's address (apiserver_forward.py).
+    The API server writes none itself here (--endpoint-reconciler-type=none: it listens on loopback)."""
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes-plane", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes",
+                                    "endpointslice.kubernetes.io/managed-by": "plane.llmops.dev"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [cfg.node_ip], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": cfg.apiserver_port, "protocol": "TCP"}]}
+
+
 class Plane:
     def __init__(self, cfg: Config | None = None):
         self.cfg = cfg or Config.from_env()
@@ -178,6 +199,7 @@ class Plane:
                 self.node.ensure_sandbox_image()
                 start("kubelet", self.node.kubelet_argv())
                 start("kube-proxy", self.node.kube_proxy_argv())
+                start(FORWARD_NAME, _forward_argv(cfg))
 
             api = self._api()
             for i in range(cfg.nodes):
@@ -185,6 +207,7 @@ class Plane:
             if cfg.real_node:
                 for path, obj in self.node.storage_objects():
                     api.create(path, obj)
+                api.create("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", _kubernetes_endpoints(cfg))
 
             insecure = insecure_ctx()
             self._wait("kube-controller-manager", lambda: get_ok(
@@ -226,6 +249,9 @@ class Plane:
         cfg = self.cfg
         pids = read_pids(cfg)
         stopped: list[str] = []
+        forward = {**find_by_argument({FORWARD_NAME: f"--plane={cfg.state_dir}"}),
+                   **{n: e for n, e in pids.items() if n == FORWARD_NAME and entry_alive(e)}}
+        stopped += stop_pids(list(forward.items()))
         if self.node.leftovers() or any(n in pids for n in NODE_COMPONENTS):
             if os.geteuid() != 0:
                 raise PlaneError("The real node's leftovers can only be removed by root: run `make cluster-down` "

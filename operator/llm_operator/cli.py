@@ -9,10 +9,10 @@ from typing import Any, Iterable, TextIO
 
 import yaml
 
-from llm_runtime.versions import OPERATOR_VERSION, RUNTIME_CPU_IMAGE, RUNTIME_IMAGE, VLLM_VERSION
+from llm_runtime.versions import GATEWAY_IMAGE, OPERATOR_VERSION, RUNTIME_CPU_IMAGE, RUNTIME_IMAGE, VLLM_VERSION
 
-from .api import InvalidSpec, parse_llmdeployment
-from .api.crd import crd_yaml
+from .api import KIND, InvalidSpec, parse_llmdeployment
+from .api.crd import KINDS, crd_yaml
 from .render import RenderConfig, render
 from .render.config import DEFAULT_GPU_RESOURCE
 
@@ -39,6 +39,7 @@ def render_config(args: argparse.Namespace) -> RenderConfig:
     """The same RenderConfig for `render` and `run`: their shared flags mean the same objects."""
     endpoints = {scheme: url for scheme, url in (("modelscope", args.modelscope_endpoint), ("hf", args.hf_endpoint)) if url}
     return RenderConfig(image=args.image or RUNTIME_IMAGE, cpu_image=args.cpu_image or RUNTIME_CPU_IMAGE,
+                        gateway_image=args.gateway_image or GATEWAY_IMAGE,
                         gpu_resource=args.gpu_resource, hub_endpoints=endpoints)
 
 
@@ -64,7 +65,7 @@ def cmd_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: 
 
 
 def cmd_crd(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
-    stdout.write(crd_yaml())
+    stdout.write(crd_yaml(args.kind))
     return 0
 
 
@@ -113,6 +114,7 @@ def _add_render_flags(parser: argparse.ArgumentParser) -> None:
     `render -f X` with the operator's flags prints exactly what the operator applies."""
     parser.add_argument("--image", help=f"default runtime image (default {RUNTIME_IMAGE})")
     parser.add_argument("--cpu-image", help=f"runtime image of device CPU roles (default {RUNTIME_CPU_IMAGE})")
+    parser.add_argument("--gateway-image", help=f"image of LLMGateways (default {GATEWAY_IMAGE})")
     parser.add_argument("--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="GPU extended resource name")
     parser.add_argument("--modelscope-endpoint", help="ModelScope mirror handed to download init containers")
     parser.add_argument("--hf-endpoint", help="Hugging Face mirror handed to download init containers")
@@ -166,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("-v", "--verbose", action="store_true")
     run_parser.set_defaults(func=cmd_run)
 
-    commands.add_parser("crd", help="print the LLMDeployment CRD").set_defaults(func=cmd_crd)
+    crd_parser = commands.add_parser("crd", help="print a CRD (LLMDeployment by default)")
+    crd_parser.add_argument("--kind", choices=sorted(KINDS), default=KIND)
+    crd_parser.set_defaults(func=cmd_crd)
     commands.add_parser("version", help="print versions").set_defaults(func=cmd_version)
     return parser
 

@@ -8,6 +8,8 @@ DEPLOYMENT_LABEL = "llmops.dev/deployment"
 ROLE_LABEL = "llmops.dev/role"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "llm-operator"
+# On an LLMGateway's objects and pods, with the gateway's name (render/gateway.py, handlers).
+GATEWAY_LABEL = "llmops.dev/gateway"
 
 # Annotation with the hash of an object as rendered: equal hashes mean nothing to apply.
 HASH_ANNOTATION = "llmops.dev/rendered-hash"

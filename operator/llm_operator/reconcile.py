@@ -91,15 +91,15 @@ def name_conflict(desired: dict[str, Any], existing: dict[str, Any], owner_uid: 
     controller = next((ref for ref in existing["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
     if controller and controller.get("uid") == owner_uid:
         return None
+    owner = desired["metadata"]["ownerReferences"][0]
     if controller is None:
-        held = "it was not created by this LLMDeployment"
+        held = f"it was not created by this {owner['kind']}"
     else:
         held = f"it is controlled by {controller.get('kind')} {controller.get('name')} (uid {controller.get('uid')})"
-        owner_name = desired["metadata"]["ownerReferences"][0]["name"]
-        if controller.get("kind") == KIND and controller.get("name") == owner_name:
+        if controller.get("kind") == owner["kind"] and controller.get("name") == owner["name"]:
             held += "; an old object of the same name still being deleted is the usual cause, and it clears by itself"
     return (f"{desired['kind']} {desired['metadata']['name']} already exists and {held}. "
-            "The operator leaves it untouched: rename or delete it, or rename the LLMDeployment.")
+            f"The operator leaves it untouched: rename or delete it, or rename the {owner['kind']}.")
 
 
 def keep_expanded_claim(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
@@ -214,12 +214,12 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
         try:
             llmd = parse_llmdeployment(raw)
         except InvalidSpec as error:
-            return _write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), error.errors), 0)
+            return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), error.errors), 0)
         try:
             desired = render(llmd, config)
         except Exception as error:  # noqa: BLE001 - any renderer defect must reach status, not loop unseen
             log.exception("Failed to render LLMDeployment %s/%s", namespace, name)
-            result = _write_status(kube, raw, render_failed_status(raw["metadata"].get("generation"), error), 0)
+            result = write_status(kube, raw, render_failed_status(raw["metadata"].get("generation"), error), 0)
             return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
         if renders:
             renders.put(raw, llmd, desired)
@@ -270,7 +270,7 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
             observed.claims.append(child)
     for pod in kube.list_pods(namespace, name):
         observed.pods.setdefault(pod["metadata"].get("labels", {}).get(ROLE_LABEL), []).append(pod)
-    result = _write_status(kube, raw, compute_status(llmd, observed, config.gpu_resource), writes)
+    result = write_status(kube, raw, compute_status(llmd, observed, config.gpu_resource), writes)
     # Look again later for what no watch reports: a refused object may be accepted after an
     # operator upgrade or a permission grant, and a conflicting object is not labelled as ours.
     if apply_error:
@@ -278,15 +278,16 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
     return Result(result.phase, result.writes, CONFLICT_RETRY_SECONDS if conflicts else None)
 
 
-def _write_status(kube: Kube, raw: dict[str, Any], status: dict[str, Any], writes: int) -> Result:
+def write_status(kube: Kube, raw: dict[str, Any], status: dict[str, Any], writes: int, kind: str = KIND) -> Result:
+    """Write status unless it is the same, and post the Events of its transitions."""
     old = raw.get("status")
     if same_status(old, status):
         return Result(status["phase"], writes)
     namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
-    kube.apply_status(namespace, name, with_transition_times(status, old, now()))
+    kube.apply_status(namespace, name, with_transition_times(status, old, now()), kind)
     writes += 1
     for event_type, reason, message in transitions(old, status):
-        kube.post_event(raw, event_type, reason, message)
+        kube.post_event(raw, event_type, reason, message, kind)
         writes += 1
-    log.info("Updated status of LLMDeployment %s/%s: phase %s", namespace, name, status["phase"])
+    log.info("Updated status of %s %s/%s: phase %s", kind, namespace, name, status["phase"])
     return Result(status["phase"], writes)

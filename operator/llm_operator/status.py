@@ -45,7 +45,7 @@ class Observed:
     name_conflicts: list[str] = field(default_factory=list)  # objects in the way that the operator did not make
 
 
-def _short(text: str) -> str:
+def short_message(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
@@ -101,27 +101,27 @@ def _pod_problem(role: str, pod: dict[str, Any], gpu_resource: str) -> Problem |
                 and condition.get("reason") == "Unschedulable":
             message = condition.get("message", "")
             if "PersistentVolumeClaim" in message:
-                return Problem("CacheVolumeNotBound", _short(
+                return Problem("CacheVolumeNotBound", short_message(
                     f"Pods of role {role} wait for their volume: {message} Check that the StorageClass exists "
                     "and can provision the access mode, or set spec.cache.existingClaim."))
             reason = "InsufficientGPU" if f"Insufficient {gpu_resource}" in message else "Unschedulable"
-            return Problem(reason, _short(
+            return Problem(reason, short_message(
                 f"Pods of role {role} cannot be scheduled: {message} Free or add GPU nodes, or lower "
                 f"spec.{role}.gpus or spec.{role}.replicas."))
     for status in _statuses(pod, "initContainerStatuses"):
         terminated = _failed_termination(status)
         if status.get("name") in LOADER_CONTAINERS and terminated:
             detail = (terminated.get("message") or terminated.get("reason") or "").strip()
-            return Problem("DownloadFailed", _short(
+            return Problem("DownloadFailed", short_message(
                 f"Model download for role {role} failed (exit code {terminated.get('exitCode')}): {detail}"))
     for status in _statuses(pod, "initContainerStatuses") + _statuses(pod, "containerStatuses"):
         waiting = (status.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
-            return Problem("ImagePullFailed", _short(
+            return Problem("ImagePullFailed", short_message(
                 f"Image of role {role} cannot be pulled: {waiting.get('message', waiting['reason'])}"))
         if waiting.get("reason") == "CreateContainerConfigError":
             # The kubelet names what is missing ('secret "x" not found'); the operator may not read Secrets.
-            return Problem("SecretMissing", _short(
+            return Problem("SecretMissing", short_message(
                 f"Pods of role {role} cannot start: {waiting.get('message', '')}. Create it in the "
                 f"namespace {pod['metadata'].get('namespace', '')}, or fix the reference in the spec."))
     for status in _statuses(pod, "containerStatuses"):
@@ -131,7 +131,7 @@ def _pod_problem(role: str, pod: dict[str, Any], gpu_resource: str) -> Problem |
                 waiting.get("reason") == "CrashLoopBackOff" or status.get("restartCount", 0) > 0):
             detail = last_log_line((terminated or {}).get("message") or "") or (terminated or {}).get("reason", "")
             code = (terminated or {}).get("exitCode", "?")
-            return Problem("EngineCrashLoop", _short(
+            return Problem("EngineCrashLoop", short_message(
                 f"vLLM of role {role} keeps exiting (exit code {code}, {status.get('restartCount', 0)} restarts): {detail}"))
     return None
 
@@ -175,11 +175,11 @@ def _deployment_problem(role: str, deployment: dict[str, Any] | None, rolling: b
     conditions = {c.get("type"): c for c in ((deployment or {}).get("status") or {}).get("conditions") or []}
     failure = conditions.get("ReplicaFailure")
     if failure and failure.get("status") == "True":
-        return Problem("ReplicaFailure", _short(
+        return Problem("ReplicaFailure", short_message(
             f"Pods of role {role} cannot be created: {failure.get('message', failure.get('reason', ''))}"))
     progressing = conditions.get("Progressing")
     if progressing and progressing.get("reason") == "ProgressDeadlineExceeded" and not rolling:
-        return Problem("ProgressDeadlineExceeded", _short(
+        return Problem("ProgressDeadlineExceeded", short_message(
             f"The rollout of role {role} made no progress: {progressing.get('message', '')}"))
     return None
 
@@ -223,9 +223,9 @@ def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str) -
         stages += pod_stages or ["Pending"]
 
     if observed.apply_error:
-        problems.insert(0, Problem("ApplyFailed", _short(observed.apply_error)))
+        problems.insert(0, Problem("ApplyFailed", short_message(observed.apply_error)))
     if observed.name_conflicts:  # one problem naming every object in the way
-        problems.insert(0, Problem("NameConflict", _short(" ".join(observed.name_conflicts))))
+        problems.insert(0, Problem("NameConflict", short_message(" ".join(observed.name_conflicts))))
     claim_problem = _claim_problem(observed.claims)
     if claim_problem:
         problems.append(claim_problem)
@@ -289,7 +289,7 @@ def _phase_message(phase: str) -> str:
 
 def _stalled_status(generation: int | None, reason: str, message: str, next_step: str) -> dict[str, Any]:
     """Failed before any child was written: nothing rolls out until the spec or the operator changes."""
-    message = _short(message)
+    message = short_message(message)
     return {
         "observedGeneration": generation,
         "phase": "Failed",

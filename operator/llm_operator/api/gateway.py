@@ -1,0 +1,127 @@
+"""The LLMGateway API (llmops.dev/v1alpha1): one OpenAI endpoint for the models of the LLMDeployments
+it selects in its namespace, routed on the request's `model` field.
+
+Like models.py, optional fields stay None and the renderer applies defaults (render/gateway.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .models import Condition, ObjectMeta, Scheduling, SecretKeySelector, service_name_rules
+from .rules import Rule, SpecModel
+
+GATEWAY_KIND = "LLMGateway"
+GATEWAY_PLURAL = "llmgateways"
+GATEWAY_SINGULAR = "llmgateway"
+GATEWAY_SHORT_NAMES = ["llmgw"]
+
+# Children are named "<name>-gateway"; a Service name is a DNS-1035 label (<= 63).
+MAX_GATEWAY_NAME_LENGTH = 63 - len("-gateway")
+
+# What users ask for, and vLLM router's policy that does it (`vllm-router --policy`).
+ROUTING_POLICIES = {
+    "PrefixAware": "cache_aware",  # requests that share a prefix go to the replica that has it cached
+    "RoundRobin": "round_robin",
+    "LeastLoaded": "power_of_two",  # the less busy of two replicas picked at random
+}
+
+
+class LabelSelector(SpecModel):
+    """Selects LLMDeployments by their labels. Empty: every LLMDeployment in the namespace."""
+
+    matchLabels: dict[str, str] | None = Field(
+        None, max_length=32, description="LLMDeployments whose labels include all of these.")
+
+
+class GatewayServiceSpec(SpecModel):
+    """How the gateway's Service is exposed."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = Field(
+        None, description="Service type. Default ClusterIP. NodePort and LoadBalancer need apiKeySecretRef (or allowUnauthenticated).")
+    port: int | None = Field(None, ge=1, le=65535, description="Service port. Default 8000.")
+    annotations: dict[str, str] | None = Field(None, description="Annotations of the Service (load balancer settings).")
+    allowUnauthenticated: bool | None = Field(
+        None,
+        description=(
+            "Allow a NodePort or LoadBalancer Service without apiKeySecretRef: anyone who reaches a node or the load "
+            "balancer can then use every model behind the gateway. Only for endpoints meant to be open."
+        ),
+    )
+
+
+class LLMGatewaySpec(SpecModel):
+    """Which models to serve behind one endpoint, and how to pick a replica."""
+
+    selector: LabelSelector = Field(description="The LLMDeployments of this namespace whose roles the gateway serves.")
+    policy: Literal["PrefixAware", "RoundRobin", "LeastLoaded"] | None = Field(
+        None,
+        description=(
+            "How a request picks one of a model's ready replicas. PrefixAware (default): requests sharing a prompt "
+            "prefix go to the replica that served it, so vLLM's prefix cache answers them sooner. RoundRobin: in turn. "
+            "LeastLoaded: the less busy of two replicas."
+        ),
+    )
+    apiKeySecretRef: SecretKeySelector | None = Field(
+        None,
+        description=(
+            "Secret key holding the key clients must send (`Authorization: Bearer <key>`). Clients never see the "
+            "LLMDeployments' own keys: the gateway sends each model's key upstream itself."
+        ),
+    )
+    replicas: int | None = Field(None, ge=0, le=100, description="Gateway pods. Default 1.")
+    image: str | None = Field(
+        None, min_length=1, max_length=512, description="Gateway image (vLLM router and Envoy). Default: the image this operator version pins.")
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = Field(None, description="Pull policy of the gateway image.")
+    service: GatewayServiceSpec | None = Field(None, description="Service settings.")
+    scheduling: Scheduling | None = Field(None, description="Where the gateway pods may run (no GPU needed).")
+
+    RULES: ClassVar = (
+        Rule(
+            "!has(self.service) || !has(self.service.type) || self.service.type == 'ClusterIP'"
+            " || has(self.apiKeySecretRef) || (has(self.service.allowUnauthenticated) && self.service.allowUnauthenticated)",
+            "a NodePort or LoadBalancer Service puts every model behind the gateway on the network: set apiKeySecretRef, "
+            "or service.allowUnauthenticated: true if the endpoint is meant to be open",
+            lambda s: s.service is None or s.service.type in (None, "ClusterIP") or s.apiKeySecretRef is not None
+            or s.service.allowUnauthenticated is True,
+            ".service.type",
+        ),
+    )
+
+
+class GatewayModelStatus(BaseModel):
+    """One model the gateway routes to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    llmDeployment: str = Field(description="The LLMDeployment that serves it.")
+    role: str = Field(description="Its role: llm, embedding or rerank.")
+    readyReplicas: int = Field(description="Replicas ready to serve, as the LLMDeployment's status reports them.")
+
+
+class LLMGatewayStatus(BaseModel):
+    """What the operator observed. Written only by the operator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    observedGeneration: int | None = Field(None, description="The metadata.generation last reconciled.")
+    phase: Literal["Pending", "Ready", "Degraded", "Failed"] | None = Field(None, description="Pending, Ready, Degraded or Failed.")
+    url: str | None = Field(None, description="In-cluster OpenAI-compatible base URL.")
+    models: dict[str, GatewayModelStatus] | None = Field(None, description="Per served model name: where it comes from and its ready replicas.")
+    conditions: list[Condition] | None = Field(None, description="Ready and Degraded.")
+
+
+class LLMGateway(SpecModel):
+    """An LLMGateway as read from a file or the API server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    apiVersion: Literal["llmops.dev/v1alpha1"]
+    kind: Literal["LLMGateway"]
+    metadata: ObjectMeta
+    spec: LLMGatewaySpec
+    status: dict[str, Any] | None = None  # written by the operator; never read back as input
+
+    RULES: ClassVar = service_name_rules(MAX_GATEWAY_NAME_LENGTH, "its Service is named <name>-gateway")

@@ -1,0 +1,97 @@
+"""Pure: what the operator observed -> an LLMGateway's status.
+
+Phases, most severe first:
+- Failed: the API server refused one of the gateway's objects (or the spec cannot be served).
+- Degraded: the gateway runs, but not every model behind it may answer: a selected LLMDeployment
+  is not Ready, two of them serve the same name, the selector matches nothing, or an object of a
+  child's name exists that the operator did not make.
+- Pending: the gateway's own pods are not all ready yet.
+- Ready: the gateway's pods and every model behind it are ready.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .api.gateway import LLMGateway
+from .render.gateway import GatewayRoute, gateway_url
+from .status import DEGRADED, PROGRESSING, READY, Problem, short_message
+
+
+def _gateway_ready(deployment: dict[str, Any] | None, generation_seen: bool) -> bool:
+    if deployment is None or not generation_seen:
+        return False
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    wanted = spec.get("replicas", 1)
+    return (status.get("updatedReplicas", 0) >= wanted and status.get("readyReplicas", 0) >= wanted
+            and status.get("replicas", 0) == wanted)
+
+
+def _deployment_problem(name: str, routes: list[GatewayRoute], llmd: dict[str, Any] | None) -> Problem | None:
+    """A selected LLMDeployment that is not Ready, with what that means for its models."""
+    status = (llmd or {}).get("status") or {}
+    if status.get("phase") == "Ready":
+        return None
+    roles = status.get("roles") or {}
+    counts = []
+    for route in routes:
+        role = roles.get(route.role) or {}
+        counts.append(f"{route.served_name} {role.get('readyReplicas') or 0}/{role.get('replicas') or '?'} replicas ready")
+    return Problem("LLMDeploymentNotReady", f"LLMDeployment {name} is {status.get('phase') or 'not reconciled yet'} "
+                                            f"({', '.join(counts)}): a model with none ready cannot answer; see its status.")
+
+
+def compute_gateway_status(gateway: LLMGateway, routes: list[GatewayRoute], route_problems: list[str],
+                           llmds: dict[str, dict[str, Any]], deployment: dict[str, Any] | None,
+                           apply_error: str | None = None, name_conflicts: list[str] | None = None) -> dict[str, Any]:
+    """`llmds`: the selected LLMDeployments as read (by name); `deployment`: the gateway's own."""
+    generation = gateway.metadata.generation
+    models = {}
+    for route in routes:
+        roles = ((llmds.get(route.llmdeployment) or {}).get("status") or {}).get("roles") or {}
+        models[route.served_name] = {"llmDeployment": route.llmdeployment, "role": route.role,
+                                     "readyReplicas": (roles.get(route.role) or {}).get("readyReplicas") or 0}
+    problems = [Problem("NameConflict", message) for message in name_conflicts or ()]
+    problems += [Problem("ModelNameConflict", message) for message in route_problems]
+    if not routes and not route_problems:
+        problems.append(Problem("NoModels", "The selector matches no LLMDeployment in this namespace: label the "
+                                            "LLMDeployments to serve, or change spec.selector."))
+    by_deployment: dict[str, list[GatewayRoute]] = {}
+    for route in routes:
+        by_deployment.setdefault(route.llmdeployment, []).append(route)
+    problems += [p for p in (_deployment_problem(name, owned, llmds.get(name)) for name, owned in by_deployment.items()) if p]
+    seen = deployment is not None and (deployment.get("status") or {}).get("observedGeneration") == \
+        (deployment.get("metadata") or {}).get("generation")
+    pods_ready = _gateway_ready(deployment, seen)
+    if apply_error:
+        phase, problems = "Failed", [Problem("ApplyFailed", f"The API server refused {apply_error}"), *problems]
+    elif problems:
+        phase = "Degraded"
+    elif not pods_ready:
+        phase = "Pending"
+    else:
+        phase = "Ready"
+    first = problems[0] if problems else None
+    if phase == "Ready":
+        ready = ("True", "Ready", f"Routing to {len(routes)} models, all ready.")
+    elif first:
+        more = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        ready = ("False", first.reason, short_message(first.message + more))
+    else:
+        ready = ("False", "GatewayStarting", "Waiting for the gateway's pods to be ready.")
+    conditions = [
+        (READY, *ready),
+        (PROGRESSING, "True" if phase == "Pending" else "False", "GatewayStarting" if phase == "Pending" else (
+            "Ready" if phase == "Ready" else "Stalled"), "Waiting for the gateway's pods." if phase == "Pending" else (
+            "Rollout complete." if phase == "Ready" else "Waiting for the problem in the Degraded condition to be fixed.")),
+        (DEGRADED, "True" if first else "False", first.reason if first else "AsExpected",
+         short_message(first.message) if first else "No problem detected."),
+    ]
+    return {
+        "observedGeneration": generation,
+        "phase": phase,
+        "url": gateway_url(gateway),
+        "models": models,
+        "conditions": [{"type": kind, "status": status, "reason": reason, "message": message,
+                        "observedGeneration": generation} for kind, status, reason, message in conditions],
+    }

@@ -1,0 +1,123 @@
+"""One idempotent reconcile of one LLMGateway, as reconcile.py does for LLMDeployments: read the
+gateway and the LLMDeployments it selects, render its objects, write only the difference, report.
+
+Its Deployment and Service are read from the watch caches; its ConfigMap, ServiceAccount, Role and
+RoleBinding are not watched. Those are read once per process (the first reconcile, so a restart
+writes nothing when nothing changed) and afterwards only when their render changes: the memo keeps
+the hash each was last seen or written with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from .api import InvalidSpec, parse_llmdeployment
+from .api.gateway import GATEWAY_KIND, LLMGateway
+from .gateway_status import compute_gateway_status
+from .k8s import ApplyRejected, Kube
+from .names import HASH_ANNOTATION
+from .reconcile import FAILED_RETRY_SECONDS, Result, name_conflict, needs_apply, write_status
+from .render import RenderConfig, render_gateway
+from .render.gateway import GatewayRoute, gateway_routes, selects
+from .render.meta import child_name
+from .status import invalid_spec_status
+
+log = logging.getLogger("llm_operator.reconcile")
+
+# Watched by the operator's caches: compared with the live object on every reconcile.
+_CACHED_KINDS = frozenset({"Deployment", "Service"})
+
+
+class GatewayMemo:
+    """(namespace, gateway) -> {(kind, name): the rendered hash the live object was seen with}."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], dict[tuple[str, str], str]] = {}
+
+    def matches(self, namespace: str, gateway: str, desired: dict[str, Any]) -> bool:
+        key = (desired["kind"], desired["metadata"]["name"])
+        return self._seen.get((namespace, gateway), {}).get(key) == desired["metadata"]["annotations"][HASH_ANNOTATION]
+
+    def remember(self, namespace: str, gateway: str, desired: dict[str, Any]) -> None:
+        key = (desired["kind"], desired["metadata"]["name"])
+        self._seen.setdefault((namespace, gateway), {})[key] = desired["metadata"]["annotations"][HASH_ANNOTATION]
+
+    def forget(self, namespace: str, gateway: str) -> None:
+        self._seen.pop((namespace, gateway), None)
+
+
+def _selected(kube: Kube, gateway: LLMGateway, namespace: str) -> tuple[dict[str, dict[str, Any]], list]:
+    """The selected LLMDeployments as read (by name) and parsed; ones that do not parse are left
+    out here (their own status says why)."""
+    raws, parsed = {}, []
+    for raw in kube.list_llmdeployments(namespace):
+        metadata = raw["metadata"]
+        if metadata.get("deletionTimestamp") or not selects(gateway, metadata.get("labels")):
+            continue
+        try:
+            parsed.append(parse_llmdeployment(raw))
+        except InvalidSpec:
+            continue
+        raws[metadata["name"]] = raw
+    return raws, parsed
+
+
+def _with_service_addresses(kube: Kube, namespace: str, routes: list[GatewayRoute]) -> list[GatewayRoute]:
+    """Each route with its role Service's "clusterIP:port", where the Service has one yet."""
+    addressed = []
+    for route in routes:
+        service = kube.get_child("Service", namespace, child_name(route.llmdeployment, route.role)) or {}
+        spec = service.get("spec") or {}
+        ip, ports = spec.get("clusterIP"), spec.get("ports") or []
+        address = f"{ip}:{ports[0]['port']}" if ip and ip != "None" and ports else None
+        addressed.append(dataclasses.replace(route, service=address))
+    return addressed
+
+
+def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: str, memo: GatewayMemo) -> Result:
+    raw = kube.get_llmgateway(namespace, name)
+    if raw is None or raw["metadata"].get("deletionTimestamp"):
+        memo.forget(namespace, name)
+        return Result(None, 0)  # owner references make the garbage collector delete the children
+    try:
+        gateway = LLMGateway.model_validate(raw)
+    except ValidationError as error:
+        errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+        return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), errors), 0, GATEWAY_KIND)
+    llmds, selected = _selected(kube, gateway, namespace)
+    routes, route_problems = gateway_routes(selected)
+    routes = _with_service_addresses(kube, namespace, routes)
+    desired = render_gateway(gateway, routes, config)
+
+    writes, apply_error, conflicts, applied, deployment = 0, None, [], [], None
+    for obj in desired:
+        kind, child = obj["kind"], obj["metadata"]["name"]
+        if kind not in _CACHED_KINDS and memo.matches(namespace, name, obj):
+            continue
+        live = kube.get_child(kind, namespace, child)
+        conflict = live and name_conflict(obj, live, gateway.metadata.uid)
+        if conflict:
+            conflicts.append(conflict)
+            continue
+        if needs_apply(obj, live):
+            try:
+                live = kube.apply(obj)
+            except ApplyRejected as error:
+                apply_error = str(error)
+                break
+            writes += 1
+            applied.append(f"{kind} {child}")
+        memo.remember(namespace, name, obj)
+        if kind == "Deployment":
+            deployment = live
+    if applied:
+        log.info("Applied %s for LLMGateway %s/%s", ", ".join(applied), namespace, name)
+    status = compute_gateway_status(gateway, routes, route_problems, llmds, deployment, apply_error, conflicts)
+    if status["phase"] != "Ready":
+        memo.forget(namespace, name)  # something may be missing that no watch reports: read all again next time
+    result = write_status(kube, raw, status, writes, GATEWAY_KIND)
+    return Result(result.phase, result.writes, FAILED_RETRY_SECONDS if apply_error else None)

@@ -1,0 +1,161 @@
+"""reconcile_gateway() against an in-memory API server, and the gateway's status, case by case."""
+
+from __future__ import annotations
+
+import copy
+
+from llm_operator.gateway_status import compute_gateway_status
+from llm_operator.reconcile_gateway import GatewayMemo, reconcile_gateway
+from llm_operator.render import RenderConfig
+from llm_operator.render.gateway import GatewayRoute
+from support import manifest
+from test_gateway_render import gateway
+from test_reconcile import MemoryKube
+
+GATEWAY = {"apiVersion": "llmops.dev/v1alpha1", "kind": "LLMGateway",
+           "metadata": {"name": "shared", "namespace": "ns", "uid": "gw-uid", "generation": 1},
+           "spec": {"selector": {"matchLabels": {"gateway": "shared"}}}}
+
+
+def deployment(name, served, ready=True, labels=True):
+    llmd = manifest({"llm": {"model": {"source": "hf://Qwen/Qwen3-8B", "servedName": served}}}, name,
+                    namespace="ns", uid=f"{name}-uid", labels={"gateway": "shared"} if labels else {})
+    llmd["status"] = {"phase": "Ready" if ready else "Downloading",
+                      "roles": {"llm": {"replicas": 1, "readyReplicas": 1 if ready else 0}}}
+    return llmd
+
+
+class GatewayKube(MemoryKube):
+    """MemoryKube with an LLMGateway, the LLMDeployments of its namespace, and a count of GETs."""
+
+    def __init__(self, llmds):
+        super().__init__(None)
+        self.gateway = copy.deepcopy(GATEWAY)
+        self.llmds = llmds
+        self.gets = []
+
+    def get_llmgateway(self, namespace, name):
+        return copy.deepcopy(self.gateway)
+
+    def list_llmdeployments(self, namespace):
+        return copy.deepcopy(self.llmds)
+
+    def get_child(self, kind, namespace, name):
+        self.gets.append(kind)
+        return super().get_child(kind, namespace, name)
+
+    def apply_status(self, namespace, name, status, kind="LLMDeployment"):
+        assert kind == "LLMGateway"
+        self.gateway["status"] = status
+
+
+def run(kube, memo):
+    return reconcile_gateway(kube, RenderConfig(), "ns", "shared", memo)
+
+
+def test_first_reconcile_writes_everything_then_nothing_once_rolled_out():
+    kube, memo = GatewayKube([deployment("chat", "chat-a"), deployment("other", "b", labels=False)]), GatewayMemo()
+    result = run(kube, memo)
+    assert [kind for kind, _ in kube.applied] == ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment", "Service"]
+    assert result.phase == "Pending"
+    kube.roll_out()
+    assert run(kube, memo).phase == "Ready"
+    kube.applied.clear(), kube.gets.clear()
+    assert run(kube, memo).writes == 0
+    # Its own Deployment and Service, and the model's Service (for its address): the rest is known
+    # not to have changed.
+    assert sorted(kube.gets) == ["Deployment", "Service", "Service"]
+    assert list(kube.gateway["status"]["models"]) == ["chat-a"]  # "other" is not selected
+
+
+def test_a_restarted_operator_writes_nothing_when_nothing_changed():
+    kube = GatewayKube([deployment("chat", "chat-a")])
+    run(kube, GatewayMemo())
+    kube.roll_out()
+    run(kube, GatewayMemo())
+    kube.applied.clear()
+    assert run(kube, GatewayMemo()).writes == 0
+
+
+def test_a_new_model_changes_the_configuration_and_rolls_the_pods():
+    kube, memo = GatewayKube([deployment("chat", "chat-a")]), GatewayMemo()
+    run(kube, memo)
+    kube.roll_out()
+    run(kube, memo)
+    kube.applied.clear()
+    kube.llmds.append(deployment("embed", "embed-b"))
+    run(kube, memo)
+    assert kube.applied == [("ConfigMap", "shared-gateway"), ("Deployment", "shared-gateway")]
+    assert set(kube.gateway["status"]["models"]) == {"chat-a", "embed-b"}
+
+
+def test_apis_the_router_does_not_serve_reach_the_models_service_once_it_has_an_address():
+    kube, memo = GatewayKube([deployment("chat", "chat-a")]), GatewayMemo()
+    run(kube, memo)
+    assert '"service-0"' not in kube.objects[("ConfigMap", "shared-gateway")]["data"]["envoy.json"]
+    kube.objects[("Service", "chat-llm")] = {"kind": "Service", "metadata": {"name": "chat-llm"},
+                                             "spec": {"clusterIP": "10.96.0.42", "ports": [{"port": 8000}]}}
+    run(kube, memo)
+    assert '"address": "10.96.0.42"' in kube.objects[("ConfigMap", "shared-gateway")]["data"]["envoy.json"]
+    assert "service = [[service-0]]" in kube.objects[("ConfigMap", "shared-gateway")]["data"]["gateway.lua"]
+
+
+def test_an_object_of_another_owner_is_left_alone_and_reported():
+    kube, memo = GatewayKube([deployment("chat", "chat-a")]), GatewayMemo()
+    kube.objects[("ConfigMap", "shared-gateway")] = {"kind": "ConfigMap", "metadata": {"name": "shared-gateway"}}
+    run(kube, memo)
+    assert ("ConfigMap", "shared-gateway") not in kube.applied
+    degraded = next(c for c in kube.gateway["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "NameConflict" and "not created by this LLMGateway" in degraded["message"]
+
+
+# ---------------------------------------------------------------- status
+
+ROUTE = GatewayRoute("chat-a", "chat", "llm", None)
+READY_DEPLOYMENT = {"metadata": {"generation": 2}, "spec": {"replicas": 1},
+                    "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1}}
+
+
+def condition(status, kind):
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+def test_ready_when_the_pods_and_every_model_are():
+    status = compute_gateway_status(gateway(), [ROUTE], [], {"chat": deployment("chat", "chat-a")}, READY_DEPLOYMENT)
+    assert status["phase"] == "Ready"
+    assert status["models"] == {"chat-a": {"llmDeployment": "chat", "role": "llm", "readyReplicas": 1}}
+    assert status["url"] == "http://shared-gateway.team.svc:8000/v1"
+    assert condition(status, "Ready")["status"] == "True"
+
+
+def test_pending_while_the_gateway_pods_start():
+    starting = copy.deepcopy(READY_DEPLOYMENT)
+    starting["status"]["readyReplicas"] = 0
+    for observed in (starting, None):
+        status = compute_gateway_status(gateway(), [ROUTE], [], {"chat": deployment("chat", "chat-a")}, observed)
+        assert status["phase"] == "Pending"
+        assert condition(status, "Ready")["reason"] == "GatewayStarting"
+
+
+def test_a_selected_llmdeployment_that_is_not_ready_is_the_reason():
+    status = compute_gateway_status(gateway(), [ROUTE], [], {"chat": deployment("chat", "chat-a", ready=False)},
+                                    READY_DEPLOYMENT)
+    assert status["phase"] == "Degraded"
+    degraded = condition(status, "Degraded")
+    assert degraded["reason"] == "LLMDeploymentNotReady"
+    assert degraded["message"].startswith("LLMDeployment chat is Downloading (chat-a 0/1 replicas ready)")
+    assert status["models"]["chat-a"]["readyReplicas"] == 0
+
+
+def test_no_models_and_name_conflicts_are_reasons():
+    nothing = compute_gateway_status(gateway(), [], [], {}, READY_DEPLOYMENT)
+    assert condition(nothing, "Degraded")["reason"] == "NoModels"
+    clash = compute_gateway_status(gateway(), [], ["model 'x' is served by a (llm), b (llm)"], {}, READY_DEPLOYMENT)
+    assert condition(clash, "Degraded")["reason"] == "ModelNameConflict"
+
+
+def test_a_refused_object_is_failed():
+    status = compute_gateway_status(gateway(), [ROUTE], [], {"chat": deployment("chat", "chat-a")}, None,
+                                    apply_error="Role shared-gateway: forbidden")
+    assert status["phase"] == "Failed"
+    assert condition(status, "Degraded")["message"].startswith("The API server refused Role shared-gateway")
