@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,7 +15,7 @@ from .control_plane import ARGV, AUDIT_POLICY, CONTROL_PLANE, kwok_node_manifest
 from .errors import PlaneError
 from .node import NODE_COMPONENTS, RealNode
 from .pki import ensure_pki, pki_complete, write_kubeconfigs
-from .processes import (Api, entry_alive, find_by_argument, get_ok, insecure_ctx, port_busy, read_pids, spawn,
+from .processes import (Api, cmdline, entry_alive, find_by_argument, get_ok, insecure_ctx, port_busy, read_pids, spawn,
                         stop_pids, tail, wait_until, write_pids)
 
 
@@ -23,8 +24,21 @@ FORWARD_NAME = APISERVER_FORWARD.name
 
 
 def _forward_argv(cfg: Config) -> list[str]:
-    return [str(APISERVER_FORWARD), f"{cfg.node_ip}:{cfg.apiserver_port}", f"127.0.0.1:{cfg.apiserver_port}",
-            f"--plane={cfg.state_dir}"]
+    # The interpreter first, as the process's own command line shows it (is_ours compares argv[0]).
+    return [sys.executable, str(APISERVER_FORWARD), f"{cfg.node_ip}:{cfg.apiserver_port}",
+            f"127.0.0.1:{cfg.apiserver_port}", f"--plane={cfg.state_dir}"]
+
+
+def _forwarders(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
+    """PID file entries of this plane's relays still running, found by their command line (whatever
+    the PID file says: it may be lost, and a leftover relay would hold the node address's port)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            argv = cmdline(int(proc.name))
+            if str(APISERVER_FORWARD) in argv and f"--plane={cfg.state_dir}" in argv:
+                found.append((FORWARD_NAME, {"pid": int(proc.name), "exe": argv[0]}))
+    return found
 
 
 def _kubernetes_endpoints(cfg: Config) -> dict[str, Any]:
@@ -249,9 +263,7 @@ class Plane:
         cfg = self.cfg
         pids = read_pids(cfg)
         stopped: list[str] = []
-        forward = {**find_by_argument({FORWARD_NAME: f"--plane={cfg.state_dir}"}),
-                   **{n: e for n, e in pids.items() if n == FORWARD_NAME and entry_alive(e)}}
-        stopped += stop_pids(list(forward.items()))
+        stopped += stop_pids(_forwarders(cfg))
         if self.node.leftovers() or any(n in pids for n in NODE_COMPONENTS):
             if os.geteuid() != 0:
                 raise PlaneError("The real node's leftovers can only be removed by root: run `make cluster-down` "
