@@ -31,6 +31,7 @@ from workloads import apply, condition, deploy_rag_stack, example, get, wait_est
 
 CHART = REPO / "charts" / "llm-operator"
 CRD = "llmdeployments.llmops.dev"
+CRDS = (CRD, "llmgateways.llmops.dev")  # the chart carries both
 
 
 # ------------------------------------------------------------------ helpers
@@ -54,11 +55,12 @@ def adopt_crd(cluster, release: str, namespace: str) -> None:
     """Hand an existing CRD (from `kubectl apply -f crds/` or an uninstalled release) to this release:
     Helm refuses to install over an object without its ownership labels. The same two commands are
     how a user moves from `kubectl apply -f crds/` to the chart (README, Install)."""
-    if cluster.kubectl("get", "crd", CRD, check=False).returncode != 0:
-        return
-    cluster.kubectl("annotate", "crd", CRD, "--overwrite", f"meta.helm.sh/release-name={release}",
-                    f"meta.helm.sh/release-namespace={namespace}")
-    cluster.kubectl("label", "crd", CRD, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+    for crd in CRDS:
+        if cluster.kubectl("get", "crd", crd, check=False).returncode != 0:
+            continue
+        cluster.kubectl("annotate", "crd", crd, "--overwrite", f"meta.helm.sh/release-name={release}",
+                        f"meta.helm.sh/release-namespace={namespace}")
+        cluster.kubectl("label", "crd", crd, "--overwrite", "app.kubernetes.io/managed-by=Helm")
 
 
 def user(namespace: str, service_account: str) -> str:
@@ -144,7 +146,8 @@ def only_the_chart_operator(cluster):
 def crd_applied(cluster):
     """The CRD exactly as in crds/ (force: a test aborted mid-upgrade may have left a changed one)."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    wait_established(cluster.kubectl, CRD)
+    for crd in CRDS:
+        wait_established(cluster.kubectl, crd)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +160,8 @@ def release(cluster, crd_applied):
     started = time.monotonic()
     helm(cluster, "install", name, str(CHART), "-n", namespace, "--create-namespace")
     print(f"\nhelm install: {time.monotonic() - started:.1f}s")
-    wait_established(cluster.kubectl, CRD)
+    for crd in CRDS:
+        wait_established(cluster.kubectl, crd)
     kubeconfig = service_account_kubeconfig(cluster, namespace, name, Path(cluster.state_dir) / "chart-operator.kubeconfig")
     log = Path(cluster.state_dir) / "logs" / "operator-chart.log"
     log.write_text("")
@@ -196,13 +200,15 @@ def test_values_schema_rejects_bad_values(cluster, args, complaint):
     assert complaint in result.stderr
 
 
-def test_chart_crd_is_the_crd_of_crds_dir(cluster):
-    source = yaml.safe_load((REPO / "crds" / "llmops.dev_llmdeployments.yaml").read_text())
-    crds = [doc for doc in template(cluster) if doc["kind"] == "CustomResourceDefinition"]
-    assert len(crds) == 1 and crds[0]["spec"] == source["spec"]
-    assert crds[0]["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
-    assert crds[0]["metadata"]["labels"]["app.kubernetes.io/version"] == yaml.safe_load(
-        (CHART / "Chart.yaml").read_text())["appVersion"]
+def test_chart_crds_are_the_crds_of_crds_dir(cluster):
+    crds = {doc["metadata"]["name"]: doc for doc in template(cluster) if doc["kind"] == "CustomResourceDefinition"}
+    assert sorted(crds) == sorted(CRDS)
+    for name, crd in crds.items():
+        source = yaml.safe_load((REPO / "crds" / f"llmops.dev_{name.split('.')[0]}.yaml").read_text())
+        assert crd["spec"] == source["spec"]
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/version"] == yaml.safe_load(
+            (CHART / "Chart.yaml").read_text())["appVersion"]
     assert not [doc for doc in template(cluster, "--set", "crds.enabled=false")
                 if doc["kind"] == "CustomResourceDefinition"]
 
@@ -317,9 +323,10 @@ def test_install_creates_the_objects(cluster, release):
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert get(cluster, ns, "service", f"{name}-metrics")["spec"]["ports"][0]["port"] == 9090
 
-    crd = json.loads(cluster.kubectl("get", "crd", CRD, "-o", "json").stdout)
-    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == release.name
+    for name in CRDS:
+        crd = json.loads(cluster.kubectl("get", "crd", name, "-o", "json").stdout)
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == release.name
 
 
 def test_operator_with_the_charts_rbac_reconciles_the_rag_stack(cluster, release, namespace):
@@ -438,7 +445,8 @@ def test_uninstall_keeps_the_crd_and_the_resources(cluster, release, namespace):
     wait_ready(cluster, namespace, "rag-stack", timeout=60)
     release.operator.stop()  # the operator goes with its release
     helm(cluster, "uninstall", release.name, "-n", release.namespace, "--wait")
-    assert cluster.kubectl("get", "crd", CRD, check=False).returncode == 0, "helm uninstall deleted the CRD"
+    for crd in CRDS:
+        assert cluster.kubectl("get", "crd", crd, check=False).returncode == 0, f"helm uninstall deleted {crd}"
     assert get(cluster, namespace, "llmd", "rag-stack")["status"]["phase"] == "Ready"
     assert get(cluster, namespace, "deployment", "rag-stack-llm") is not None
     assert cluster.kubectl("get", "clusterrole", release.fullname, check=False).returncode != 0
