@@ -411,9 +411,9 @@ def test_gateway_routes_to_a_replacement_pod_once_ready(stack):
         code, body = _chat(url, chat)
         assert code == 200, body
         sent += 1
-        degraded = condition({"status": _gateway_status(stack)}, "Degraded")
-        if degraded.get("status") == "True":
-            reasons.add((degraded["reason"], f"LLMDeployment {stack.name} " in degraded["message"]))
+        ready = condition({"status": _gateway_status(stack)}, "Ready")
+        if ready.get("status") == "False":
+            reasons.add((ready["reason"], f"LLMDeployment {stack.name} " in ready["message"]))
         time.sleep(1)
     assert sent >= 3, "the replacement was ready too soon to see requests held back from it"
     assert _served_requests(kept) - before == sent

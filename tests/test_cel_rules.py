@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from invalid_specs import CASES
+from llm_operator.api.gateway import LLMGateway
 from llm_operator.api.models import LLMDeployment
 from llm_operator.api.rules import Rule, SpecModel
 from strategies import llmdeployment_specs
@@ -103,9 +104,9 @@ def rule_sites(model: type[SpecModel], raw: Any) -> Iterator[tuple[type[SpecMode
                 yield from rule_sites(child, item)
 
 
-def assert_halves_agree(document: dict[str, Any]) -> int:
+def assert_halves_agree(document: dict[str, Any], root: type[SpecModel] = LLMDeployment) -> int:
     checked = 0
-    for model, raw in rule_sites(LLMDeployment, document):
+    for model, raw in rule_sites(root, document):
         for rule in model.RULES:
             try:
                 python = bool(rule.check(View(raw)))
@@ -132,12 +133,12 @@ def test_every_rule_is_refused_by_cel_somewhere_in_the_table():
     for case in CASES:
         for model, raw in rule_sites(LLMDeployment, manifest(case.spec, case.name)):
             refused |= {rule.cel for rule in model.RULES if not cel_verdict(rule, raw)}
-    every = {rule.cel for model in _all_models() for rule in model.RULES}
+    every = {rule.cel for model in _all_models(LLMDeployment) for rule in model.RULES}
     assert every - refused == set()
 
 
-def _all_models() -> set[type[SpecModel]]:
-    found, todo = set(), [LLMDeployment]
+def _all_models(root: type[SpecModel]) -> set[type[SpecModel]]:
+    found, todo = set(), [root]
     while todo:
         model = todo.pop()
         if model not in found:
@@ -150,3 +151,44 @@ def _all_models() -> set[type[SpecModel]]:
 @given(spec=llmdeployment_specs())
 def test_generated_specs_get_the_same_verdict_from_both_halves(spec):
     assert_halves_agree(manifest(spec, "generated"))
+
+
+def _gateway(name: str = "shared", **spec: Any) -> dict[str, Any]:
+    document = load_example("gateway.yaml")
+    document["metadata"]["name"] = name
+    document["spec"].update(spec)
+    return document
+
+
+# LLMGateway's rules: (id, document, accepted). Each rule is refused at least once.
+GATEWAY_CASES = [
+    ("example", _gateway(), True),
+    ("nodeport-with-key", _gateway(service={"type": "NodePort"}), True),
+    ("loadbalancer-without-key", _gateway(apiKeySecretRef=None, service={"type": "LoadBalancer"}), False),
+    ("nodeport-open-on-purpose", _gateway(apiKeySecretRef=None, service={"type": "NodePort", "allowUnauthenticated": True}), True),
+    ("nodeport-open-false", _gateway(apiKeySecretRef=None, service={"type": "NodePort", "allowUnauthenticated": False}), False),
+    ("clusterip-without-key", _gateway(apiKeySecretRef=None, service={"type": "ClusterIP"}), True),
+    ("name-longest", _gateway("g" * 55), True),
+    ("name-too-long", _gateway("g" * 56), False),
+    ("name-uppercase", _gateway("Shared"), False),
+]
+
+
+def _without_nulls(document: dict[str, Any]) -> dict[str, Any]:
+    return {key: _without_nulls(value) if isinstance(value, dict) else value
+            for key, value in document.items() if value is not None}
+
+
+@pytest.mark.parametrize("document,accepted", [case[1:] for case in GATEWAY_CASES], ids=[case[0] for case in GATEWAY_CASES])
+def test_gateway_rules_get_the_same_verdict_from_both_halves(document, accepted):
+    document = _without_nulls(document)
+    assert assert_halves_agree(document, LLMGateway) > 0
+    verdicts = [cel_verdict(rule, raw) for model, raw in rule_sites(LLMGateway, document) for rule in model.RULES]
+    assert all(verdicts) == accepted
+
+
+def test_every_gateway_rule_is_refused_by_cel_somewhere_in_its_table():
+    refused = {rule.cel for _, document, _ in GATEWAY_CASES
+               for model, raw in rule_sites(LLMGateway, _without_nulls(document))
+               for rule in model.RULES if not cel_verdict(rule, raw)}
+    assert {rule.cel for model in _all_models(LLMGateway) for rule in model.RULES} - refused == set()

@@ -7,8 +7,11 @@ import pytest
 import yaml
 from lupa import LuaRuntime
 
+from llm_operator.gateway_status import compute_gateway_status
+from llm_operator.render.gateway import GatewayRoute
 from llm_operator.status import Observed, compute_status, invalid_spec_status
 from support import REPO, llmd
+from test_gateway_render import gateway
 
 SPEC = {"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}}}
 READY_DEPLOYMENT = {"metadata": {"generation": 1},
@@ -18,16 +21,16 @@ UNSCHEDULABLE_POD = {"metadata": {"name": "p"}, "status": {"conditions": [{
     "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."}]}}
 
 
-def health_check() -> str:
+def health_check(kind: str = "LLMDeployment") -> str:
     text = (REPO / "docs" / "gitops.md").read_text()
     block = re.search(r"```yaml\n(data:\n  resource\.customizations\.health\.llmops\.dev_LLMDeployment:.*?)```", text, re.S)
     assert block, "the health check block is missing from docs/gitops.md"
-    return yaml.safe_load(block[1])["data"]["resource.customizations.health.llmops.dev_LLMDeployment"]
+    return yaml.safe_load(block[1])["data"][f"resource.customizations.health.llmops.dev_{kind}"]
 
 
-def assess(obj):
+def assess(obj, kind="LLMDeployment"):
     lua = LuaRuntime(unpack_returned_tuples=True)
-    function = lua.eval("function(obj)\n" + health_check() + "\nend")
+    function = lua.eval("function(obj)\n" + health_check(kind) + "\nend")
     result = function(lua.table_from(obj, recursive=True))
     return result["status"], result["message"]
 
@@ -53,3 +56,28 @@ def test_argo_cd_health(obj, expected):
     assert status == expected, message
     if expected == "Degraded":
         assert "Insufficient nvidia.com/gpu" in message or "spec.llm.gpus" in message
+
+
+GATEWAY_DEPLOYMENT = {"metadata": {"generation": 1}, "spec": {"replicas": 1},
+                      "status": {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}}
+ROUTE = GatewayRoute("chat-a", "chat", "llm", None)
+
+
+def gateway_health(llmd_phase, deployment=GATEWAY_DEPLOYMENT, generation=1):
+    llmds = {"chat": {"status": {"phase": llmd_phase, "roles": {"llm": {"replicas": 1, "readyReplicas": 0}}}}}
+    status = compute_gateway_status(gateway(generation=generation), [ROUTE], [], llmds, deployment)
+    return assess({"metadata": {"name": "shared", "generation": generation}, "status": status}, "LLMGateway")
+
+
+@pytest.mark.parametrize("llmd_phase,deployment,expected", [
+    ("Ready", GATEWAY_DEPLOYMENT, "Healthy"),
+    ("Ready", None, "Progressing"),  # its own pods are starting
+    ("Downloading", GATEWAY_DEPLOYMENT, "Progressing"),  # a model on its way: not broken
+    ("Degraded", GATEWAY_DEPLOYMENT, "Degraded"),
+    ("Failed", GATEWAY_DEPLOYMENT, "Degraded"),
+])
+def test_argo_cd_health_of_a_gateway(llmd_phase, deployment, expected):
+    status, message = gateway_health(llmd_phase, deployment)
+    assert status == expected, message
+    if llmd_phase != "Ready":
+        assert "LLMDeployment chat is " + llmd_phase in message

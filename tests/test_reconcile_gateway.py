@@ -137,14 +137,26 @@ def test_pending_while_the_gateway_pods_start():
         assert condition(status, "Ready")["reason"] == "GatewayStarting"
 
 
-def test_a_selected_llmdeployment_that_is_not_ready_is_the_reason():
+def test_a_selected_llmdeployment_on_its_way_to_ready_keeps_the_gateway_pending_with_it_as_the_reason():
     status = compute_gateway_status(gateway(), [ROUTE], [], {"chat": deployment("chat", "chat-a", ready=False)},
                                     READY_DEPLOYMENT)
+    assert status["phase"] == "Pending"
+    ready = condition(status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "LLMDeploymentNotReady")
+    assert ready["message"].startswith("LLMDeployment chat is Downloading (chat-a 0/1 replicas ready)")
+    assert condition(status, "Degraded")["status"] == "False"
+    assert condition(status, "Progressing")["status"] == "True"
+    assert status["models"]["chat-a"]["readyReplicas"] == 0
+
+
+def test_a_selected_llmdeployment_that_is_degraded_degrades_the_gateway():
+    broken = deployment("chat", "chat-a", ready=False)
+    broken["status"]["phase"] = "Degraded"
+    status = compute_gateway_status(gateway(), [ROUTE], [], {"chat": broken}, READY_DEPLOYMENT)
     assert status["phase"] == "Degraded"
     degraded = condition(status, "Degraded")
-    assert degraded["reason"] == "LLMDeploymentNotReady"
-    assert degraded["message"].startswith("LLMDeployment chat is Downloading (chat-a 0/1 replicas ready)")
-    assert status["models"]["chat-a"]["readyReplicas"] == 0
+    assert (degraded["status"], degraded["reason"]) == ("True", "LLMDeploymentNotReady")
+    assert degraded["message"].startswith("LLMDeployment chat is Degraded (chat-a 0/1 replicas ready)")
 
 
 def test_no_models_and_name_conflicts_are_reasons():

@@ -2,10 +2,11 @@
 
 Phases, most severe first:
 - Failed: the API server refused one of the gateway's objects (or the spec cannot be served).
-- Degraded: the gateway runs, but not every model behind it may answer: a selected LLMDeployment
-  is not Ready, two of them serve the same name, the selector matches nothing, or an object of a
-  child's name exists that the operator did not make.
-- Pending: the gateway's own pods are not all ready yet.
+- Degraded: the gateway runs, but not every model behind it can answer: a selected LLMDeployment
+  is Degraded or Failed, two of them serve the same name, the selector matches nothing, or an
+  object of a child's name exists that the operator did not make.
+- Pending: the gateway's own pods are not all ready yet, or a selected LLMDeployment is still on its
+  way to Ready (downloading, starting): waiting, not broken, so GitOps tools see it progressing.
 - Ready: the gateway's pods and every model behind it are ready.
 """
 
@@ -59,7 +60,13 @@ def compute_gateway_status(gateway: LLMGateway, routes: list[GatewayRoute], rout
     by_deployment: dict[str, list[GatewayRoute]] = {}
     for route in routes:
         by_deployment.setdefault(route.llmdeployment, []).append(route)
-    problems += [p for p in (_deployment_problem(name, owned, llmds.get(name)) for name, owned in by_deployment.items()) if p]
+    waiting = []
+    for name, owned in by_deployment.items():
+        problem = _deployment_problem(name, owned, llmds.get(name))
+        if problem and ((llmds.get(name) or {}).get("status") or {}).get("phase") in ("Degraded", "Failed"):
+            problems.append(problem)
+        elif problem:
+            waiting.append(problem)
     seen = deployment is not None and (deployment.get("status") or {}).get("observedGeneration") == \
         (deployment.get("metadata") or {}).get("generation")
     pods_ready = _gateway_ready(deployment, seen)
@@ -67,16 +74,17 @@ def compute_gateway_status(gateway: LLMGateway, routes: list[GatewayRoute], rout
         phase, problems = "Failed", [Problem("ApplyFailed", f"The API server refused {apply_error}"), *problems]
     elif problems:
         phase = "Degraded"
-    elif not pods_ready:
+    elif waiting or not pods_ready:
         phase = "Pending"
     else:
         phase = "Ready"
     first = problems[0] if problems else None
+    reasons = problems + waiting
     if phase == "Ready":
         ready = ("True", "Ready", f"Routing to {len(routes)} models, all ready.")
-    elif first:
-        more = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        ready = ("False", first.reason, short_message(first.message + more))
+    elif reasons:
+        more = f" ({len(reasons) - 1} more problems)" if len(reasons) > 1 else ""
+        ready = ("False", reasons[0].reason, short_message(reasons[0].message + more))
     else:
         ready = ("False", "GatewayStarting", "Waiting for the gateway's pods to be ready.")
     conditions = [
