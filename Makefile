@@ -11,7 +11,7 @@ export LLMOPS_CACHE_DIR := $(CACHE_DIR)
 
 BIN := $(VENV)/bin
 
-.PHONY: venv test unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint cpu-image gateway-image tiny-models demo demo-down bench bench-gateway clean
+.PHONY: venv test unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint cpu-image gateway-image tiny-models demo demo-down bench bench-gateway test-faults clean
 
 ## Python environment of the operator, runtime and tests (fast when present).
 venv: $(VENV)/.installed
@@ -80,6 +80,12 @@ bench: cluster-up
 ## (not part of `make test`; see docs/performance.md). Bounded: a few hundred requests on this machine.
 bench-gateway: demo
 	$(BIN)/python e2e/bench_gateway.py
+
+## The fault suite alone (it runs in `make test` too): the operator killed mid-write, the API server
+## and etcd restarted, a stalled watch, APF throttling, deletes racing reconciles. Prints the table of
+## docs/reliability.md; LLMOPS_FAULT_SEED=<n> repeats a run's kill moments.
+test-faults: venv cluster-tools
+	$(BIN)/pytest -s e2e/test_faults.py
 
 ## Stop the demo's operator and the control plane.
 demo-down:

@@ -157,6 +157,27 @@ def test_the_reflector_resumes_from_the_last_version_and_skips_bookmarks():
     assert reflector.store.get("ns", "a") is None
 
 
+def test_a_watch_that_stalls_is_reopened_from_the_last_version_without_a_relist():
+    """A connection a proxy stopped forwarding delivers nothing and never closes: the read times out
+    (after the reflector's stall_seconds) and the watch resumes from the last version it saw."""
+    server = FakeServer([obj("a", 1)], 1, [[{"type": "ADDED", "object": obj("b", 5)}], [], [{"type": "ADDED", "object": obj("c", 6)}]])
+    original_list = server.list_call
+
+    def stall_the_second_watch(**kwargs):
+        response = original_list(**kwargs)
+        if kwargs.get("watch") and len(server.watches) == 2:
+            def silent():
+                raise TimeoutError("The read operation timed out")
+                yield  # a generator, as lines() is
+            response.lines = silent
+        return response
+    server.list_call = stall_the_second_watch
+    reflector, changes = run_reflector(server)
+    assert server.watched_from[:3] == ["1", "5", "5"] and server.lists == 1
+    assert changes == [("MODIFIED", "a"), ("ADDED", "b"), ("ADDED", "c")]
+    assert all(response.closed for response in server.watches)
+
+
 class ApiKube:
     """The wrapped Kube: counts reads, answers writes with the object as stored."""
 

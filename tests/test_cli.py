@@ -46,7 +46,7 @@ def test_render_takes_every_flag_that_changes_what_run_applies():
         return {option for action in parser._actions for option in action.option_strings}
 
     runtime_only = {"--namespace", "--kubeconfig", "--metrics-address", "--health-address", "--workers",
-                    "--resync-seconds", "--crd-wait-seconds", "--log-format", "-v", "--verbose",
+                    "--resync-seconds", "--watch-stall-seconds", "--crd-wait-seconds", "--log-format", "-v", "--verbose",
                     "--leader-election-namespace", "--leader-election-id", "--lease-seconds"}
     assert rendering_flags("run") - runtime_only <= rendering_flags("render")
     hub = run("render", "-f", "examples/minimal.yaml", "--modelscope-endpoint", "http://hub.local:8500",

@@ -96,6 +96,18 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced_not_failed(serve
     assert server.connections == 2
 
 
+def test_a_connection_idle_too_long_is_not_reused(server, monkeypatch):
+    """One a proxy stalled without closing would look open: a request on it would hang."""
+    import llm_operator.k8s.transport as transport
+    kube = Transport(configured(server))
+    kube.request("GET", "/first").data
+    kube.request("GET", "/soon").data
+    monkeypatch.setattr(transport, "MAX_IDLE_SECONDS", 0.1)
+    time.sleep(0.2)
+    kube.request("GET", "/late").data
+    assert server.connections == 2
+
+
 def test_an_error_carries_the_api_servers_message_and_keeps_the_connection(server):
     kube = Transport(configured(server))
     with pytest.raises(ApiException) as raised:

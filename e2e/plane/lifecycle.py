@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -255,6 +256,24 @@ class Plane:
                                      + tail(self.cfg.log(name), 30))
 
         wait_until(what, ready, timeout, check=check, logs_hint=f"; logs are in {self.cfg.logs_dir}")
+
+    # -- restart one component (the fault tests) -----------------------------------------------
+
+    def restart(self, name: str, down_seconds: float = 0.0, timeout: float = 60.0) -> float:
+        """Stop one control plane component (SIGTERM, as a rolling upgrade does), keep it down for
+        `down_seconds`, start it again with its data (etcd keeps its data dir) and wait until it
+        serves. Returns the seconds it was not serving."""
+        if name not in ("etcd", "kube-apiserver"):
+            raise PlaneError(f"restart supports etcd and kube-apiserver, not {name}")
+        pids = read_pids(self.cfg)
+        started = time.monotonic()
+        stop_pids([(name, pids[name])], grace=5.0)  # the API server waits for its in-flight requests
+        time.sleep(down_seconds)
+        pids[name] = spawn(self.cfg, name, ARGV[name](self.cfg))
+        write_pids(self.cfg, pids)
+        etcd_health = f"http://127.0.0.1:{self.cfg.etcd_port}/health"
+        self._wait(f"{name} after its restart", lambda: get_ok(etcd_health) and self.apiserver_ready(), timeout)
+        return time.monotonic() - started
 
     # -- down --------------------------------------------------------------------------------
 

@@ -95,6 +95,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Tex
                                     namespaces=tuple(args.namespaces),
                                     lease_name=args.leader_election_id, lease_seconds=args.lease_seconds,
                                     workers=args.workers, resync_seconds=args.resync_seconds,
+                                    watch_stall_seconds=args.watch_stall_seconds,
                                     crd_wait_seconds=args.crd_wait_seconds)
     metrics_host, metrics_port = args.metrics_address.rsplit(":", 1)
     start_http_server(int(metrics_port), addr=metrics_host)
@@ -162,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--lease-seconds", type=int, default=15,
                             help="how long a follower waits for a silent leader before taking over")
     run_parser.add_argument("--resync-seconds", type=float, default=300.0, help="reconcile every object this often")
+    run_parser.add_argument("--watch-stall-seconds", type=float, default=90.0,
+                            help="reopen a watch that delivered nothing, not even the API server's "
+                                 "once-a-minute bookmark, for this long (a connection a proxy stalled)")
     run_parser.add_argument("--crd-wait-seconds", type=float, default=60.0,
                             help="how long to wait at start for the LLMDeployment CRD before exiting")
     run_parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")

@@ -58,6 +58,7 @@ class OperatorContext:
     lease_seconds: int = 15
     workers: int = 4
     resync_seconds: float = 300.0
+    watch_stall_seconds: float = 90.0  # a watch silent this long is reopened (k8s/cache.py Reflector)
     crd_wait_seconds: float = 60.0
     queue: WorkQueue | None = None
     elector: LeaderElector | None = None
@@ -147,7 +148,7 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_)
     # Reconciles read from watch caches; the reflectors' threads queue every change themselves.
     memo.kube = CachedKube(memo.kube, memo.namespaces, partial(_changed, memo),
                            managed_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}", owner_label=DEPLOYMENT_LABEL,
-                           gateways=memo.gateways_served)
+                           gateways=memo.gateways_served, watch_stall_seconds=memo.watch_stall_seconds)
     memo.kube.start()
     if not await asyncio.to_thread(wait_synced, memo.kube.reflectors, 60):
         log.warning("Started before every watch cache was filled: reconciles read the API server until they are")

@@ -277,13 +277,18 @@ class Reflector:
     """
 
     WATCH_SECONDS = 300  # the API server ends each watch after this; the reflector resumes it
+    # The API server sends a bookmark on every watch about once a minute (its watch cache's
+    # bookmark frequency), so a watch silent for longer has stalled without closing (a load
+    # balancer or proxy that dropped it): it is reopened from the last version seen.
+    STALL_SECONDS = 90.0
     ECHO_WAIT_SECONDS = 0.01
     RETRY_SECONDS = (1, 2, 5, 10, 30)
 
     def __init__(self, name: str, list_call: Callable[..., Any], store: Store,
                  on_change: Callable[[str, dict[str, Any]], None], label_selector: str | None = None,
-                 kind: tuple[str, str] | None = None) -> None:
+                 kind: tuple[str, str] | None = None, stall_seconds: float | None = None) -> None:
         self.name = name
+        self.stall_seconds = stall_seconds or self.STALL_SECONDS
         self.list_call = list_call
         self.store = store
         self.on_change = on_change
@@ -338,7 +343,7 @@ class Reflector:
         Not the client's `watch.Watch`: it builds the client's model classes from every event (and
         encodes each to JSON once more to do so), most of the operator's CPU at scale."""
         response = self.list_call(watch="true", resourceVersion=version, allowWatchBookmarks="true",
-                                  timeoutSeconds=str(self.WATCH_SECONDS), timeout=(10, self.WATCH_SECONDS + 30),
+                                  timeoutSeconds=str(self.WATCH_SECONDS), timeout=(10, self.stall_seconds),
                                   **self._selector())
         try:
             for line in response.lines():
@@ -347,20 +352,21 @@ class Reflector:
         finally:
             response.close()
 
-    def _watch(self, version: str) -> None:
-        """Follow changes from `version` until asked to stop; raises ApiException(410) to relist."""
+    def _watch(self) -> None:
+        """Follow changes from `self.version` until asked to stop; raises ApiException(410) to
+        relist, and TimeoutError when the watch stalled."""
         while not self._stop.is_set():
-            for line in self._events(version):
+            for line in self._events(self.version):
                 echo = peek_resource_version(line)
                 if echo is not None and self.store.is_echo(echo, self.ECHO_WAIT_SECONDS):
-                    version = str(echo)
+                    self.version = str(echo)
                     continue
                 event = self._read_event(line)
                 obj = event["object"]
                 if event["type"] == "ERROR":
                     obj = decode(line)["object"]  # a Status, which a slim reader does not keep
                     raise ApiException(status=obj.get("code", 500), reason=obj.get("message", "watch error"))
-                version = obj["metadata"].get("resourceVersion", version)
+                self.version = obj["metadata"].get("resourceVersion", self.version)
                 if event["type"] == "BOOKMARK":
                     continue
                 obj = self._typed(obj)
@@ -372,19 +378,32 @@ class Reflector:
 
     def _run(self) -> None:
         failures = 0
+        self.version: str | None = None  # of the last list or event seen; None: list first
         while not self._stop.is_set():
             try:
-                version = self._list()
-                self.synced.set()
+                if self.version is None:
+                    self.version = self._list()
+                    self.synced.set()
                 failures = 0
-                self._watch(version)
+                self._watch()
+            except TimeoutError:
+                log.warning("Reopened the watch of %s: nothing came, not even a bookmark, for %.0fs",
+                            self.name, self.stall_seconds)
+                continue  # from the last version seen: a stalled connection lost nothing the server kept
             except ApiException as error:
+                self.version = None
                 if error.status == 410:
                     log.info("Relisted %s: the watch could not resume (410 Gone)", self.name)
                     continue
                 failures += 1
                 log.warning("Failed to watch %s: %s %s", self.name, error.status, error.reason)
+            except ConnectionRefusedError:
+                # Nothing listens (the API server restarting): asking again costs it nothing, and
+                # the sooner the watch is back, the sooner changes made meanwhile are seen.
+                self.version, failures = None, 1
+                log.warning("Failed to watch %s: the API server refused the connection", self.name)
             except Exception as error:  # noqa: BLE001 - a reflector never dies; it lists again
+                self.version = None
                 failures += 1
                 log.warning("Failed to watch %s: %s", self.name, error)
             self._stop.wait(self.RETRY_SECONDS[min(failures, len(self.RETRY_SECONDS)) - 1])
@@ -424,7 +443,8 @@ class CachedKube:
     """
 
     def __init__(self, kube, namespaces: tuple[str, ...], on_change: Callable[[str, str, dict[str, Any]], None],
-                 managed_selector: str, owner_label: str, gateways: bool = False) -> None:
+                 managed_selector: str, owner_label: str, gateways: bool = False,
+                 watch_stall_seconds: float | None = None) -> None:
         self.kube = kube
         self.stores = {LLMDEPLOYMENT: Store(), **({LLMGATEWAY: Store()} if gateways else {}),
                        **{kind: Store(owner_label) for kind in (POD, *CHILD_KINDS)}}
@@ -433,7 +453,7 @@ class CachedKube:
             Reflector(f"{kind} in {ns or 'all namespaces'}", kube.lister(kind, ns), self.stores[kind],
                       partial(on_change, kind),
                       label_selector=None if kind in (LLMDEPLOYMENT, LLMGATEWAY) else managed_selector,
-                      kind=(api_version(kind), kind))
+                      kind=(api_version(kind), kind), stall_seconds=watch_stall_seconds)
             for kind in self.stores for ns in where
         ]
 

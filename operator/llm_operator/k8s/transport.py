@@ -38,6 +38,12 @@ AUTH_REFRESH_SECONDS = 10.0
 
 MAX_LINE = 65536  # of a status line, a header or a chunk-size line
 
+# A kept connection idle longer than this is closed, not reused: one that a load balancer or a
+# half-dead peer stopped answering without closing looks idle and open, and a request on it would
+# hang until its read timeout (90 s for a write). client-go's HTTP/2 transport guards against the
+# same with a ping after 30 s of silence; a new TLS connection now and then costs far less.
+MAX_IDLE_SECONDS = 15.0
+
 
 class ProtocolError(ConnectionError):
     """The server's answer was not HTTP/1.1 as this module reads it, or ended early."""
@@ -49,6 +55,7 @@ class _Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader = sock.makefile("rb", buffering=MAX_LINE)
+        self.idle_since = time.monotonic()
 
     def line(self) -> bytes:
         line = self.reader.readline(MAX_LINE + 1)
@@ -65,6 +72,8 @@ class _Connection:
     def idle_and_open(self) -> bool:
         """Whether a kept connection can carry the next request: a server that closed it (or wrote
         to it unasked) makes it readable while idle."""
+        if time.monotonic() - self.idle_since > MAX_IDLE_SECONDS:
+            return False
         if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
             return False
         return not select.select([self.sock], [], [], 0)[0]
@@ -249,6 +258,7 @@ class Transport:
         if not reusable or getattr(self._idle, "connection", None) is not None:
             connection.close()
         else:
+            connection.idle_since = time.monotonic()
             self._idle.connection = connection
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
