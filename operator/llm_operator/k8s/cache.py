@@ -289,6 +289,7 @@ class Reflector:
                  kind: tuple[str, str] | None = None, stall_seconds: float | None = None) -> None:
         self.name = name
         self.stall_seconds = stall_seconds or self.STALL_SECONDS
+        self.version: str | None = None  # of the last list or event seen; None: list first
         self.list_call = list_call
         self.store = store
         self.on_change = on_change
@@ -378,7 +379,6 @@ class Reflector:
 
     def _run(self) -> None:
         failures = 0
-        self.version: str | None = None  # of the last list or event seen; None: list first
         while not self._stop.is_set():
             try:
                 if self.version is None:
