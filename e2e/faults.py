@@ -51,7 +51,6 @@ class StallProxy:
         self.target_port = target_port
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
-        self._frozen: list[threading.Event] = []
         self._live: list[tuple[socket.socket, socket.socket, threading.Event]] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -124,10 +123,12 @@ def occupy(server: str, kubeconfig: Path, path: str, seconds: float, threads: in
     token = config["users"][0]["user"]["token"]
     context = ssl.create_default_context(cadata=base64.b64decode(
         config["clusters"][0]["cluster"]["certificate-authority-data"]).decode())
-    codes: dict[int, int] = {}
+    counts: list[dict[int, int]] = []
     deadline = time.monotonic() + seconds
 
     def send() -> None:
+        codes: dict[int, int] = {}  # one per thread, added up at the end
+        counts.append(codes)
         while time.monotonic() < deadline:
             request = urllib.request.Request(server + path, headers={"Authorization": f"Bearer {token}",
                                                                      "User-Agent": "faults-load"})
@@ -144,7 +145,7 @@ def occupy(server: str, kubeconfig: Path, path: str, seconds: float, threads: in
         worker.start()
     for worker in workers:
         worker.join()
-    return codes
+    return {code: sum(codes.get(code, 0) for codes in counts) for code in set().union(*counts)}
 
 
 # ---------------------------------------------------------------- what must hold
