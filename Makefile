@@ -49,7 +49,7 @@ golden: venv
 	$(BIN)/pytest tests --update-golden -q
 
 ## Build (or reuse from $(CACHE_DIR)/bin) etcd, kube-apiserver, kube-controller-manager,
-## kube-scheduler, kubectl, kubelet, kube-proxy, kwok and helm, and install the real node's Debian
+## kube-scheduler, kubectl, kubelet, kube-proxy, kwok, helm, Prometheus and KEDA (operator, adapter), and install the real node's Debian
 ## packages (containerd, runc, CNI plugins, ...) when missing. Cold: see e2e/cluster/build.sh; warm: instant.
 cluster-tools:
 	bash e2e/cluster/build.sh

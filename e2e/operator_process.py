@@ -95,13 +95,11 @@ class OperatorProcess:
     def start(self, timeout: float = 30.0, lead: bool = True) -> None:
         """Start, and wait for /healthz and, with `lead`, for the Lease (a process that shares it
         with a running one passes lead=False)."""
-        # Every operator of the tests, and the demo's, points init containers at the same hubs:
-        # then they all render the very same pods and none undoes another's work.
         command = [str(Path(sys.executable).parent / "llm-operator"), "run",
                    f"--kubeconfig={self.kubeconfig}",
                    f"--metrics-address=127.0.0.1:{self.metrics_port}",
                    f"--health-address=127.0.0.1:{self.health_port}",
-                   *serving.operator_hub_flags(serving.pod_hub_host(plane.Config.from_env())),
+                   *serving.operator_render_flags(plane.Config.from_env()),
                    *([f"--resync-seconds={self.resync_seconds:g}"] if self.resync_seconds is not None else []),
                    f"--leader-election-namespace={self.lease[0]}", f"--leader-election-id={self.lease[1]}",
                    *self.extra_args]
@@ -167,8 +165,10 @@ def no_other_operator(cluster):
             demo.start_operator(cluster.plane.cfg)
 
 
-def audit_writes(audit_log: Path, username: str, since_line: int = 0, namespace: str | None = None) -> dict[str, int]:
-    """Write requests a user made (in one namespace, if given), by "verb resource", from the audit log."""
+def audit_writes(audit_log: Path, username: str, since_line: int = 0, namespace: str | None = None,
+                 name: str | None = None) -> dict[str, int]:
+    """Write requests a user made (in one namespace, to objects of one name, if given), by "verb resource",
+    from the audit log."""
     counts: dict[str, int] = {}
     with open(audit_log, encoding="utf-8") as handle:
         for number, line in enumerate(handle):
@@ -178,7 +178,7 @@ def audit_writes(audit_log: Path, username: str, since_line: int = 0, namespace:
             if event.get("stage") != "ResponseComplete" or event.get("user", {}).get("username") != username:
                 continue
             ref = event.get("objectRef", {})
-            if namespace is not None and ref.get("namespace") != namespace:
+            if (namespace is not None and ref.get("namespace") != namespace) or (name is not None and ref.get("name") != name):
                 continue
             if event.get("verb") in WRITE_VERBS:
                 key = f"{event['verb']} {ref.get('resource')}{'/' + ref['subresource'] if ref.get('subresource') else ''}"

@@ -79,9 +79,13 @@ def hub_endpoints(host: str) -> dict[str, str]:
     return {hub: f"http://{host}:{port}" for hub, port in HUB_PORTS.items()}
 
 
-def operator_hub_flags(host: str) -> list[str]:
-    endpoints = hub_endpoints(host)
-    return [f"--modelscope-endpoint={endpoints['modelscope']}", f"--hf-endpoint={endpoints['hf']}"]
+def operator_render_flags(cfg: plane.Config) -> list[str]:
+    """The rendering flags of every operator the tests and the demo run: init containers pointed at
+    the local hubs, ScaledObjects at the plane's Prometheus. Then they all render the very same
+    objects and none undoes another's work."""
+    endpoints = hub_endpoints(pod_hub_host(cfg))
+    return [f"--modelscope-endpoint={endpoints['modelscope']}", f"--hf-endpoint={endpoints['hf']}",
+            f"--prometheus-url={cfg.prometheus_url}"]
 
 
 def load_example(path: Path = CPU_EXAMPLE) -> dict[str, Any]:

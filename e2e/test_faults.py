@@ -49,7 +49,7 @@ def gpu_nodes(cluster):
 @pytest.fixture(scope="module")
 def config(cluster):
     """What the operators of these tests render: the objects they must converge to."""
-    flags = serving.operator_hub_flags(serving.pod_hub_host(cluster.plane.cfg))
+    flags = serving.operator_render_flags(cluster.plane.cfg)
     return render_config(build_parser().parse_args(["render", "-f", "-", *flags]))
 
 

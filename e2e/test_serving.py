@@ -30,6 +30,8 @@ import yaml
 import plane
 import serving
 from operator_process import eventually
+from llm_operator.render.meta import upstream_stat_name
+from test_chart_monitoring import MONITORING_VALUES, exposed_families, vllm_metrics_used
 from tests.hubs import TinyModel
 from workloads import condition, get
 
@@ -354,6 +356,47 @@ def test_pod_metrics_are_where_the_pod_monitor_looks(stack, cluster):
     generated = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                  if line.startswith("vllm:generation_tokens_total{")]
     assert generated and sum(generated) > 0  # the chat request of the first test was counted
+
+
+def test_gateway_statistics_are_where_the_gateway_pod_monitor_and_scaled_objects_look(stack, cluster):
+    """The chart's second PodMonitor scrapes LLMGateway pods on their "metrics" port; a ScaledObject
+    that wakes a role from zero reads the requests counted there under the role's stat name."""
+    rendered = subprocess.run([str(cluster.bin("helm")), "template", "x", str(plane.REPO_DIR / "charts" / "llm-operator"),
+                               "--set", "vllmPodMonitor.enabled=true"], capture_output=True, text=True, check=True).stdout
+    monitor = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "PodMonitor"
+                   and d["metadata"]["name"].endswith("-gateway"))
+    selector = ",".join(f"{k}={v}" for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+    (pod,) = json.loads(stack.kubectl("get", "pods", "-l", selector, "-o", "json").stdout)["items"]
+    envoy = next(c for c in pod["spec"]["containers"] if c["name"] == "envoy")
+    port = next(p["containerPort"] for p in envoy["ports"] if p["name"] == endpoint["port"])
+    text = serving.get_text(f"http://{pod['status']['podIP']}:{port}{endpoint['path']}")
+    stat = upstream_stat_name(stack.name, "llm")
+    sent = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith(f'envoy_cluster_upstream_rq_total{{envoy_cluster_name="{stat}"}}')]
+    assert sent and sent[0] > 0, f"no requests counted for {stat}"  # the chat requests of the gateway tests
+    assert "envoy_cluster_upstream_rq_active{" in text
+    # Only the statistics: Envoy's admin API is not reachable from outside the pod.
+    for path in ("/stats", "/config_dump", "/quitquitquit"):
+        try:
+            urllib.request.urlopen(f"http://{pod['status']['podIP']}:{port}{path}", timeout=5)
+            raise AssertionError(f"{path} answered")
+        except urllib.error.HTTPError as error:
+            assert error.code == 404, path
+
+
+def test_every_vllm_series_the_chart_and_autoscaling_query_is_served(stack, cluster):
+    """The dashboard, the alerts and the ScaledObjects name vLLM series in strings: a vLLM upgrade
+    that renames one leaves a panel empty, an alert silent or a role unscaled, with no error
+    anywhere. Each must be on the real LLM pod's /metrics (tests/test_chart_monitoring.py extracts
+    them and checks the extraction against the chart)."""
+    rendered = subprocess.run([str(cluster.bin("helm")), "template", "x", str(plane.REPO_DIR / "charts" / "llm-operator"),
+                               *MONITORING_VALUES], capture_output=True, text=True, check=True).stdout
+    used = vllm_metrics_used(doc for doc in yaml.safe_load_all(rendered) if doc)
+    llm_pod = stack.pods("llm")[0]
+    text = serving.get_text(f"http://{llm_pod['status']['podIP']}:8000/metrics")
+    missing = used - exposed_families(text)
+    assert not missing, f"queried but not served by {llm_pod['metadata']['name']}: {sorted(missing)}"
 
 
 # ------------------------------------------------------------------ the cache

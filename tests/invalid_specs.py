@@ -41,6 +41,12 @@ RULE_OPEN_SERVICE = (
     "service.allowUnauthenticated: true if the endpoint is meant to be open"
 )
 RULE_AUTOSCALING = "replicas and autoscaling exclude each other: with autoscaling the autoscaler sets the number of pods"
+RULE_EXTERNAL_SETTINGS = (
+    "with provider External your own autoscaler holds the settings: remove minReplicas, maxReplicas, "
+    "metric, target and scaleDownDelaySeconds, or use provider KEDA"
+)
+RULE_MAX_REPLICAS = "autoscaling.maxReplicas is required with provider KEDA (the default): the most pods the role may have"
+RULE_KV_TARGET = "autoscaling.target of metric KVCacheUsage is a fraction of the KV cache, at most 1 (0.8 is 80 %)"
 RULE_CACHE = "set exactly one of cache.size (a new claim) and cache.existingClaim"
 RULE_PVC = (
     "revision, allowPatterns and ignorePatterns apply to modelscope:// and hf:// sources only; "
@@ -275,6 +281,42 @@ CASES = [
         _llm(replicas=2, autoscaling={"provider": "External"}),
         f"spec.llm.autoscaling: {RULE_AUTOSCALING}",
         ("spec.llm.autoscaling", RULE_AUTOSCALING),
+    ),
+    Invalid(
+        "external-autoscaling-with-settings",
+        _llm(autoscaling={"provider": "External", "maxReplicas": 3}),
+        f"spec.llm.autoscaling.provider: {RULE_EXTERNAL_SETTINGS}",
+        ("spec.llm.autoscaling.provider", RULE_EXTERNAL_SETTINGS),
+    ),
+    Invalid(
+        "keda-autoscaling-without-max",
+        _llm(autoscaling={"minReplicas": 1}),
+        f"spec.llm.autoscaling.maxReplicas: {RULE_MAX_REPLICAS}",
+        ("spec.llm.autoscaling.maxReplicas", RULE_MAX_REPLICAS),
+    ),
+    Invalid(
+        "autoscaling-min-above-max",
+        _llm(autoscaling={"minReplicas": 3, "maxReplicas": 2}),
+        "spec.llm.autoscaling.minReplicas: autoscaling.minReplicas must not exceed maxReplicas",
+        ("spec.llm.autoscaling.minReplicas", "autoscaling.minReplicas must not exceed maxReplicas"),
+    ),
+    Invalid(
+        "autoscaling-zero-target",
+        _llm(autoscaling={"maxReplicas": 2, "target": "0.0"}),
+        "spec.llm.autoscaling.target: autoscaling.target must be above 0",
+        ("spec.llm.autoscaling.target", "autoscaling.target must be above 0"),
+    ),
+    Invalid(
+        "kv-cache-target-above-one",
+        _llm(autoscaling={"maxReplicas": 2, "metric": "KVCacheUsage", "target": "80"}),
+        f"spec.llm.autoscaling.target: {RULE_KV_TARGET}",
+        ("spec.llm.autoscaling.target", RULE_KV_TARGET),
+    ),
+    Invalid(
+        "autoscaling-target-not-a-number",
+        _llm(autoscaling={"maxReplicas": 2, "target": "80%"}),
+        "spec.llm.autoscaling.target: String should match pattern '^[0-9]{1,6}([.][0-9]{1,6})?$'",
+        ("spec.llm.autoscaling.target", "should match"),
     ),
     Invalid(
         "file-and-allow-patterns",

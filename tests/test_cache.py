@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llm_operator.k8s import CHILD_KINDS
 from llm_operator.k8s.cache import Store
 
 
@@ -180,6 +181,8 @@ def test_a_watch_that_stalls_is_reopened_from_the_last_version_without_a_relist(
 
 class ApiKube:
     """The wrapped Kube: counts reads, answers writes with the object as stored."""
+
+    child_kinds = CHILD_KINDS
 
     def __init__(self):
         self.reads, self.version = 0, 100

@@ -15,6 +15,8 @@ from llm_operator.names import HASH_ANNOTATION
 from llm_operator.render import RenderConfig, render_gateway
 from llm_operator.render.gateway import (
     HEALTH_PORT,
+    METRICS_PORT,
+    WAKE_HOLD_SECONDS,
     ROUTER_BASE_PORT,
     GatewayRoute,
     envoy_config,
@@ -153,7 +155,12 @@ def test_an_exposed_gateway_without_a_key_is_refused():
 def test_envoy_has_a_loopback_cluster_per_router_and_one_per_service_with_an_address():
     config = envoy_config(ROUTES)
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
-    assert sorted(clusters) == ["router-0", "router-1", "router-2", "service-0", "service-1"]
+    assert sorted(clusters) == ["admin", "probe-0", "probe-1", "probe-2", "router-0", "router-1", "router-2",
+                                "service-0", "service-1"]
+    assert "alt_stat_name" not in clusters["probe-0"]  # the kubelet's probes are no demand for the model
+    # Statistics name each upstream by LLMDeployment and role, whatever the route order.
+    assert clusters["router-1"]["alt_stat_name"] == "rag_embedding"
+    assert clusters["service-1"]["alt_stat_name"] == "rag_embedding_service"
 
     def address(name):
         return clusters[name]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
@@ -167,6 +174,49 @@ def test_envoy_has_a_loopback_cluster_per_router_and_one_per_service_with_an_add
         "envoy.filters.http.json_to_metadata", "envoy.filters.http.lua", "envoy.filters.http.router"]
 
 
+def test_only_envoys_statistics_leave_the_pod_and_only_through_the_metrics_port():
+    config = envoy_config(ROUTES)
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    listeners = {l["name"]: l for l in config["static_resources"]["listeners"]}
+    metrics = listeners["metrics"]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert listeners["metrics"]["address"]["socket_address"]["port_value"] == METRICS_PORT
+    (route,) = metrics["route_config"]["virtual_hosts"][0]["routes"]
+    assert route == {"match": {"path": "/metrics"}, "route": {"cluster": "admin", "prefix_rewrite": "/stats/prometheus"}}
+    for name in ("api", "health"):
+        manager = listeners[name]["filter_chains"][0]["filters"][0]["typed_config"]
+        assert all(r.get("route", {}).get("cluster") != "admin" for r in manager["route_config"]["virtual_hosts"][0]["routes"])
+    envoy = by_kind_and_name(render_gateway(gateway(), ROUTES))[("Deployment", "shared-gateway")]
+    ports = {p["name"]: p["containerPort"] for p in envoy["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert ports["metrics"] == METRICS_PORT
+
+
+def test_requests_for_a_model_that_scales_to_zero_are_held_while_it_wakes():
+    sleepy = GatewayRoute("sleepy", "night", "llm", None, "10.96.0.12:8000", wakes=True)
+    config = envoy_config([ROUTES[0], sleepy])
+    api = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    *held, fallback = api["route_config"]["virtual_hosts"][0]["routes"]
+    assert [r["route"]["cluster"] for r in held] == ["router-1", "service-1"]  # not router-0: it never sleeps
+    for route in held:
+        (header,) = route["match"]["headers"]
+        assert header == {"name": "x-llm-gateway-upstream", "string_match": {"exact": route["route"]["cluster"]}}
+        policy = route["route"]["retry_policy"]
+        assert policy["num_retries"] == WAKE_HOLD_SECONDS and "connect-failure" in policy["retry_on"]
+        assert policy["retry_back_off"]["max_interval"] == "2s"
+    assert fallback["route"]["retry_policy"]["num_retries"] == 3
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    assert clusters["router-1"]["circuit_breakers"]["thresholds"][0]["max_retries"] >= 1024
+    assert "circuit_breakers" not in clusters["router-0"]
+
+
+def test_routes_of_roles_that_scale_to_zero_wake():
+    sleepy = llmd({"llm": {"model": {"source": "hf://a/b", "servedName": "night"},
+                           "autoscaling": {"minReplicas": 0, "maxReplicas": 2}}}, "night", namespace="team")
+    awake = llmd({"llm": {"model": {"source": "hf://a/c", "servedName": "day"},
+                          "autoscaling": {"minReplicas": 1, "maxReplicas": 2}}}, "day", namespace="team")
+    routes, _ = gateway_routes([sleepy, awake])
+    assert {route.served_name: route.wakes for route in routes} == {"night": True, "day": False}
+
+
 # ---------------------------------------------------------------- the Lua front, run in Lua
 
 HARNESS = """
@@ -177,7 +227,9 @@ function request(headers, model)
                 remove = function(_, name) handle.sent[name] = nil end,
                 replace = function(_, name, value) handle.sent[name] = value end}
   function handle:headers() return view end
-  function handle:respond(reply, body) self.status = reply[":status"]; self.body = body end
+  function handle:respond(reply, body)
+    self.status = reply[":status"]; self.body = body; self.retry_after = reply["retry-after"]
+  end
   function handle:clearRouteCache() self.rerouted = true end
   function handle:streamInfo()
     return {dynamicMetadata = function()
@@ -189,6 +241,14 @@ function request(headers, model)
   end
   envoy_on_request(handle)
   return handle
+end
+
+function response(status, retry_after)
+  local sent = {[":status"] = status, ["retry-after"] = retry_after}
+  local view = {get = function(_, name) return sent[name] end,
+                add = function(_, name, value) sent[name] = value end}
+  envoy_on_response({headers = function() return view end})
+  return sent
 end
 """
 
@@ -210,6 +270,7 @@ def front(tmp_path):
         sent = {":method": method, ":path": path, **({"authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
         return lua.globals().request(lua.table_from(sent), model)
     call.tmp_path = tmp_path
+    call.lua = lua
     return call
 
 
@@ -236,6 +297,15 @@ def test_apis_the_router_does_not_serve_go_to_the_models_service(front):
     assert front(path="/v1/embeddings", model="embed-b").sent["x-llm-gateway-upstream"] == "router-1"
     waiting = front(path="/v1/rerank", model="open-c")  # no Service address yet
     assert waiting.status == "503" and error_of(waiting)["code"] == "model_not_ready"
+    assert waiting.retry_after == "30"
+
+
+def test_an_upstream_503_tells_the_client_when_to_retry(front):
+    response = front.lua.globals().response
+    assert response("503", None)["retry-after"] == "30"  # e.g. a model that did not wake in time
+    assert response("503", "5")["retry-after"] == "5"  # the upstream's own advice wins
+    assert response("200", None)["retry-after"] is None
+    assert response("429", None)["retry-after"] is None
 
 
 def test_missing_or_wrong_keys_get_401(front):

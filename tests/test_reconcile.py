@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from llm_operator.k8s import ApplyRejected
+from llm_operator.k8s import CHILD_KINDS, ApplyRejected
 from llm_operator.reconcile import FAILED_RETRY_SECONDS, reconcile
 from llm_operator.render import RenderConfig
 from support import manifest
@@ -16,6 +16,8 @@ SPEC = {"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}}}
 class MemoryKube:
     """The few API calls reconcile makes, over dicts. Deployments behave like the real ones: an
     apply that changes the spec bumps metadata.generation and leaves status for the controller."""
+
+    child_kinds = CHILD_KINDS  # a cluster without KEDA, unless a test adds ScaledObject
 
     def __init__(self, llmd):
         self.llmd = llmd

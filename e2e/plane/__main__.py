@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({cfg.nodes} kwok nodes with {cfg.gpus_per_node} {GPU_RESOURCE} each"
               + (f"; real node {cfg.node_name} at {cfg.node_ip}" if cfg.real_node else "") + ")")
         kubectl = binary_path("kubectl")
+        if cfg.autoscaling:
+            print(f"Prometheus at {cfg.prometheus_url}; KEDA serves external.metrics.k8s.io")
         print(f"Use it with:\n  export KUBECONFIG={cfg.kubeconfig}\n  {kubectl} get nodes\n"
               f"Audit log: {cfg.audit_log}\nStop it with: make cluster-down")
         return 0

@@ -26,6 +26,9 @@ _VERSION_VAR = {
     "kube-proxy": "KUBERNETES",
     "kwok": "KWOK",
     "helm": "HELM",
+    "keda-operator": "KEDA",
+    "keda-adapter": "KEDA",
+    "prometheus": "PROMETHEUS",
 }
 BINARIES = tuple(_VERSION_VAR)
 
@@ -54,6 +57,11 @@ def binary_path(name: str) -> Path:
         raise KeyError(f"Unknown control plane binary {name!r}; known: {', '.join(BINARIES)}")
     version = versions()[name]
     return cache_dir() / "bin" / f"{name}-{version}" / name
+
+
+def keda_crd_dir() -> Path:
+    """KEDA's CRDs (its module's config/crd/bases), which build.sh caches beside keda-operator."""
+    return binary_path("keda-operator").parent / "crds"
 
 
 def missing_binaries() -> list[str]:

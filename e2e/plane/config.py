@@ -26,6 +26,17 @@ REAL_NODE_TOLERATIONS = [{"key": REAL_NODE_TAINT["key"], "operator": "Equal", "v
 # the first pod using the claim is scheduled).
 LOCAL_STORAGE_CLASS = "local-storage"
 
+# Identities of the autoscaling components towards the API server (client certificates, see pki.py).
+# KEDA's are the ServiceAccounts its Helm chart runs under, so RBAC written for the chart's
+# subjects reads the same here; no ServiceAccount object exists (nothing runs in a pod).
+KEDA_NAMESPACE = "keda"
+KEDA_OPERATOR_USER = f"system:serviceaccount:{KEDA_NAMESPACE}:keda-operator"
+KEDA_METRICS_SERVER_USER = f"system:serviceaccount:{KEDA_NAMESPACE}:keda-metrics-server"
+PROMETHEUS_USER = "llmops-plane:prometheus"
+# The front proxy identity the API server presents to aggregated API servers (KEDA's adapter),
+# and the only name they accept request headers from.
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
 # Every address the real node uses lies in 198.18.0.0/15 (RFC 2544, benchmarking): no real network
 # uses it, and the plane's iptables chain drops anything from the pod range that would leave it.
 ISOLATED_RANGE = "198.18.0.0/15"
@@ -82,6 +93,16 @@ class Config:
     local_volumes: int = 4
     local_volume_size: str = "50Gi"
 
+    # Prometheus and KEDA (operator + external metrics adapter) as host processes on loopback:
+    # LLMOPS_AUTOSCALING=0 leaves them out.
+    autoscaling: bool = True
+    prometheus_port: int = 16090
+    keda_adapter_port: int = 16444          # external.metrics.k8s.io (HTTPS), behind the APIService
+    keda_adapter_metrics_port: int = 16445
+    keda_grpc_port: int = 16666             # the operator's metrics service, which the adapter asks
+    keda_operator_metrics_port: int = 16280
+    keda_operator_health_port: int = 16281
+
     @classmethod
     def from_env(cls) -> "Config":
         d = cls()
@@ -103,6 +124,13 @@ class Config:
             kubelet_healthz_port=_env_int("LLMOPS_KUBELET_HEALTHZ_PORT", d.kubelet_healthz_port),
             kube_proxy_healthz_port=_env_int("LLMOPS_KUBE_PROXY_HEALTHZ_PORT", d.kube_proxy_healthz_port),
             kube_proxy_metrics_port=_env_int("LLMOPS_KUBE_PROXY_METRICS_PORT", d.kube_proxy_metrics_port),
+            autoscaling=_env_bool("LLMOPS_AUTOSCALING", d.autoscaling),
+            prometheus_port=_env_int("LLMOPS_PROMETHEUS_PORT", d.prometheus_port),
+            keda_adapter_port=_env_int("LLMOPS_KEDA_ADAPTER_PORT", d.keda_adapter_port),
+            keda_adapter_metrics_port=_env_int("LLMOPS_KEDA_ADAPTER_METRICS_PORT", d.keda_adapter_metrics_port),
+            keda_grpc_port=_env_int("LLMOPS_KEDA_GRPC_PORT", d.keda_grpc_port),
+            keda_operator_metrics_port=_env_int("LLMOPS_KEDA_OPERATOR_METRICS_PORT", d.keda_operator_metrics_port),
+            keda_operator_health_port=_env_int("LLMOPS_KEDA_OPERATOR_HEALTH_PORT", d.keda_operator_health_port),
         )
 
     # -- addresses -----------------------------------------------------------------------
@@ -110,6 +138,12 @@ class Config:
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        """Where Prometheus answers queries: the tests, the operator's --prometheus-url and the
+        ScaledObjects' serverAddress (KEDA runs on the host too) all use this one URL."""
+        return f"http://127.0.0.1:{self.prometheus_port}"
 
     @property
     def kubernetes_service_ip(self) -> str:
@@ -156,6 +190,20 @@ class Config:
     @property
     def pids_file(self) -> Path:
         return self.state_dir / "pids"
+
+    @property
+    def prometheus_config(self) -> Path:
+        return self.state_dir / "prometheus.yml"
+
+    @property
+    def prometheus_data(self) -> Path:
+        return self.state_dir / "prometheus-data"
+
+    @property
+    def keda_cert_dir(self) -> Path:
+        """ca.crt, tls.crt and tls.key as KEDA reads them (its --cert-dir): the operator's gRPC server,
+        the adapter's gRPC client and HTTPS server share them, as in KEDA's own deployment."""
+        return self.state_dir / "keda-certs"
 
     def component_kubeconfig(self, who: str) -> Path:
         return self.state_dir / "kubeconfigs" / f"{who}.kubeconfig"

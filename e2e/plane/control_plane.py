@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .binaries import CLUSTER_DIR, binary_path
-from .config import GPU_RESOURCE, KWOK_NODE_ANNOTATION, Config
+from .config import FRONT_PROXY_CLIENT, GPU_RESOURCE, KWOK_NODE_ANNOTATION, Config
 
 STAGES_FILE = CLUSTER_DIR / "kwok-stages.yaml"
 # Start order of the control plane; stop runs in reverse so nothing loses its API server while it stops.
@@ -58,6 +58,16 @@ def apiserver_argv(c: Config) -> list[str]:
             f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
             f"--kubelet-certificate-authority={p / 'ca.crt'}",
             "--kubelet-preferred-address-types=InternalIP",
+            # The aggregation layer (KEDA's external metrics API): the API server proxies requests with
+            # the front proxy certificate and the authenticated user in these headers; aggregated
+            # servers read the same settings from kube-system/extension-apiserver-authentication.
+            f"--requestheader-client-ca-file={p / 'front-proxy-ca.crt'}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={p / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={p / 'front-proxy-client.key'}",
             # The built-in `kubernetes` Endpoints would point at 127.0.0.1, which Endpoints
             # validation rejects; no pod here needs to call the API server.
             "--endpoint-reconciler-type=none",
@@ -84,6 +94,8 @@ def controller_manager_argv(c: Config) -> list[str]:
             f"--cluster-signing-cert-file={p / 'ca.crt'}", f"--cluster-signing-key-file={p / 'ca.key'}",
             "--controllers=*", "--cluster-name=llm-operator-e2e",
             f"--service-cluster-ip-range={c.service_cidr}",
+            # The HPA controller syncs every 5 s instead of 15 s, so autoscaling tests react within seconds.
+            "--horizontal-pod-autoscaler-sync-period=5s",
             "--profiling=false", "--v=1"]
 
 

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import images
+from . import autoscaling, images
+from .autoscaling import AUTOSCALING
 from .binaries import binary_path
 from .config import GPU_RESOURCE, KWOK_NODE_ANNOTATION, Config
 from .control_plane import ARGV, AUDIT_POLICY, CONTROL_PLANE, kwok_node_manifest, orphan_markers
@@ -28,6 +29,11 @@ def _forward_argv(cfg: Config) -> list[str]:
     # The interpreter first, as the process's own command line shows it (is_ours compares argv[0]).
     return [sys.executable, str(APISERVER_FORWARD), f"{cfg.node_ip}:{cfg.apiserver_port}",
             f"127.0.0.1:{cfg.apiserver_port}", f"--plane={cfg.state_dir}"]
+
+
+def _markers(cfg: Config) -> dict[str, str]:
+    """Command line markers of every host process of the plane but the real node's (see node.py)."""
+    return {**orphan_markers(cfg), **autoscaling.orphan_markers(cfg)}
 
 
 def _forwarders(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
@@ -64,7 +70,8 @@ class Plane:
 
     @property
     def components(self) -> tuple[str, ...]:
-        return CONTROL_PLANE + (NODE_COMPONENTS if self.cfg.real_node else ())
+        return (CONTROL_PLANE + (AUTOSCALING if self.cfg.autoscaling else ())
+                + (NODE_COMPONENTS if self.cfg.real_node else ()))
 
     @property
     def node_name(self) -> str:
@@ -79,6 +86,12 @@ class Plane:
     @property
     def service_cidr(self) -> str:
         return self.cfg.service_cidr
+
+    @property
+    def prometheus_url(self) -> str:
+        """http://127.0.0.1:<port> of the plane's Prometheus. Set even when LLMOPS_AUTOSCALING=0 leaves
+        Prometheus out: check cfg.autoscaling."""
+        return self.cfg.prometheus_url
 
     def import_image(self, archive: Path, name: str) -> bool:
         """Import an OCI image archive into the real node's containerd as `name`.
@@ -138,10 +151,16 @@ class Plane:
         nodes = self.kwok_nodes()
         return len(nodes) == self.cfg.nodes and all(map(self.node_ready, nodes))
 
+    def autoscaling_ready(self) -> bool:
+        """Prometheus answers /-/ready and the external metrics APIService is Available."""
+        return autoscaling.prometheus_ready(self.cfg) and autoscaling.apiservice_available(self._api())
+
     def healthy(self) -> bool:
         if not all(self.processes_alive().values()) or not self.apiserver_ready():
             return False
         if not self._kwok_nodes_ready():
+            return False
+        if self.cfg.autoscaling and not self.autoscaling_ready():
             return False
         if self.cfg.real_node:
             return self.node_ready(self.real_node()) and self.node.kube_proxy_healthy()
@@ -154,7 +173,7 @@ class Plane:
         cfg = self.cfg
         if self.healthy():
             return False
-        if read_pids(cfg) or self.node.leftovers() or find_by_argument(orphan_markers(cfg)):
+        if read_pids(cfg) or self.node.leftovers() or find_by_argument(_markers(cfg)):
             # Left over from a crash or a half-failed start: clear it before starting anew.
             self.down(quiet=True)
         missing = [n for n in self.components if n != "containerd" and not os.access(binary_path(n), os.X_OK)]
@@ -168,6 +187,8 @@ class Plane:
         ports = {"etcd": cfg.etcd_port, "etcd peer": cfg.etcd_peer_port, "kube-apiserver": cfg.apiserver_port,
                  "kube-controller-manager": cfg.controller_manager_port,
                  "kube-scheduler": cfg.scheduler_port, "kwok": cfg.kwok_port}
+        if cfg.autoscaling:
+            ports.update(autoscaling.ports(cfg))
         if cfg.real_node:
             ports.update({"kubelet healthz": cfg.kubelet_healthz_port,
                           "kube-proxy healthz": cfg.kube_proxy_healthz_port,
@@ -180,7 +201,7 @@ class Plane:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         ensure_pki(cfg)
         # A fresh etcd, audit log and component logs each time: runs stay independent.
-        for stale in (cfg.state_dir / "etcd-data", cfg.logs_dir):
+        for stale in (cfg.state_dir / "etcd-data", cfg.prometheus_data, cfg.logs_dir):
             shutil.rmtree(stale, ignore_errors=True)
         for f in cfg.state_dir.glob("audit*.log"):
             f.unlink()
@@ -190,8 +211,8 @@ class Plane:
 
         pids: dict[str, dict[str, Any]] = {}
 
-        def start(name: str, argv: list[str]) -> None:
-            pids[name] = spawn(cfg, name, argv)
+        def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+            pids[name] = spawn(cfg, name, argv, env)
             write_pids(cfg, pids)
 
         try:
@@ -208,6 +229,9 @@ class Plane:
             self._wait("kube-apiserver", self.apiserver_ready, 60)
             for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
                 start(name, ARGV[name](cfg))
+            if cfg.autoscaling:
+                # Needs only the API server: started now, it is ready by the time the nodes are.
+                self._start_autoscaling(start)
             if cfg.real_node:
                 self._wait("containerd", self.node.containerd_ready, 30)
                 self.node.remove_stale_pods()
@@ -237,6 +261,8 @@ class Plane:
                 # kube-proxy prepends its own FORWARD jumps at its first sync (only then, unless the
                 # rules are flushed): the plane's chain goes first after that.
                 self.node.ensure_forward_first()
+            if cfg.autoscaling:
+                self._finish_autoscaling()
             # Pods can only be created once the namespace's default ServiceAccount exists:
             # waiting here keeps the first test from racing the service-account controller.
             self._wait("default ServiceAccount", lambda: self._api().request(
@@ -245,6 +271,32 @@ class Plane:
             self.down(quiet=True)
             raise
         return True
+
+    def _start_autoscaling(self, start: Callable[..., None]) -> None:
+        """Prometheus, KEDA's RBAC, CRDs and Service, then KEDA's operator and adapter (autoscaling.py)."""
+        cfg, api = self.cfg, self._api()
+        autoscaling.write_files(cfg)
+        start("prometheus", autoscaling.prometheus_argv(cfg))
+        for path, obj in autoscaling.api_objects(cfg):
+            api.create(path, obj)
+        autoscaling.apply_crds(cfg)
+        # The operator exits when a kind it watches is not served yet.
+        self._wait("KEDA CRDs Established", lambda: autoscaling.crds_established(api), 30)
+        # Not waiting for the operator: the adapter's gRPC client retries until the operator listens
+        # (a "connection refused" warning or two in its log is expected).
+        for name in ("keda-operator", "keda-adapter"):
+            start(name, autoscaling.ARGV[name](cfg), autoscaling.ENV[name](cfg))
+
+    def _finish_autoscaling(self) -> None:
+        """Register the external metrics API once the adapter serves it (so the aggregator's first
+        availability check finds it serving instead of waiting for a retry), then wait until the
+        APIService is Available and Prometheus is ready."""
+        cfg, api = self.cfg, self._api()
+        self._wait("keda-adapter serving", lambda: autoscaling.adapter_serving(cfg), 60)
+        api.create(*autoscaling.apiservice(cfg))
+        self._wait(f"APIService {autoscaling.APISERVICE} Available",
+                   lambda: autoscaling.apiservice_available(api), 60)
+        self._wait("Prometheus ready", lambda: autoscaling.prometheus_ready(cfg), 60)
 
     def _wait(self, what: str, ready: Callable[[], Any], timeout: float) -> None:
         def check() -> None:
@@ -290,9 +342,11 @@ class Plane:
             cfg.logs_dir.mkdir(parents=True, exist_ok=True)
             stopped += self.node.teardown(pids, lambda: spawn(cfg, "containerd", self.node.containerd_argv()))
         # The PID file, plus the plane's processes it does not list (lost, or written too late).
-        known = {n: e for n, e in pids.items() if n in CONTROL_PLANE and entry_alive(e)}
-        known = {**find_by_argument(orphan_markers(cfg)), **known}
-        entries = [(n, known[n]) for n in reversed(CONTROL_PLANE) if n in known]
+        # Reverse start order: the API server's clients (KEDA, Prometheus, kwok, ...) go first.
+        hosted = CONTROL_PLANE + AUTOSCALING
+        known = {n: e for n, e in pids.items() if n in hosted and entry_alive(e)}
+        known = {**find_by_argument(_markers(cfg)), **known}
+        entries = [(n, known[n]) for n in reversed(hosted) if n in known]
         # Everything but etcd first, so the API server does not spin on a vanished etcd.
         stopped += stop_pids([e for e in entries if e[0] != "etcd"])
         stopped += stop_pids([e for e in entries if e[0] == "etcd"])
@@ -317,6 +371,11 @@ class Plane:
             gpus = n.get("status", {}).get("allocatable", {}).get(GPU_RESOURCE, "0")
             print(f"Node {n['metadata']['name']}: {'Ready' if self.node_ready(n) else 'NotReady'}, "
                   f"{gpus} {GPU_RESOURCE} allocatable")
+        if self.cfg.autoscaling:
+            ready = autoscaling.prometheus_ready(self.cfg)
+            print(f"Prometheus: {'ready' if ready else 'not ready'} at {self.cfg.prometheus_url}")
+            available = autoscaling.apiservice_available(self._api())
+            print(f"APIService {autoscaling.APISERVICE} (KEDA): {'Available' if available else 'not Available'}")
         if self.cfg.real_node:
             node = self.real_node()
             state = "missing" if node is None else ("Ready" if self.node_ready(node) else "NotReady")

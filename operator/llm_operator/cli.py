@@ -40,7 +40,8 @@ def render_config(args: argparse.Namespace) -> RenderConfig:
     endpoints = {scheme: url for scheme, url in (("modelscope", args.modelscope_endpoint), ("hf", args.hf_endpoint)) if url}
     return RenderConfig(image=args.image or RUNTIME_IMAGE, cpu_image=args.cpu_image or RUNTIME_CPU_IMAGE,
                         gateway_image=args.gateway_image or GATEWAY_IMAGE,
-                        gpu_resource=args.gpu_resource, hub_endpoints=endpoints)
+                        gpu_resource=args.gpu_resource, hub_endpoints=endpoints,
+                        prometheus_url=args.prometheus_url)
 
 
 def cmd_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
@@ -119,6 +120,8 @@ def _add_render_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="GPU extended resource name")
     parser.add_argument("--modelscope-endpoint", help="ModelScope mirror handed to download init containers")
     parser.add_argument("--hf-endpoint", help="Hugging Face mirror handed to download init containers")
+    parser.add_argument("--prometheus-url", default=RenderConfig.prometheus_url,
+                        help="Prometheus that KEDA ScaledObjects query for vLLM metrics (default %(default)s)")
 
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"

@@ -31,7 +31,7 @@ def _gateway_ready(deployment: dict[str, Any] | None, generation_seen: bool) -> 
 def _deployment_problem(name: str, routes: list[GatewayRoute], llmd: dict[str, Any] | None) -> Problem | None:
     """A selected LLMDeployment that is not Ready, with what that means for its models."""
     status = (llmd or {}).get("status") or {}
-    if status.get("phase") == "Ready":
+    if status.get("phase") in ("Ready", "Idle"):  # an idle model is woken by the gateway itself
         return None
     roles = status.get("roles") or {}
     counts = []

@@ -137,7 +137,7 @@ def replicas_handoff(desired: dict[str, Any], live: dict[str, Any] | None) -> di
 
 # Kinds whose metadata.generation the API server raises on every change of the spec and never on a
 # change of status. Other kinds (a Service has no generation) are fingerprinted by resourceVersion.
-_GENERATION_KINDS = frozenset({"Deployment"})
+_GENERATION_KINDS = frozenset({"Deployment", "ScaledObject"})
 
 
 def child_fingerprint(desired: dict[str, Any], live: dict[str, Any]) -> tuple:
@@ -224,9 +224,12 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
         if renders:
             renders.put(raw, llmd, desired)
     live = {(c["kind"], c["metadata"]["name"]): c for c in kube.list_children(namespace, name, llmd.metadata.uid)}
-    writes, apply_error, conflicts, applied = 0, None, [], []
+    writes, apply_error, conflicts, applied, unserved = 0, None, [], [], []
     for obj in desired:
         key = (obj["kind"], obj["metadata"]["name"])
+        if obj["kind"] not in kube.child_kinds:  # an add-on's kind (KEDA's) this cluster lacks: said in status
+            unserved.append(obj)
+            continue
         if key not in live:
             existing = kube.get_child(obj["kind"], namespace, key[1])
             conflict = existing and name_conflict(obj, existing, llmd.metadata.uid)
@@ -253,7 +256,7 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
         applied.append(f"{obj['kind']} {key[1]}")
     if applied:  # one line per reconcile, not per child: at scale each log line costs as much as a read
         log.info("Applied %s for LLMDeployment %s/%s", ", ".join(applied), namespace, name)
-    wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in desired if o["kind"] in kube.child_kinds}
     for key, child in list(live.items()):
         if key not in wanted and apply_error is None:
             kube.delete(key[0], namespace, key[1])
@@ -261,7 +264,7 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
             writes += 1
             log.info("Deleted %s %s/%s of LLMDeployment %s: no longer in the spec", key[0], namespace, key[1], name)
 
-    observed = Observed(apply_error=apply_error, name_conflicts=conflicts)
+    observed = Observed(apply_error=apply_error, name_conflicts=conflicts, unserved=unserved)
     for child in live.values():
         role = child["metadata"].get("labels", {}).get(ROLE_LABEL)
         if child["kind"] == "Deployment":

@@ -11,6 +11,8 @@ Phases, most severe first:
   a quota refuses the pods, an object of a child's name exists that the operator did not make.
 - Pending / Downloading / Starting: on the way; no problem detected.
 - Ready: every role has all its replicas ready on the current spec.
+- Idle: as Ready, with a role its autoscaler scaled to zero; a request through an LLMGateway wakes
+  it. Not a problem: the Ready condition is True.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from .api.models import LLMDeployment, RoleSpec
 from .render import service_url
 from .render.config import served_name
-from .names import ENGINE_CONTAINER, LOADER_CONTAINERS
+from .names import ENGINE_CONTAINER, LOADER_CONTAINERS, ROLE_LABEL
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
 MAX_MESSAGE = 600  # keep conditions readable; the pod has the full text
@@ -43,6 +45,7 @@ class Observed:
     claims: list[dict[str, Any]] = field(default_factory=list)  # PVCs the pods mount that the operator made
     apply_error: str | None = None  # the API server refused a rendered object
     name_conflicts: list[str] = field(default_factory=list)  # objects in the way that the operator did not make
+    unserved: list[dict[str, Any]] = field(default_factory=list)  # rendered, but of a kind the cluster lacks (KEDA's)
 
 
 def short_message(text: str) -> str:
@@ -226,17 +229,21 @@ def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str) -
         problems.insert(0, Problem("ApplyFailed", short_message(observed.apply_error)))
     if observed.name_conflicts:  # one problem naming every object in the way
         problems.insert(0, Problem("NameConflict", short_message(" ".join(observed.name_conflicts))))
+    if observed.unserved:
+        problems.insert(0, _autoscaler_missing(observed.unserved))
     claim_problem = _claim_problem(observed.claims)
     if claim_problem:
         problems.append(claim_problem)
 
     total = len(role_specs)
+    idle = sorted(role for role, spec in role_specs.items()
+                  if spec.autoscaling is not None and roles_status[role]["replicas"] == 0)
     if observed.apply_error:
         phase = "Failed"
     elif problems:
         phase = "Degraded"
     elif ready_roles == total:
-        phase = "Ready"
+        phase = "Idle" if idle else "Ready"
     else:
         # The least advanced pod tells where the deployment as a whole is.
         phase = next(stage for stage in ("Pending", "Downloading", "Starting") if stage in stages) \
@@ -246,26 +253,41 @@ def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str) -
         "observedGeneration": generation,
         "phase": phase,
         "rolesReady": f"{ready_roles}/{total}",
-        "conditions": _conditions(phase, problems, ready_roles, total, generation),
+        "conditions": _conditions(phase, problems, ready_roles, total, generation, idle),
         "roles": roles_status,
     }
 
 
-def _conditions(phase: str, problems: list[Problem], ready: int, total: int, generation: int | None):
+def _autoscaler_missing(unserved: list[dict[str, Any]]) -> Problem:
+    """The roles autoscaled by KEDA in a cluster without KEDA: they keep the pods they have."""
+    roles = ", ".join(sorted(obj["metadata"]["labels"][ROLE_LABEL] for obj in unserved))
+    return Problem("AutoscalerNotInstalled", short_message(
+        f"Roles {roles} have autoscaling by KEDA, but this cluster does not serve KEDA's ScaledObject API "
+        "(keda.sh/v1alpha1), so nothing scales them: they keep their current pods. Install KEDA "
+        "(https://keda.sh/docs/deploy/) and restart the operator, or set autoscaling.provider: External "
+        "and run your own autoscaler (docs/autoscaling.md)."))
+
+
+def _conditions(phase: str, problems: list[Problem], ready: int, total: int, generation: int | None,
+                idle: list[str] = ()):
     first = problems[0] if problems else None
     if phase == "Ready":
         ready_condition = ("True", "Ready", f"All {total} roles are ready to serve.")
+    elif phase == "Idle":
+        ready_condition = ("True", "Idle", f"Roles {', '.join(idle)} are scaled to zero by their autoscaler; a request "
+                                           "through an LLMGateway wakes them. The others are ready to serve.")
     elif first:
         more = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
         ready_condition = ("False", first.reason, first.message + more)
     else:
         ready_condition = ("False", phase, f"{ready}/{total} roles ready; {_phase_message(phase)}")
     progressing = phase in ("Pending", "Downloading", "Starting")
+    settled = phase in ("Ready", "Idle")
     conditions = [
         (READY, *ready_condition),
         (PROGRESSING, "True" if progressing else "False", phase if progressing else (
-            "Ready" if phase == "Ready" else "Stalled"),
-         _phase_message(phase) if progressing else ("Rollout complete." if phase == "Ready" else
+            "Ready" if settled else "Stalled"),
+         _phase_message(phase) if progressing else ("Rollout complete." if settled else
                                                    "Waiting for the problem in the Degraded condition to be fixed.")),
         (DEGRADED, "True" if first else "False", first.reason if first else "AsExpected",
          first.message if first else "No problem detected."),
@@ -282,6 +304,7 @@ def _phase_message(phase: str) -> str:
         "Downloading": "model weights are being downloaded.",
         "Starting": "vLLM is loading the model.",
         "Ready": "serving.",
+        "Idle": "scaled to zero until a request comes.",
         "Degraded": "see the Degraded condition.",
         "Failed": "see the Degraded condition.",
     }[phase]

@@ -90,6 +90,11 @@ Used by the ClusterRole (cluster-wide mode) and by the Role in each watched name
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# KEDA's ScaledObjects of roles with autoscaling provider KEDA: same lifecycle. Where KEDA is not
+# installed the rule grants nothing, and the operator reports those roles as AutoscalerNotInstalled.
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Pods are only observed: their states (pulling, crash-looping, unschedulable) become status.
 # An LLMGateway's routers get the same two verbs on pods through a Role the operator writes, which
 # Kubernetes allows only to a holder of them.

@@ -329,14 +329,91 @@ class Resources(SpecModel):
     memory: Quantity | None = Field(None, description="Memory request and limit, for example `64Gi`. The /dev/shm volume counts against it.")
 
 
-class Autoscaling(SpecModel):
-    """Who sets the number of pods instead of `replicas`."""
+# A decimal number for KEDA's threshold. The CEL rules below check the pattern again before
+# double(): the API server evaluates them even on a value that fails the pattern.
+TARGET_PATTERN = r"^[0-9]{1,6}([.][0-9]{1,6})?$"  # [.], not \., so the CEL string needs no escape
+_CEL_TARGET = f"has(self.target) && self.target.matches('{TARGET_PATTERN}')"
 
-    provider: Literal["External"] = Field(
+
+def _target(scaling: Any) -> float | None:
+    """The target as a number, or None when it is absent or not a number (the pattern reports that)."""
+    return float(scaling.target) if scaling.target and re.fullmatch(TARGET_PATTERN, scaling.target) else None
+
+
+class Autoscaling(SpecModel):
+    """Who sets the number of pods instead of `replicas`, and on what signal."""
+
+    provider: Literal["KEDA", "External"] | None = Field(
+        None,
         description=(
-            "`External`: an autoscaler you run (a HorizontalPodAutoscaler or a KEDA ScaledObject targeting the role's "
-            "Deployment `<name>-<role>`) sets its replicas. The operator never writes them, and hands the field over "
-            "without resetting it when a role switches from `replicas`. See docs/autoscaling.md."
+            "`KEDA` (default): the operator renders a KEDA ScaledObject `<name>-<role>` that scales the role's "
+            "Deployment on one of its pods' vLLM metrics, read from Prometheus; KEDA must be installed. "
+            "`External`: an autoscaler you run (an HPA on any metrics adapter, or your own ScaledObject) sets the "
+            "Deployment's replicas. Either way the operator never writes them, and hands the field over without "
+            "resetting it when a role switches from `replicas`. See docs/autoscaling.md."
+        ),
+    )
+    minReplicas: int | None = Field(None, ge=0, le=1000, description="KEDA: fewest pods. Default 1.")
+    maxReplicas: int | None = Field(None, ge=1, le=1000, description="KEDA: most pods. Required with KEDA.")
+    metric: Literal["RequestsWaiting", "RequestsRunning", "KVCacheUsage"] | None = Field(
+        None,
+        description=(
+            "KEDA: what adds pods. `RequestsWaiting` (default, `vllm:num_requests_waiting`): requests queued "
+            "per pod. `RequestsRunning` (`vllm:num_requests_running`): requests being generated per pod. "
+            "`KVCacheUsage` (`vllm:kv_cache_usage_perc`): KV-cache usage per pod, 0 to 1."
+        ),
+    )
+    target: str | None = Field(
+        None,
+        pattern=TARGET_PATTERN,
+        description=(
+            "KEDA: the metric's per-pod average above which pods are added, a decimal number. "
+            "Default 4 (RequestsWaiting), 16 (RequestsRunning), 0.8 (KVCacheUsage)."
+        ),
+    )
+    scaleDownDelaySeconds: int | None = Field(
+        None,
+        ge=0,
+        le=86400,
+        description=(
+            "KEDA: how long the metric must stay low before pods are removed. Default 300: a vLLM pod is "
+            "useful only once its model is loaded, so removing one early costs a cold start later."
+        ),
+    )
+
+    RULES: ClassVar = (
+        Rule(
+            "!has(self.provider) || self.provider != 'External' || (!has(self.minReplicas) && !has(self.maxReplicas)"
+            " && !has(self.metric) && !has(self.target) && !has(self.scaleDownDelaySeconds))",
+            "with provider External your own autoscaler holds the settings: remove minReplicas, maxReplicas, "
+            "metric, target and scaleDownDelaySeconds, or use provider KEDA",
+            lambda a: a.provider != "External" or all(
+                v is None for v in (a.minReplicas, a.maxReplicas, a.metric, a.target, a.scaleDownDelaySeconds)),
+            ".provider",
+        ),
+        Rule(
+            "(has(self.provider) && self.provider == 'External') || has(self.maxReplicas)",
+            "autoscaling.maxReplicas is required with provider KEDA (the default): the most pods the role may have",
+            lambda a: a.provider == "External" or a.maxReplicas is not None,
+            ".maxReplicas",
+        ),
+        Rule(
+            "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+            "autoscaling.minReplicas must not exceed maxReplicas",
+            lambda a: a.minReplicas is None or a.maxReplicas is None or a.minReplicas <= a.maxReplicas,
+            ".minReplicas",
+        ),
+        Rule(
+            f"!({_CEL_TARGET}) || double(self.target) > 0.0",
+            "autoscaling.target must be above 0",
+            lambda a: _target(a) is None or _target(a) > 0,
+            ".target",
+        ),
+        Rule(
+            f"!({_CEL_TARGET}) || !has(self.metric) || self.metric != 'KVCacheUsage' || double(self.target) <= 1.0",
+            "autoscaling.target of metric KVCacheUsage is a fraction of the KV cache, at most 1 (0.8 is 80 %)",
+            lambda a: _target(a) is None or a.metric != "KVCacheUsage" or _target(a) <= 1,
+            ".target",
         ),
     )
 
@@ -584,8 +661,9 @@ class LLMDeploymentStatus(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     observedGeneration: int | None = Field(None, description="The metadata.generation last reconciled.")
-    phase: Literal["Pending", "Downloading", "Starting", "Ready", "Degraded", "Failed"] | None = Field(
-        None, description="Summary: Pending, Downloading, Starting, Ready, Degraded or Failed."
+    phase: Literal["Pending", "Downloading", "Starting", "Ready", "Idle", "Degraded", "Failed"] | None = Field(
+        None, description="Summary: Pending, Downloading, Starting, Ready, Idle (a role scaled to zero by its "
+                          "autoscaler), Degraded or Failed."
     )
     rolesReady: str | None = Field(None, description="Roles ready out of roles requested, for example `2/3`.")
     conditions: list[Condition] | None = Field(None, description="Ready, Progressing and Degraded.")

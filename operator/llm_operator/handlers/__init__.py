@@ -26,7 +26,7 @@ from kubernetes.client.rest import ApiException
 
 from ..api.gateway import GATEWAY_PLURAL
 from ..api.models import GROUP, PLURAL, VERSION
-from ..k8s import Kube, describe, load_config
+from ..k8s import CHILD_KINDS, KEDA_GROUP_VERSION, SCALED_OBJECT, Kube, describe, load_config
 from ..k8s.cache import LLMDEPLOYMENT, LLMGATEWAY, POD, CachedKube, wait_synced
 from ..metrics import RECONCILE_SECONDS, RECONCILES, PhaseGauge
 from ..names import DEPLOYMENT_LABEL, GATEWAY_LABEL, MANAGED_BY, MANAGED_BY_LABEL
@@ -144,6 +144,11 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_)
     if not memo.gateways_served:
         log.warning("The %s.%s API is not served: LLMGateways are not reconciled until the operator restarts "
                     "with that CRD installed", GATEWAY_PLURAL, GROUP)
+    if await asyncio.to_thread(memo.kube.served, "scaledobjects", KEDA_GROUP_VERSION):
+        memo.kube.child_kinds = (*CHILD_KINDS, SCALED_OBJECT)
+    else:
+        log.info("Found no %s API (KEDA is not installed): roles autoscaled by KEDA are reported Degraded "
+                 "until the operator restarts with KEDA installed", KEDA_GROUP_VERSION)
     memo.queue = WorkQueue(lambda key: _reconcile_one(memo, key), workers=memo.workers)
     # Reconciles read from watch caches; the reflectors' threads queue every change themselves.
     memo.kube = CachedKube(memo.kube, memo.namespaces, partial(_changed, memo),

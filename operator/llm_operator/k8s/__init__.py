@@ -33,6 +33,10 @@ REQUEST_TIMEOUT = (10, 90)
 LEASE_REQUEST_TIMEOUT = (3, 5)
 APPLY = "application/apply-patch+yaml"
 CHILD_KINDS = ("Deployment", "Service", "PersistentVolumeClaim", "NetworkPolicy")
+# Children whose API comes from an add-on: watched, listed and applied only where the API server
+# serves them (looked up when the operator starts; see Kube.child_kinds).
+SCALED_OBJECT = "ScaledObject"
+KEDA_GROUP_VERSION = "keda.sh/v1alpha1"
 # What an LLMGateway has besides a Deployment and a Service (render/gateway.py).
 GATEWAY_CHILD_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment", "Service")
 
@@ -79,13 +83,14 @@ _RESOURCES = {
     "Service": ("/api/v1", "services"),
     "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    SCALED_OBJECT: (f"/apis/{KEDA_GROUP_VERSION}", "scaledobjects"),
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
 }
 _API_VERSIONS = {"Deployment": "apps/v1", "NetworkPolicy": "networking.k8s.io/v1", KIND: API_VERSION,
                  GATEWAY_KIND: API_VERSION, "Role": "rbac.authorization.k8s.io/v1",
-                 "RoleBinding": "rbac.authorization.k8s.io/v1"}
+                 "RoleBinding": "rbac.authorization.k8s.io/v1", SCALED_OBJECT: KEDA_GROUP_VERSION}
 
 
 def resource_path(kind: str, namespace: str | None = None, name: str | None = None, subresource: str = "") -> str:
@@ -102,6 +107,9 @@ def api_version(kind: str) -> str:
 
 
 class Kube:
+    # The kinds of child this API server serves; ScaledObject is added when KEDA is found.
+    child_kinds: tuple[str, ...] = CHILD_KINDS
+
     def __init__(self, api_client: client.ApiClient):
         self.transport = Transport(api_client.configuration)
 
@@ -135,9 +143,9 @@ class Kube:
         that succeeded."""
         response.data  # noqa: B018 - reading is the point
 
-    def served(self, plural: str = PLURAL) -> bool:
-        """Whether the API server serves one of the operator's APIs (its CRD is installed and established)."""
-        listing = self._get(f"/apis/{GROUP}/{VERSION}")
+    def served(self, plural: str = PLURAL, group_version: str = f"{GROUP}/{VERSION}") -> bool:
+        """Whether the API server serves a resource of an API group (its CRD is installed and established)."""
+        listing = self._get(f"/apis/{group_version}")
         return any(resource.get("name") == plural for resource in (listing or {}).get("resources", []))
 
     def get_llmdeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -151,10 +159,11 @@ class Kube:
                 for item in self._get(resource_path(KIND, namespace))["items"]]
 
     def list_children(self, namespace: str, owner: str, owner_uid: str) -> list[dict[str, Any]]:
-        """Deployments, Services, PVCs and NetworkPolicies labelled for the owner and controlled by it (by uid)."""
+        """Deployments, Services, PVCs, NetworkPolicies (and ScaledObjects where served) labelled for the
+        owner and controlled by it (by uid)."""
         selector = {"labelSelector": f"{DEPLOYMENT_LABEL}={owner}"}
         children = []
-        for kind in CHILD_KINDS:
+        for kind in self.child_kinds:
             for item in self._get(resource_path(kind, namespace), selector)["items"]:
                 if any(ref.get("uid") == owner_uid and ref.get("controller")
                        for ref in item["metadata"].get("ownerReferences") or []):

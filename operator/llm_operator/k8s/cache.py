@@ -32,7 +32,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic_core import CoreSchema, SchemaValidator, core_schema
 
 from ..api.models import API_VERSION
-from . import CHILD_KINDS, api_version
+from . import api_version
 from .transport import decode
 
 log = logging.getLogger("llm_operator.cache")
@@ -447,7 +447,7 @@ class CachedKube:
                  watch_stall_seconds: float | None = None) -> None:
         self.kube = kube
         self.stores = {LLMDEPLOYMENT: Store(), **({LLMGATEWAY: Store()} if gateways else {}),
-                       **{kind: Store(owner_label) for kind in (POD, *CHILD_KINDS)}}
+                       **{kind: Store(owner_label) for kind in (POD, *kube.child_kinds)}}
         where = namespaces or (None,)
         self.reflectors = [
             Reflector(f"{kind} in {ns or 'all namespaces'}", kube.lister(kind, ns), self.stores[kind],
@@ -492,13 +492,13 @@ class CachedKube:
     def get_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """From the cache for the kinds it holds (only objects labelled as the operator's are there:
         an unlabelled one of the same name is asked of the API server, to be refused as a conflict)."""
-        held = self.stores[kind].get(namespace, name) if self.synced and kind in CHILD_KINDS else None
+        held = self.stores[kind].get(namespace, name) if self.synced and kind in self.kube.child_kinds else None
         return held if held is not None else self.kube.get_child(kind, namespace, name)
 
     def list_children(self, namespace: str, owner: str, owner_uid: str) -> list[dict[str, Any]]:
         if not self.synced:
             return self.kube.list_children(namespace, owner, owner_uid)
-        return [obj for kind in CHILD_KINDS
+        return [obj for kind in self.kube.child_kinds
                 for obj in self.stores[kind].labelled(namespace, owner)
                 if any(ref.get("uid") == owner_uid and ref.get("controller")
                        for ref in obj["metadata"].get("ownerReferences") or [])]

@@ -35,6 +35,8 @@ class RenderConfig:
     gpu_resource: str = DEFAULT_GPU_RESOURCE
     # Mirrors for the hubs, handed to the download init container (MODELSCOPE_ENDPOINT / HF_ENDPOINT).
     hub_endpoints: dict[str, str] = field(default_factory=dict)
+    # Where KEDA's ScaledObjects read the vLLM metrics (roles with autoscaling provider KEDA).
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
 
 
 def served_name(model: ModelSpec) -> str:

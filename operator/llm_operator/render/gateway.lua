@@ -1,7 +1,7 @@
 -- The gateway's front, run by Envoy's Lua filter on every request (docs/gateway.md). The operator
 -- puts the data above this line: GATEWAY_KEY_FILE (nil: no key), MODELS (served name -> its router's
 -- cluster, its Service's cluster (nil until the Service has an address) and the file of its
--- upstream key, or "" for none), MODEL_LIST (the body of GET /v1/models).
+-- upstream key, or "" for none), MODEL_LIST (the body of GET /v1/models), RETRY_AFTER (seconds).
 -- Before it runs, the json_to_metadata filter has read the body's "model" into dynamic metadata.
 --
 -- Every answer of the gateway's own is in OpenAI's error format, so clients show the message.
@@ -33,7 +33,9 @@ local function json_string(text)
 end
 
 local function reply(handle, status, body)
-  handle:respond({[":status"] = tostring(status), ["content-type"] = "application/json"}, body)
+  local headers = {[":status"] = tostring(status), ["content-type"] = "application/json"}
+  if status == 503 then headers["retry-after"] = RETRY_AFTER end
+  handle:respond(headers, body)
 end
 
 local function fail(handle, status, code, message, param)
@@ -91,4 +93,13 @@ function envoy_on_request(handle)
     headers:replace("authorization", "Bearer " .. upstream_key)
   end
   handle:clearRouteCache()
+end
+
+-- A 503 means no replica could take the request: none is ready yet, or a model scaled to zero did not
+-- wake within the gateway's hold (docs/autoscaling.md). Either way trying again later helps.
+function envoy_on_response(handle)
+  local headers = handle:headers()
+  if headers:get(":status") == "503" and headers:get("retry-after") == nil then
+    headers:add("retry-after", RETRY_AFTER)
+  end
 end

@@ -31,7 +31,8 @@ from ..api.gateway import GATEWAY_KIND, ROUTING_POLICIES, LLMGateway
 from ..api.models import API_VERSION, LLMDeployment, SecretKeySelector
 from ..names import GATEWAY_LABEL, HASH_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL
 from .config import CONTAINER_PORT, DEFAULT_SERVICE_PORT, RenderConfig, served_name
-from .meta import content_hash, object_meta, selector_labels
+from .autoscaling import scales_to_zero
+from .meta import content_hash, object_meta, selector_labels, upstream_stat_name
 from .pod import container_security, pod_security
 
 ENVOY_CONTAINER = "envoy"
@@ -39,6 +40,8 @@ API_PORT = 8080  # Envoy, for clients
 HEALTH_PORT = 8081  # Envoy, for the kubelet's probes only: no key, no model traffic
 ROUTER_BASE_PORT = 30000  # router i listens on 127.0.0.1:30000+i
 ROUTER_METRICS_BASE_PORT = 29000
+METRICS_PORT = 8082  # Envoy, Prometheus only: GET /metrics is Envoy's /stats/prometheus, nothing else
+ENVOY_ADMIN_PORT = 9901  # loopback only; reached from outside the pod through METRICS_PORT's one path
 CONFIG_DIR = "/etc/llm-gateway/config"  # siblings, not nested: a ConfigMap volume is read-only
 GATEWAY_KEY_DIR = "/etc/llm-gateway/key"
 UPSTREAM_KEY_DIR = "/etc/llm-gateway/upstream"
@@ -50,6 +53,10 @@ MAX_REQUEST_BYTES = 32 * 2**20
 REQUEST_IDLE_SECONDS = 1800
 DEFAULT_POLICY = "PrefixAware"
 DRAIN_SECONDS = 5
+# A model scaled to zero: how long the gateway holds a request while the autoscaler starts a pod,
+# retrying about once a second; then the client gets the 503 with Retry-After (docs/autoscaling.md).
+WAKE_HOLD_SECONDS = 240
+RETRY_AFTER_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class GatewayRoute:
     role: str
     upstream_key: SecretKeySelector | None
     service: str | None = None
+    wakes: bool = False  # the role may be scaled to zero: hold its requests while it wakes
 
 
 def selects(gateway: LLMGateway, labels: dict[str, str] | None) -> bool:
@@ -78,7 +86,8 @@ def gateway_routes(llmds: list[LLMDeployment]) -> tuple[list[GatewayRoute], list
     for llmd in sorted(llmds, key=lambda item: item.metadata.name):
         for role_name, role in llmd.spec.roles().items():
             name = served_name(role.model)
-            by_name.setdefault(name, []).append(GatewayRoute(name, llmd.metadata.name, role_name, llmd.spec.apiKeySecretRef))
+            by_name.setdefault(name, []).append(GatewayRoute(
+                name, llmd.metadata.name, role_name, llmd.spec.apiKeySecretRef, wakes=scales_to_zero(role)))
     routes, problems = [], []
     for name in sorted(by_name):
         candidates = by_name[name]
@@ -150,7 +159,8 @@ def lua_script(gateway: LLMGateway, routes: list[GatewayRoute]) -> str:
         {"id": route.served_name, "object": "model", "created": 0, "owned_by": "llm-operator"} for route in routes]},
         separators=(",", ":"))
     key_file = _lua_string(f"{GATEWAY_KEY_DIR}/key") if gateway.spec.apiKeySecretRef else "nil"
-    data = (f"GATEWAY_KEY_FILE = {key_file}\nMODELS = {{{models}}}\nMODEL_LIST = {_lua_string(model_list)}\n")
+    data = (f"GATEWAY_KEY_FILE = {key_file}\nMODELS = {{{models}}}\nMODEL_LIST = {_lua_string(model_list)}\n"
+            f"RETRY_AFTER = \"{RETRY_AFTER_SECONDS}\"\n")
     return data + resources.files(__package__).joinpath("gateway.lua").read_text()
 
 
@@ -173,10 +183,33 @@ def _listener(name: str, port: int, manager: dict[str, Any]) -> dict[str, Any]:
             "per_connection_buffer_limit_bytes": MAX_REQUEST_BYTES, "filter_chains": [{"filters": [manager]}]}
 
 
-def _static_cluster(name: str, host: str, port: int) -> dict[str, Any]:
-    return {"name": name, "type": "STATIC", "connect_timeout": "2s", "load_assignment": {
+def _static_cluster(name: str, host: str, port: int, stat_name: str | None = None, held: bool = False) -> dict[str, Any]:
+    cluster: dict[str, Any] = {"name": name, "type": "STATIC", "connect_timeout": "2s", "load_assignment": {
         "cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
             "address": {"socket_address": {"address": host, "port_value": port}}}}]}]}}
+    if stat_name:
+        cluster["alt_stat_name"] = stat_name
+    if held:
+        # Every held request retries at once; Envoy's default allows 3 retries in flight per cluster.
+        cluster["circuit_breakers"] = {"thresholds": [{"max_retries": 1024}]}
+    return cluster
+
+
+def _hold_routes(routes: list[GatewayRoute]) -> list[dict[str, Any]]:
+    """A route per upstream of a model that may be at zero pods: its requests are retried for about
+    WAKE_HOLD_SECONDS (the router answers 503 and the Service refuses connections until a pod is
+    ready), which is also what its ScaledObject sees as demand."""
+    hold = {"retry_on": "connect-failure,retriable-status-codes", "retriable_status_codes": [503],
+            "num_retries": WAKE_HOLD_SECONDS, "retry_back_off": {"base_interval": "0.5s", "max_interval": "2s"}}
+    held = []
+    for index, route in enumerate(routes):
+        if not route.wakes:
+            continue
+        for cluster in (_router_cluster(index), _service_cluster(index)):
+            held.append({"match": {"prefix": "/", "headers": [{"name": "x-llm-gateway-upstream",
+                                                               "string_match": {"exact": cluster}}]},
+                         "route": {"cluster": cluster, "timeout": "0s", "retry_policy": hold}})
+    return held
 
 
 def envoy_config(routes: list[GatewayRoute]) -> dict[str, Any]:
@@ -189,7 +222,7 @@ def envoy_config(routes: list[GatewayRoute]) -> dict[str, Any]:
     # server, so none runs twice.
     retry = {"retry_on": "connect-failure,retriable-status-codes", "retriable_status_codes": [503], "num_retries": 3,
              "retry_back_off": {"base_interval": "0.25s", "max_interval": "1s"}}
-    api_routes = [{"match": {"prefix": "/"},
+    api_routes = [*_hold_routes(routes), {"match": {"prefix": "/"},
                    "route": {"cluster_header": "x-llm-gateway-upstream", "timeout": "0s", "retry_policy": retry}}]
     api_filters = [
         {"name": "envoy.filters.http.json_to_metadata", "typed_config": {
@@ -203,19 +236,29 @@ def envoy_config(routes: list[GatewayRoute]) -> dict[str, Any]:
     ]
     # The kubelet asks each router whether it is alive through this listener (routers bind loopback).
     health_routes = [{"match": {"path": "/healthz"}, "direct_response": {"status": 200}}]
-    clusters = []
+    metrics_routes = [{"match": {"path": "/metrics"}, "route": {"cluster": "admin", "prefix_rewrite": "/stats/prometheus"}}]
+    clusters = [_static_cluster("admin", "127.0.0.1", ENVOY_ADMIN_PORT)]
     for index, route in enumerate(routes):
+        # Probes reach the router through a cluster of their own: counted under the router's, the
+        # kubelet's probes would look like demand and keep a role from ever scaling to zero.
         health_routes.append({"match": {"path": f"/routers/{index}/liveness"}, "route": {
-            "cluster": _router_cluster(index), "regex_rewrite": {"pattern": {"regex": ".*"}, "substitution": "/liveness"}}})
-        clusters.append(_static_cluster(_router_cluster(index), "127.0.0.1", ROUTER_BASE_PORT + index))
+            "cluster": f"probe-{index}", "regex_rewrite": {"pattern": {"regex": ".*"}, "substitution": "/liveness"}}})
+        clusters.append(_static_cluster(f"probe-{index}", "127.0.0.1", ROUTER_BASE_PORT + index))
+        stat_name = upstream_stat_name(route.llmdeployment, route.role)
+        clusters.append(_static_cluster(_router_cluster(index), "127.0.0.1", ROUTER_BASE_PORT + index,
+                                        stat_name, route.wakes))
         if route.service:
             host, port = route.service.rsplit(":", 1)
-            clusters.append(_static_cluster(_service_cluster(index), host, int(port)))
-    return {"static_resources": {
-        "listeners": [_listener("api", API_PORT, _connection_manager("api", api_routes, api_filters)),
-                      _listener("health", HEALTH_PORT, _connection_manager("health", health_routes, []))],
-        "clusters": clusters,
-    }}
+            clusters.append(_static_cluster(_service_cluster(index), host, int(port), f"{stat_name}_service", route.wakes))
+    return {
+        # Envoy's admin API stays on the pod's loopback: only its statistics leave, through "metrics".
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ENVOY_ADMIN_PORT}}},
+        "static_resources": {
+            "listeners": [_listener("api", API_PORT, _connection_manager("api", api_routes, api_filters)),
+                          _listener("health", HEALTH_PORT, _connection_manager("health", health_routes, [])),
+                          _listener("metrics", METRICS_PORT, _connection_manager("metrics", metrics_routes, []))],
+            "clusters": clusters,
+        }}
 
 
 # ---------------------------------------------------------------- objects
@@ -265,7 +308,8 @@ def _envoy_container(gateway: LLMGateway, routes: list[GatewayRoute], image: str
         "name": ENVOY_CONTAINER, "image": image,
         "command": ["envoy", "--config-path", f"{CONFIG_DIR}/envoy.json", "--disable-hot-restart", "--log-level", "warn"],
         "ports": [{"name": "http", "containerPort": API_PORT, "protocol": "TCP"},
-                  {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
+                  {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
+                  {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 10, "failureThreshold": 3},
         "lifecycle": _drain(),

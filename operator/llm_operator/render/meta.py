@@ -21,6 +21,13 @@ def child_name(owner: str, role: str) -> str:
     return f"{owner}-{role}"
 
 
+def upstream_stat_name(owner: str, role: str) -> str:
+    """What a gateway's Envoy calls a role's upstream in its statistics (`envoy_cluster_name`):
+    stable whatever the gateway's route order, and read back by the role's ScaledObject to wake it
+    from zero. Names hold no "." (Envoy's tag extraction would cut the name there) nor "_"."""
+    return f"{owner}_{role}"
+
+
 def cache_claim_name(owner: str) -> str:
     return f"{owner}-cache"
 

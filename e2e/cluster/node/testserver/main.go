@@ -5,6 +5,7 @@
 //	GET /healthz            200 "ok" (the readiness probe)
 //	GET /status             JSON: uid, gid, groups, capEff, seccomp, shm size, data dir write result
 //	GET /fetch?url=URL      JSON: status code and body of a GET of URL made from inside the pod
+//	GET /metrics            Prometheus text format: requests served so far (what the plane's Prometheus scrapes)
 //
 // Every request is logged to stdout, so `kubectl logs` has something to show.
 package main
@@ -18,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -85,6 +87,7 @@ func main() {
 	dataDir := env("DATA_DIR", "/data")
 	shmDir := env("SHM_DIR", "/dev/shm")
 	client := &http.Client{Timeout: 5 * time.Second}
+	var served atomic.Int64
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -103,8 +106,17 @@ func main() {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		writeJSON(w, map[string]any{"status": resp.StatusCode, "body": string(body)})
 	})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# HELP testserver_requests_total HTTP requests served.\n"+
+			"# TYPE testserver_requests_total counter\ntestserver_requests_total %d\n", served.Load())
+	})
 	logged := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		log.Printf("%s %s from %s", r.Method, r.URL.RequestURI(), r.RemoteAddr)
+		served.Add(1)
+		// Scrapes (every few seconds) would drown the requests a test looks for in `kubectl logs`.
+		if r.URL.Path != "/metrics" {
+			log.Printf("%s %s from %s", r.Method, r.URL.RequestURI(), r.RemoteAddr)
+		}
 		mux.ServeHTTP(w, r)
 	})
 	log.SetOutput(os.Stdout)

@@ -1,0 +1,205 @@
+"""Autoscaling on vLLM's own queue, end to end on the real node: the operator's ScaledObject, the
+plane's Prometheus and KEDA, the real HPA in kube-controller-manager, and real vLLM (CPU build)
+serving the tiny chat model behind an LLMGateway.
+
+The tests build on one another, in order: bounded load (a few threads on this machine only) grows
+the role from 1 pod to 2, the new pod loads from the cache; the load stops and after the scale-down
+delay it is 1 pod again; with `minReplicas: 0` it goes to zero and is Idle; one request through the
+gateway wakes it. Each step's time is printed. All along, the operator never writes `replicas`.
+
+vLLM runs with `--max-num-seqs 1`, so that a few concurrent requests are enough to queue
+(`vllm:num_requests_waiting`) on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+import serving
+from operator_process import OPERATOR_USER, audit_lines, audit_writes, eventually
+from test_serving import (  # noqa: F401 - module fixtures, used by name
+    API_KEY,
+    GATEWAY,
+    GATEWAY_KEY,
+    GATEWAY_LABEL,
+    Stack,
+    _gateway_ready,
+    _gateway_url,
+    _init_log,
+    cpu_image,
+    gateway_image,
+)
+from tests.hubs import TinyModel
+from workloads import get
+
+pytestmark = pytest.mark.usefixtures("real_node")
+
+NAME = "autoscaled"
+DELAY = 30  # scaleDownDelaySeconds: long enough to see, short enough for CI
+LOAD_THREADS = 4
+LOAD_MAX_SECONDS = 240  # the load stops by itself after this, whatever happens
+TIMES: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def keda(cluster):
+    """The plane's Prometheus and KEDA (e2e/plane/autoscaling.py)."""
+    if not cluster.plane.cfg.autoscaling:
+        pytest.skip("LLMOPS_AUTOSCALING=0 left Prometheus and KEDA out of the plane; unset it to enable these tests")
+    return cluster.plane.cfg
+
+
+def _manifest(**autoscaling) -> dict:
+    manifest = serving.on_real_node(serving.load_example())
+    manifest["metadata"] = {"name": NAME, "labels": dict(GATEWAY_LABEL)}
+    del manifest["spec"]["embedding"], manifest["spec"]["rerank"]
+    llm = manifest["spec"]["llm"]
+    llm["engine"] = {**llm.get("engine", {}), "extraArgs": ["--max-num-seqs", "1"]}
+    llm["autoscaling"] = {"minReplicas": 1, "maxReplicas": 2, "target": "1", "scaleDownDelaySeconds": DELAY,
+                          **autoscaling}
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def scaled(cluster, operator, pod_hubs, cpu_image, gateway_image, keda):  # noqa: F811
+    """The chat role, autoscaled, behind a gateway, in a namespace of its own; the audit log line
+    from which the operator's writes are counted."""
+    models = serving.tiny_models()
+    manifest = _manifest()
+    for repo, directory in serving.hub_repos(manifest, models).items():
+        pod_hubs.modelscope.repos[repo] = {"master": TinyModel.from_directory(directory)}
+    namespace = f"e2e-autoscaling-{int(time.time()) % 100000}"
+    cluster.kubectl("create", "namespace", namespace)
+    eventually(lambda: cluster.kubectl("-n", namespace, "get", "sa", "default", check=False).returncode == 0, 30,
+               what="default ServiceAccount")
+    stack = Stack(cluster, namespace, manifest, models, pod_hubs.modelscope)
+    stack.kubectl("create", "secret", "generic", "llm-api-key", f"--from-literal=api-key={API_KEY}")
+    stack.kubectl("create", "secret", "generic", "gateway-key", f"--from-literal=api-key={GATEWAY_KEY}")
+    started = time.monotonic()
+    stack.apply(manifest)
+    stack.apply(GATEWAY)
+    stack.wait_ready()
+    _gateway_ready(stack)
+    TIMES["first Ready"] = time.monotonic() - started
+    eventually(lambda: get(cluster, namespace, "scaledobject", f"{NAME}-llm"), 30, what="the ScaledObject")
+    # From here on, the operator has made every write it needs: none may touch replicas.
+    stack.audit_from = audit_lines(cluster.audit_log)
+    yield stack
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def _replicas(stack) -> int:
+    return get(stack.cluster, stack.namespace, "deployment", f"{NAME}-llm")["spec"].get("replicas", 1)
+
+
+def _ready_pods(stack) -> list[dict]:
+    return [p for p in stack.pods("llm")
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+
+
+class Load:
+    """LOAD_THREADS clients asking the chat model through the gateway, one request after another,
+    until stopped or LOAD_MAX_SECONDS have passed. Counts answers by HTTP status."""
+
+    def __init__(self, url: str, model: str):
+        self.url, self.model = url, model
+        self.stop_event = threading.Event()
+        self.deadline = time.monotonic() + LOAD_MAX_SECONDS
+        self.codes: list[dict[int, int]] = [{} for _ in range(LOAD_THREADS)]  # one per thread: no shared dict
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(LOAD_THREADS)]
+
+    def _run(self, index: int) -> None:
+        while not self.stop_event.is_set() and time.monotonic() < self.deadline:
+            code, _ = serving.post_json(self.url + "/v1/chat/completions", {
+                "model": self.model, "max_tokens": 48, "ignore_eos": True,
+                "messages": [{"role": "user", "content": "Count slowly."}]}, GATEWAY_KEY, timeout=120)
+            self.codes[index][code] = self.codes[index].get(code, 0) + 1
+
+    def __enter__(self) -> "Load":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=150)
+
+    def counts(self) -> dict[int, int]:
+        total: dict[int, int] = {}
+        for codes in self.codes:
+            for code, count in codes.items():
+                total[code] = total.get(code, 0) + count
+        return total
+
+
+def test_a_queue_grows_the_role_to_two_pods_that_load_from_the_cache(scaled):
+    assert _replicas(scaled) == 1
+    scaled.hub.reset_counts()
+    (first,) = scaled.pods("llm")
+    with Load(_gateway_url(scaled), scaled.served_names()["llm"]) as load:
+        started = time.monotonic()
+        eventually(lambda: _replicas(scaled) == 2, 180, interval=1, what="the autoscaler asking for 2 pods")
+        TIMES["load -> 2 replicas asked"] = time.monotonic() - started
+        eventually(lambda: len(_ready_pods(scaled)) == 2, 300, interval=1, what="2 ready pods")
+        TIMES["load -> 2 pods ready"] = time.monotonic() - started
+    print(f"\nLoad answers by HTTP status: {load.counts()}")
+    assert set(load.counts()) == {200}
+    (new,) = [p for p in scaled.pods("llm") if p["metadata"]["uid"] != first["metadata"]["uid"]]
+    assert scaled.hub.file_requests() == []  # zero bytes downloaded
+    assert "skipped download" in _init_log(scaled, new)
+    status = scaled.status()
+    assert status["roles"]["llm"]["replicas"] == 2  # status follows the autoscaler
+
+
+def test_without_load_it_returns_to_one_pod_after_the_delay(scaled):
+    started = time.monotonic()
+    eventually(lambda: _replicas(scaled) == 1, DELAY + 180, interval=1, what="back to 1 pod")
+    TIMES["idle -> 1 replica"] = time.monotonic() - started
+    assert TIMES["idle -> 1 replica"] >= DELAY - 5  # the HPA's stabilisation window held it
+    eventually(lambda: scaled.status().get("phase") == "Ready", 120, what="Ready with 1 pod")
+
+
+def test_with_min_zero_it_goes_idle(scaled):
+    manifest = _manifest(minReplicas=0)
+    started = time.monotonic()
+    scaled.apply(manifest)
+    # The gateway now holds this model's requests while it wakes: its new configuration rolls out.
+    eventually(lambda: "x-llm-gateway-upstream" in json.dumps(json.loads(get(
+        scaled.cluster, scaled.namespace, "configmap", "shared-gateway")["data"]["envoy.json"])["static_resources"]
+        ["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]
+        ["routes"][0]["match"]), 60, what="the gateway's hold route")
+    scaled.kubectl("rollout", "status", "deployment/shared-gateway", "--timeout=180s", timeout=210)
+    eventually(lambda: _replicas(scaled) == 0, 60 + DELAY + 180, interval=1, what="scaled to zero")
+    TIMES["min 0 -> 0 replicas"] = time.monotonic() - started
+    eventually(lambda: scaled.status().get("phase") == "Idle", 60, what="phase Idle")
+    ready = next(c for c in scaled.status()["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["reason"] == "Idle"
+    gateway = get(scaled.cluster, scaled.namespace, "llmgw", "shared")["status"]
+    assert gateway["phase"] == "Ready"  # an idle model is no problem of the gateway's
+    eventually(lambda: not scaled.pods("llm"), 120, what="the last pod gone")
+
+
+def test_a_request_through_the_gateway_wakes_it(scaled):
+    scaled.hub.reset_counts()
+    started = time.monotonic()
+    code, body = serving.post_json(_gateway_url(scaled) + "/v1/chat/completions", {
+        "model": scaled.served_names()["llm"], "max_tokens": 4, "messages": [{"role": "user", "content": "Awake?"}]},
+        GATEWAY_KEY, timeout=400)
+    TIMES["request at zero -> answer (cold start)"] = time.monotonic() - started
+    assert code == 200, body
+    assert body["choices"][0]["message"]["content"] is not None
+    assert _replicas(scaled) == 1 and scaled.hub.file_requests() == []
+    eventually(lambda: scaled.status().get("phase") == "Ready", 120, what="Ready again")
+
+
+def test_the_operator_never_wrote_replicas(scaled):
+    writes = {k: v for k, v in audit_writes(scaled.cluster.audit_log, OPERATOR_USER, since_line=scaled.audit_from,
+                                            namespace=scaled.namespace, name=f"{NAME}-llm").items()
+              if k.split(" ", 1)[1].startswith("deployments")}
+    print("\nAutoscaling, step by step: " + json.dumps({k: round(v, 1) for k, v in TIMES.items()}))
+    assert writes == {}, f"the operator wrote Deployments while the autoscaler owned them: {writes}"
