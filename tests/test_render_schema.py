@@ -1,4 +1,6 @@
-"""Every rendered object is valid against the Kubernetes OpenAPI schema (strict: no unknown fields)."""
+"""Every rendered object of a built-in kind is valid against the Kubernetes OpenAPI schema (strict: no
+unknown fields). KEDA's ScaledObject is not in that schema; the plane's API server, with KEDA's own
+CRD, checks it in the e2e tests."""
 
 import kubernetes_validate
 import pytest
@@ -13,6 +15,8 @@ KUBERNETES_VERSION = "1.35.0"
 
 def assert_valid(objects):
     for obj in objects:
+        if obj["kind"] == "ScaledObject":
+            continue
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as error:
