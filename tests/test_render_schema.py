@@ -1,6 +1,6 @@
 """Every rendered object of a built-in kind is valid against the Kubernetes OpenAPI schema (strict: no
-unknown fields). KEDA's ScaledObject is not in that schema; the plane's API server, with KEDA's own
-CRD, checks it in the e2e tests."""
+unknown fields). KEDA's ScaledObject is not in that schema (only a real API server with KEDA's CRD
+checks it: the real-node scenario, e2e/autoscaling_scenario.py, did so while it ran)."""
 
 import kubernetes_validate
 import pytest
