@@ -37,6 +37,7 @@ from test_serving import (  # noqa: F401 - module fixtures, used by name
     _init_log,
     cpu_image,
     gateway_image,
+    new_namespace,
 )
 from tests.hubs import TinyModel
 from workloads import get
@@ -77,10 +78,7 @@ def scaled(cluster, operator, pod_hubs, cpu_image, gateway_image, keda):  # noqa
     manifest = _manifest()
     for repo, directory in serving.hub_repos(manifest, models).items():
         pod_hubs.modelscope.repos[repo] = {"master": TinyModel.from_directory(directory)}
-    namespace = f"e2e-autoscaling-{int(time.time()) % 100000}"
-    cluster.kubectl("create", "namespace", namespace)
-    eventually(lambda: cluster.kubectl("-n", namespace, "get", "sa", "default", check=False).returncode == 0, 30,
-               what="default ServiceAccount")
+    namespace = new_namespace(cluster, "e2e-autoscaling")
     stack = Stack(cluster, namespace, manifest, models, pod_hubs.modelscope)
     stack.kubectl("create", "secret", "generic", "llm-api-key", f"--from-literal=api-key={API_KEY}")
     stack.kubectl("create", "secret", "generic", "gateway-key", f"--from-literal=api-key={GATEWAY_KEY}")

@@ -216,13 +216,16 @@ def test_chart_crds_are_the_crds_of_crds_dir(cluster):
 def test_monitors_select_the_operator_and_the_vllm_pods(cluster):
     docs = template(cluster, "--set", "metrics.serviceMonitor.enabled=true", "--set", "vllmPodMonitor.enabled=true",
                     "--set", "watchNamespaces={team-a}")
-    by_kind = {doc["kind"]: doc for doc in docs}
-    pod_monitor = by_kind["PodMonitor"]["spec"]
-    assert pod_monitor["selector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "llm-operator",
-                                                       "app.kubernetes.io/name": "vllm"}}
-    assert pod_monitor["podMetricsEndpoints"][0]["port"] == "http"
-    assert pod_monitor["podMetricsEndpoints"][0]["path"] == "/metrics"
-    assert pod_monitor["namespaceSelector"] == {"matchNames": ["team-a"]}
+    by_kind = {doc["kind"]: doc for doc in docs if doc["kind"] != "PodMonitor"}
+    pod_monitors = {doc["metadata"]["name"].rsplit("-", 1)[1]: doc["spec"] for doc in docs if doc["kind"] == "PodMonitor"}
+    assert sorted(pod_monitors) == ["gateway", "vllm"]
+    for suffix, (pod_name, port) in {"vllm": ("vllm", "http"), "gateway": ("llm-gateway", "metrics")}.items():
+        pod_monitor = pod_monitors[suffix]
+        assert pod_monitor["selector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "llm-operator",
+                                                           "app.kubernetes.io/name": pod_name}}
+        assert pod_monitor["podMetricsEndpoints"][0]["port"] == port
+        assert pod_monitor["podMetricsEndpoints"][0]["path"] == "/metrics"
+        assert pod_monitor["namespaceSelector"] == {"matchNames": ["team-a"]}
     service_monitor = by_kind["ServiceMonitor"]["spec"]
     assert service_monitor["selector"]["matchLabels"] == by_kind["Service"]["spec"]["selector"]
     assert service_monitor["endpoints"][0]["port"] == by_kind["Service"]["spec"]["ports"][0]["name"] == "metrics"

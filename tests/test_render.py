@@ -219,7 +219,20 @@ def test_cpu_role_defaults_and_spec_image_wins():
     assert vllm["resources"] == {"requests": {"memory": "6Gi"}, "limits": {"memory": "6Gi"}}
     assert {"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"} in vllm["env"]
     gpu = render(llmd({"rerank": {"model": HF}}))[0]
-    assert not any(e["name"] == "VLLM_CPU_KVCACHE_SPACE" for e in container(gpu)["env"])
+    assert not any(e["name"].startswith("VLLM_CPU_") for e in container(gpu)["env"])
+
+
+def test_cpu_roles_leave_thread_placement_to_the_kernel_unless_told():
+    """vLLM's "auto" binding would put every vLLM pod of a node on the same first core."""
+    deployment = render(llmd({"llm": {"model": HF, "device": "CPU"}}))[0]
+    assert {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"} in container(deployment)["env"]
+    told = render(llmd({"llm": {"model": HF, "device": "CPU", "engine": {"env": [
+        {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "auto"}, {"name": "HOME", "value": "/home/vllm"}]}}}))[0]
+    env = container(told)["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names))  # a name twice would be refused by the API server
+    assert {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "auto"} in env
+    assert {"name": "HOME", "value": "/home/vllm"} in env
 
 
 def test_tokenizer_is_downloaded_by_its_own_init_container_and_passed_by_path():

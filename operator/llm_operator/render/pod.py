@@ -87,11 +87,18 @@ def engine_env(plan: RolePlan) -> list[dict[str, Any]]:
     ]
     if plan.gpu_resource is None:
         env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": str(cpu_kv_cache_gib(plan.role))})
+        # vLLM's "auto" binding pins its OpenMP threads to the first cores it is allowed: every vLLM pod
+        # on a node (each replica, and the RAG stack's three roles) then computes on the same core while
+        # the others idle. Without the static CPU manager a container may use every core, so leave the
+        # placement to the kernel. engine.env may set it back (with exclusive cpusets, "auto" is right).
+        env.append({"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"})
     key_ref = plan.spec.apiKeySecretRef
     if key_ref:
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": key_ref.name, "key": key_ref.key}}})
-    user_env = plan.role.engine.env if plan.role.engine else None
-    return env + [e.model_dump(exclude_none=True) for e in user_env or ()]
+    user_env = [e.model_dump(exclude_none=True) for e in (plan.role.engine.env if plan.role.engine else None) or ()]
+    # A user's variable replaces the operator's default of that name (a name twice is refused by the API server).
+    overridden = {e["name"] for e in user_env}
+    return [e for e in env if e["name"] not in overridden] + user_env
 
 
 def engine_resources(plan: RolePlan) -> dict[str, Any]:
