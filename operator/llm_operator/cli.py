@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_flags(run_parser)
     run_parser.add_argument("--metrics-address", default="0.0.0.0:9090", help="host:port of /metrics")
     run_parser.add_argument("--health-address", default="0.0.0.0:8080", help="host:port of /healthz")
-    run_parser.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    run_parser.add_argument("--workers", type=int, default=8, help="reconciles running at once (default 8)")
     run_parser.add_argument("--leader-election-namespace",
                             help="namespace of the Lease that elects the one writing process "
                                  "(default: the pod's namespace, or `default` outside a cluster)")
