@@ -34,6 +34,7 @@ unit: venv
 crd: venv
 	$(BIN)/llm-operator crd > crds/llmops.dev_llmdeployments.yaml
 	$(BIN)/llm-operator crd --kind LLMGateway > crds/llmops.dev_llmgateways.yaml
+	$(BIN)/llm-operator crd --kind LLMBatch > crds/llmops.dev_llmbatches.yaml
 
 ## Regenerate the Helm chart's CRD templates from crds/ (a test fails when they drift).
 chart-crds: venv

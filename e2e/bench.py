@@ -272,11 +272,12 @@ def operator_identity(bench: Bench) -> Path:
     return service_account_kubeconfig(bench, BENCH_NAMESPACE, BENCH_SA, bench.cfg.state_dir / "bench.kubeconfig")
 
 
-def start_operator(kubeconfig: Path) -> OperatorProcess:
+def start_operator(kubeconfig: Path, extra_args: tuple[str, ...] = ()) -> OperatorProcess:
     log = plane.Config.from_env().logs_dir / "operator-bench.log"
     # As installed (the chart's settings are the operator's defaults): the tests' one-minute resync
     # added three or four passes over all N to the 1,000-resource run.
-    process = OperatorProcess(kubeconfig, log, lease=(BENCH_NAMESPACE, "llm-operator"), resync_seconds=None)
+    process = OperatorProcess(kubeconfig, log, lease=(BENCH_NAMESPACE, "llm-operator"), resync_seconds=None,
+                             extra_args=extra_args)
     process.start(timeout=60)
     return process
 
@@ -286,10 +287,11 @@ def reconciles(process: OperatorProcess) -> float:
                if line.startswith("llmops_reconciles_total{"))
 
 
-def measure_operator(bench: Bench, kubeconfig: Path, n: int, samples: int) -> dict[str, Any]:
+def measure_operator(bench: Bench, kubeconfig: Path, n: int, samples: int,
+                     operator_args: tuple[str, ...] = ()) -> dict[str, Any]:
     namespace = f"bench-operator-{n}"
     fresh_namespace(bench, namespace)
-    process = start_operator(kubeconfig)
+    process = start_operator(kubeconfig, operator_args)
     pid = process.process.pid
     cpu_before, plane_before, audit_before = ProcessUsage.cpu_seconds(pid), plane_cpu(bench.cfg), audit_mark()
     started = time.monotonic()
@@ -317,7 +319,7 @@ def measure_operator(bench: Bench, kubeconfig: Path, n: int, samples: int) -> di
     wait_for(lambda: ready_count(bench, namespace) >= n, 300, f"{n} Ready after the spec changes", interval=1)
     process.stop()
     restart_mark = audit_mark()
-    process = start_operator(kubeconfig)
+    process = start_operator(kubeconfig, operator_args)
     wait_for(lambda: reconciles(process) >= n, 600, f"{n} reconciles after the restart", interval=0.2)
     # All of the new process: start-up, the LISTs that fill its caches, and a pass over N unchanged
     # resources (the pass is what every resync costs too).
@@ -358,6 +360,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000", help="comma-separated N (default 100,1000)")
     parser.add_argument("--samples", type=int, default=20, help="spec changes timed per N (default 20)")
+    parser.add_argument("--operator-args", default="",
+                        help="more arguments for `llm-operator run`, to try a setting (e.g. --workers=8)")
     args = parser.parse_args()
     cfg = plane.Config.from_env()
     if not plane.Plane(cfg).healthy():
@@ -369,7 +373,7 @@ def main() -> int:
         return 2
     bench = Bench(cfg)
     bench.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for crd in ("llmdeployments.llmops.dev", "llmgateways.llmops.dev"):
+    for crd in ("llmdeployments.llmops.dev", "llmgateways.llmops.dev", "llmbatches.llmops.dev"):
         wait_established(bench.kubectl, crd)
     kubeconfig = operator_identity(bench)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -381,7 +385,7 @@ def main() -> int:
             limit, deployments_ready = measure_limit(bench, n)
             print(f"N={n}: limit {limit:.1f}s (Deployments ready {deployments_ready:.1f}s); measuring the operator...",
                   flush=True)
-            row = measure_operator(bench, kubeconfig, n, args.samples)
+            row = measure_operator(bench, kubeconfig, n, args.samples, tuple(args.operator_args.split()))
             row.update(n=n, limit=limit, deployments_ready=deployments_ready)
             rows.append(row)
             print(f"N={n}: done: {json.dumps({k: v for k, v in row.items() if k != 'plane_cpu'})}", flush=True)

@@ -141,7 +141,7 @@ def pod_hubs(cluster):
 @pytest.fixture(scope="session")
 def crd(cluster):
     cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for crd in ("llmdeployments.llmops.dev", "llmgateways.llmops.dev"):
+    for crd in ("llmdeployments.llmops.dev", "llmgateways.llmops.dev", "llmbatches.llmops.dev"):
         wait_established(cluster.kubectl, crd)
 
 

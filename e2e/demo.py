@@ -136,7 +136,7 @@ def up() -> None:
         sys.exit("The demo serves on the plane's real node: unset LLMOPS_REAL_NODE and run `make demo` again")
     started = time.monotonic()
     kubectl(cfg, "apply", "--server-side", "-f", str(REPO / "crds"))
-    for crd in ("llmdeployments.llmops.dev", "llmgateways.llmops.dev"):
+    for crd in ("llmdeployments.llmops.dev", "llmgateways.llmops.dev", "llmbatches.llmops.dev"):
         wait_established(functools.partial(kubectl, cfg), crd)
 
     print("Building (or reusing) the CPU runtime image and the tiny models ...", flush=True)

@@ -32,6 +32,7 @@ from test_serving import (  # noqa: F401 - module fixtures, used by name
     GATEWAY_LABEL,
     Stack,
     _gateway_ready,
+    _gateway_status,
     _gateway_url,
     _init_log,
     cpu_image,
@@ -101,8 +102,9 @@ def _seconds(since: str, until: str) -> float:
 
 def _gateway_ready_or_why(stack):
     """True when the LLMGateway is Ready, else its Ready condition (what a failed wait reports)."""
-    status = get(stack.cluster, stack.namespace, "llmgw", "shared")["status"]
-    return True if status["phase"] == "Ready" else next(c for c in status["conditions"] if c["type"] == "Ready")
+    status = _gateway_status(stack)
+    return True if status.get("phase") == "Ready" else next(
+        (c for c in status.get("conditions") or [] if c["type"] == "Ready"), status)
 
 
 def _replicas(stack) -> int:

@@ -31,7 +31,7 @@ from workloads import apply, condition, deploy_rag_stack, example, get, wait_est
 
 CHART = REPO / "charts" / "llm-operator"
 CRD = "llmdeployments.llmops.dev"
-CRDS = (CRD, "llmgateways.llmops.dev")  # the chart carries both
+CRDS = (CRD, "llmgateways.llmops.dev", "llmbatches.llmops.dev")  # the chart carries all three
 
 
 # ------------------------------------------------------------------ helpers
@@ -213,7 +213,7 @@ def test_chart_crds_are_the_crds_of_crds_dir(cluster):
                 if doc["kind"] == "CustomResourceDefinition"]
 
 
-def test_monitors_select_the_operator_and_the_vllm_pods(cluster):
+def test_monitors_select_the_operator_the_vllm_pods_and_the_gateway_pods(cluster):
     docs = template(cluster, "--set", "metrics.serviceMonitor.enabled=true", "--set", "vllmPodMonitor.enabled=true",
                     "--set", "watchNamespaces={team-a}")
     by_kind = {doc["kind"]: doc for doc in docs if doc["kind"] != "PodMonitor"}

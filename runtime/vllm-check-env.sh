@@ -45,8 +45,11 @@ import warnings
 warnings.filterwarnings("ignore")
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.entrypoints.common.cli_args import make_arg_parser
+from vllm.entrypoints.launchers.run_batch import make_arg_parser as make_batch_arg_parser
 top = FlexibleArgumentParser(prog="vllm")
-make_arg_parser(top.add_subparsers(dest="subparser").add_parser("serve"))
+subparsers = top.add_subparsers(dest="subparser")
+make_arg_parser(subparsers.add_parser("serve"))
+make_batch_arg_parser(subparsers.add_parser("run-batch"))
 PY
 echo "$KEY" > "$DIR/.complete"
 echo "Built the vLLM $VERSION check environment in $(( $(date +%s) - start ))s: $DIR"

@@ -224,6 +224,27 @@ def test_reads_come_from_the_cache_and_never_go_back_before_the_own_write():
     assert cache.get_llmdeployment("ns", "x") is None and kube.reads == 0
 
 
+def test_a_batch_s_job_and_pods_come_from_the_cache_and_never_an_llmdeployment_s():
+    from llm_operator.k8s.cache import CachedKube
+
+    kube = ApiKube()
+    kube.get_job = lambda namespace, name: {"from": "api"}
+    cache = CachedKube(kube, ("ns",), lambda *args: None, managed_selector="m=o", owner_label="llmops.dev/deployment",
+                       batches=True)
+    for reflector in cache.reflectors:
+        reflector.synced.set()
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "b-batch", "namespace": "ns", "resourceVersion": "5"}}
+    cache.stores["Job"].upsert(job)
+    pod = lambda name, labels: {"apiVersion": "v1", "kind": "Pod",  # noqa: E731
+                                "metadata": {"name": name, "namespace": "ns", "labels": labels, "resourceVersion": "6"}}
+    cache.stores["Pod"].upsert(pod("b-batch-x1", {"llmops.dev/batch": "b"}))
+    cache.stores["Pod"].upsert(pod("b-llm-x2", {"llmops.dev/deployment": "b"}))  # an LLMDeployment of the same name
+    assert cache.get_job("ns", "b-batch") is job
+    assert cache.get_job("ns", "other-batch") == {"from": "api"}  # not ours, or not there: asked of the API server
+    assert [p["metadata"]["name"] for p in cache.list_batch_pods("ns", "b")] == ["b-batch-x1"]
+    assert [p["metadata"]["name"] for p in cache.list_pods("ns", "b")] == ["b-llm-x2"]
+
+
 # ---------------------------------------------------------------- reconcile over the cache
 
 def server_kube(llmd):

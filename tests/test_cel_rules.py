@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from invalid_specs import CASES
+from llm_operator.api.batch import LLMBatch
 from llm_operator.api.gateway import LLMGateway
 from llm_operator.api.models import LLMDeployment
 from llm_operator.api.rules import Rule, SpecModel
@@ -49,10 +50,15 @@ _ENV = celpy.Environment()
 _PROGRAMS: dict[str, Any] = {}
 
 
-def cel_verdict(rule: Rule, obj: dict[str, Any]) -> bool:
+def cel_verdict(rule: Rule, obj: dict[str, Any], old: dict[str, Any] | None = None) -> bool:
+    """The CEL half's verdict on `obj`. A transition rule (one that reads `oldSelf`) sees `old`, by
+    default the object itself: an update that changed nothing there."""
     if rule.cel not in _PROGRAMS:
         _PROGRAMS[rule.cel] = _ENV.program(_ENV.compile(rule.cel), functions=FUNCTIONS)
-    result = _PROGRAMS[rule.cel].evaluate({"self": celpy.json_to_cel(obj)})
+    activation = {"self": celpy.json_to_cel(obj)}
+    if "oldSelf" in rule.cel:
+        activation["oldSelf"] = celpy.json_to_cel(obj if old is None else old)
+    result = _PROGRAMS[rule.cel].evaluate(activation)
     if isinstance(result, celpy.CELEvalError):
         raise AssertionError(f"CEL {rule.cel!r} failed on {obj}: {result}")
     return bool(result)
@@ -192,3 +198,58 @@ def test_every_gateway_rule_is_refused_by_cel_somewhere_in_its_table():
                for model, raw in rule_sites(LLMGateway, _without_nulls(document))
                for rule in model.RULES if not cel_verdict(rule, raw)}
     assert {rule.cel for model in _all_models(LLMGateway) for rule in model.RULES} - refused == set()
+
+
+def _batch(name: str = "tag-docs", **spec: Any) -> dict[str, Any]:
+    document = load_example("batch.yaml")
+    document["metadata"]["name"] = name
+    document["spec"].update(spec)
+    return document
+
+
+CPU = {"gpus": None, "device": "CPU"}
+# LLMBatch's rules: (id, document, accepted). Each rule is refused at least once.
+BATCH_CASES = [
+    ("example", _batch(), True),
+    ("input-on-a-claim", _batch(input={"persistentVolumeClaim": {"claimName": "data", "path": "in/set.jsonl"}}), True),
+    ("both-inputs", _batch(input={"configMap": {"name": "a", "key": "k"},
+                                  "persistentVolumeClaim": {"claimName": "d", "path": "x"}}), False),
+    ("no-input", _batch(input={}), False),
+    ("output-outside-its-claim", _batch(output={"persistentVolumeClaim": {"claimName": "r", "path": "a/../../b"}}), False),
+    ("extra-args-engine-flags", _batch(engine={"extraArgs": ["--max-num-seqs", "4"]}), True),
+    ("extra-args-output-short", _batch(engine={"extraArgs": ["-o", "x"]}), False),
+    ("extra-args-input-prefix", _batch(engine={"extraArgs": ["--input=x"]}), False),
+    ("extra-args-served-name", _batch(engine={"extraArgs": ["--served_model_name=x"]}), False),
+    ("cpu", _batch(**CPU, kvCacheSize="2Gi"), True),
+    ("cpu-with-gpus", _batch(device="CPU"), False),
+    ("kv-cache-on-gpu", _batch(kvCacheSize="2Gi"), False),
+    ("parallel-mismatch", _batch(gpus=2, tensorParallelSize=4), False),
+    ("name-longest", _batch("b" * 57), True),
+    ("name-too-long", _batch("b" * 58), False),
+    ("name-uppercase", _batch("Tag"), False),
+]
+
+
+@pytest.mark.parametrize("document,accepted", [case[1:] for case in BATCH_CASES], ids=[case[0] for case in BATCH_CASES])
+def test_batch_rules_get_the_same_verdict_from_both_halves(document, accepted):
+    document = _without_nulls(document)
+    assert assert_halves_agree(document, LLMBatch) > 0
+    verdicts = [cel_verdict(rule, raw) for model, raw in rule_sites(LLMBatch, document) for rule in model.RULES]
+    assert all(verdicts) == accepted
+
+
+def test_every_batch_rule_is_refused_by_cel_somewhere_in_its_table():
+    transition = {rule.cel for rule in LLMBatch.model_fields["spec"].annotation.RULES if "oldSelf" in rule.cel}
+    refused = {rule.cel for _, document, _ in BATCH_CASES
+               for model, raw in rule_sites(LLMBatch, _without_nulls(document))
+               for rule in model.RULES if not cel_verdict(rule, raw)}
+    # The models it shares with LLMDeployment (the model, the engine) are covered by the table above.
+    own = _all_models(LLMBatch) - _all_models(LLMDeployment)
+    assert {rule.cel for model in own for rule in model.RULES} - refused == transition
+
+
+def test_a_batch_s_spec_cannot_change_once_created():
+    [rule] = [rule for rule in LLMBatch.model_fields["spec"].annotation.RULES if "oldSelf" in rule.cel]
+    spec = _without_nulls(_batch())["spec"]
+    assert cel_verdict(rule, spec, old=dict(spec))
+    assert not cel_verdict(rule, {**spec, "backoffLimit": 3}, old=spec)

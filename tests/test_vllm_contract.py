@@ -5,16 +5,20 @@ parallel sizes and the port, and never an API key, a host or a config file."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 
 from llm_operator.api import parse_llmdeployment
+from llm_operator.api.batch import LLMBatch
 from llm_operator.api.models import RESERVED_FLAGS, RESERVED_SHORT_FLAGS, reserved_flag
-from llm_operator.render import render
+from llm_operator.render import RenderConfig, render
+from llm_operator.render.batch import batch_plan, render_batch
 from llm_operator.render.config import CONTAINER_PORT, parallelism, served_name
 from strategies import llmdeployment_specs
-from support import EXAMPLES, container, llmd
+from support import EXAMPLES, container, llmd, load_example
 
 
 def serve_lines(objects):
@@ -86,3 +90,36 @@ def test_a_refused_spelling_really_reaches_the_reserved_setting(vllm_parser):
         assert ok, error
         assert parsed[dest] == value
         assert any(reserved_flag(arg) for arg in extra)
+
+
+# ---------------------------------------------------------------- LLMBatch: `vllm run-batch`
+
+
+def test_every_batch_command_line_is_accepted_by_vllm_run_batch(vllm_parser):
+    """The runner passes `-i <good lines> -o <answers>` and then the rendered arguments: vLLM's own
+    run-batch parser accepts them and reads the model, served name and parallel sizes from them."""
+    examples = [load_example("batch.yaml")]
+    cpu = copy.deepcopy(examples[0])
+    cpu["spec"].update(device="CPU", kvCacheSize="2Gi", engine={"extraArgs": ["--max-num-seqs", "1"]})
+    del cpu["spec"]["gpus"]
+    parallel = copy.deepcopy(examples[0])
+    parallel["spec"].update(gpus=4, pipelineParallelSize=2, engine={"dtype": "bfloat16", "enablePrefixCaching": False})
+    for raw in (*examples, cpu, parallel):
+        batch = LLMBatch.model_validate(raw)
+        runner = render_batch(batch)[0]["spec"]["template"]["spec"]["containers"][0]
+        assert runner["command"] == ["llm-runtime", "batch"]
+        vllm_args = runner["args"][runner["args"].index("--") + 1:]
+        ok, error, parsed = vllm_parser.parse_run_batch(["-i", "/tmp/in.jsonl", "-o", "/tmp/out.jsonl", *vllm_args])
+        assert ok, f"vLLM refused `vllm run-batch ... {' '.join(vllm_args)}`: {error}"
+        plan = batch_plan(batch, RenderConfig())
+        assert parsed["model"] == plan.model_path
+        assert parsed["served_model_name"] == [plan.served_name]
+        assert (parsed["tensor_parallel_size"], parsed["pipeline_parallel_size"]) == (plan.tensor_parallel, plan.pipeline_parallel)
+        assert (parsed["input_file"], parsed["output_file"]) == ("/tmp/in.jsonl", "/tmp/out.jsonl")
+        assert not parsed["enable_metrics"]
+
+
+def test_run_batch_takes_no_positional_model(vllm_parser):
+    """Why the batch gives `--model`: `vllm run-batch` has no positional model, unlike `vllm serve`."""
+    ok, error, _ = vllm_parser.parse_run_batch(["-i", "a", "-o", "b", "/models/x"])
+    assert not ok and "unrecognized arguments" in error

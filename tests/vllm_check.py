@@ -59,18 +59,23 @@ sys.stdout = sys.stderr  # anything vLLM prints must not corrupt the protocol
 import vllm
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.entrypoints.common.cli_args import make_arg_parser, validate_parsed_serve_args
+from vllm.entrypoints.launchers.run_batch import make_arg_parser as make_batch_arg_parser
 
 def build():
-    # Exactly how `vllm serve` builds its parser (vllm/entrypoints/cli/main.py and cli/serve.py).
+    # Exactly how `vllm serve` and `vllm run-batch` build their parsers (vllm/entrypoints/cli/main.py,
+    # cli/serve.py and cli/run_batch.py).
     top = FlexibleArgumentParser(prog="vllm", description="vLLM CLI")
     sub = top.add_subparsers(required=False, dest="subparser")
     serve = sub.add_parser("serve", usage="vllm serve [model_tag] [options]")
     make_arg_parser(serve)
+    make_batch_arg_parser(sub.add_parser("run-batch"))
     return top
 
 parser = build()
 PARSED = ("model_tag", "served_model_name", "tensor_parallel_size", "pipeline_parallel_size", "port", "host",
           "api_key", "tokenizer", "runner", "config")
+BATCH_PARSED = ("model", "served_model_name", "tensor_parallel_size", "pipeline_parallel_size", "input_file",
+                "output_file", "tokenizer", "enable_metrics")
 out.write(json.dumps({"ready": True, "vllm": vllm.__version__}) + "\n"); out.flush()
 serve = next(a for a in parser._actions if a.dest == "subparser").choices["serve"]
 for line in sys.stdin:
@@ -78,6 +83,18 @@ for line in sys.stdin:
     if not line:
         continue
     argv = json.loads(line)
+    if isinstance(argv, dict):  # {"run-batch": [...]}: what follows `vllm run-batch`
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                args = parser.parse_args(["run-batch", *argv["run-batch"]])
+            parsed = {key: getattr(args, key, None) for key in BATCH_PARSED}
+            reply = {"ok": True, "error": "", "parsed": json.loads(json.dumps(parsed, default=str))}
+        except SystemExit as e:
+            msg = [l.strip() for l in err.getvalue().splitlines() if l.strip() and not l.startswith("usage:")]
+            reply = {"ok": False, "error": (" ".join(msg) if msg else f"exit {e.code}")}
+        out.write(json.dumps(reply) + "\n"); out.flush()
+        continue
     if argv == "options":  # every flag of `vllm serve`, by the namespace attribute it sets
         out.write(json.dumps({a.dest: a.option_strings for a in serve._actions if a.option_strings}) + "\n")
         out.flush()
@@ -144,6 +161,14 @@ class VLLMParser:
         if not all(isinstance(a, str) for a in args):
             raise TypeError(f"arguments must be strings: {args!r}")
         reply = self._ask(list(args))
+        return reply["ok"], reply["error"], reply.get("parsed") or {}
+
+    def parse_run_batch(self, args: list[str]) -> tuple[bool, str, dict[str, Any]]:
+        """Does `vllm run-batch <args...>` accept these arguments? -> (ok, vLLM's error, what it read
+        into model, served_model_name, the parallel sizes, input_file, output_file, tokenizer, enable_metrics)."""
+        if not all(isinstance(a, str) for a in args):
+            raise TypeError(f"arguments must be strings: {args!r}")
+        reply = self._ask({"run-batch": list(args)})
         return reply["ok"], reply["error"], reply.get("parsed") or {}
 
     def options(self) -> dict[str, list[str]]:

@@ -11,6 +11,9 @@ MANAGED_BY = "llm-operator"
 # On an LLMGateway's objects and pods, with the gateway's name (render/gateway.py, handlers).
 GATEWAY_LABEL = "llmops.dev/gateway"
 
+# On an LLMBatch's Job and pods, with the batch's name (render/batch.py, handlers).
+BATCH_LABEL = "llmops.dev/batch"
+
 # Annotation with the hash of an object as rendered: equal hashes mean nothing to apply.
 HASH_ANNOTATION = "llmops.dev/rendered-hash"
 

@@ -281,15 +281,16 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
     return Result(result.phase, result.writes, CONFLICT_RETRY_SECONDS if conflicts else None)
 
 
-def write_status(kube: Kube, raw: dict[str, Any], status: dict[str, Any], writes: int, kind: str = KIND) -> Result:
-    """Write status unless it is the same, and post the Events of its transitions."""
+def write_status(kube: Kube, raw: dict[str, Any], status: dict[str, Any], writes: int, kind: str = KIND,
+                 events=transitions) -> Result:
+    """Write status unless it is the same, and post the Events of its transitions (`events(old, new)`)."""
     old = raw.get("status")
     if same_status(old, status):
         return Result(status["phase"], writes)
     namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
     kube.apply_status(namespace, name, with_transition_times(status, old, now()), kind)
     writes += 1
-    for event_type, reason, message in transitions(old, status):
+    for event_type, reason, message in events(old, status):
         kube.post_event(raw, event_type, reason, message, kind)
         writes += 1
     log.info("Updated status of %s %s/%s: phase %s", kind, namespace, name, status["phase"])

@@ -4,6 +4,7 @@
                          [--ignore-pattern P ...] --cache-dir DIR [--termination-log PATH]
                          [--max-workers N] [--no-lock]
     llm-runtime gc --cache-dir DIR --older-than DURATION [--keep SOURCE[@REV] ...] [--dry-run]
+    llm-runtime batch --input FILE --output FILE [--termination-log PATH] -- VLLM-RUN-BATCH-ARGS...
 
 Tokens come from MODELSCOPE_API_TOKEN / HF_TOKEN and endpoints from MODELSCOPE_ENDPOINT /
 HF_ENDPOINT, never from flags, and never appear in a log line: the process's stdout and stderr
@@ -105,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep", action="append", default=[], metavar="SOURCE[@REVISION]",
                    help="never remove this model (all its revisions without @REVISION); repeatable")
     g.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    b = sub.add_parser("batch", help="run vllm run-batch over an OpenAI batch file, setting malformed lines aside")
+    b.add_argument("--input", required=True, help="the requests, one JSON object per line")
+    b.add_argument("--output", required=True, help="the answers file to write (replaced when done)")
+    b.add_argument("--termination-log", default=DEFAULT_TERMINATION_LOG if os.path.exists(DEFAULT_TERMINATION_LOG)
+                   else None, help="file that receives the counts as JSON (default: "
+                   f"{DEFAULT_TERMINATION_LOG} when it exists)")
+    b.add_argument("vllm_args", nargs=argparse.REMAINDER, metavar="-- VLLM-RUN-BATCH-ARGS",
+                   help="arguments of vllm run-batch after its -i and -o (--model and the engine settings)")
     return parser
 
 
@@ -171,11 +180,24 @@ def gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def batch(args: argparse.Namespace) -> int:
+    from .batch import run, vllm_validator
+
+    vllm_args = args.vllm_args[1:] if args.vllm_args[:1] == ["--"] else args.vllm_args
+    try:
+        return run(args.input, args.output, vllm_args, args.termination_log, TERMINATION_MESSAGE_LIMIT,
+                   validate=vllm_validator())
+    except OSError as err:  # an input missing from its volume, an output claim that is full or read-only
+        log.error("Failed: %s", err)
+        write_termination_message(args.termination_log, f"batch failed: {err}")
+        return EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _redact_std_streams(env_secrets(os.environ))
     _setup_logging()
-    return {"download": download, "gc": gc}[args.command](args)
+    return {"download": download, "gc": gc, "batch": batch}[args.command](args)
 
 
 def _redact_std_streams(secrets: Sequence[str]) -> None:

@@ -111,6 +111,22 @@ Used by the ClusterRole (cluster-wide mode) and by the Role in each watched name
 - apiGroups: ["llmops.dev"]
   resources: ["llmgateways/finalizers"]
   verbs: ["update"]
+# LLMBatches: as LLMDeployments (watched, status by server-side apply, owner of its Job).
+- apiGroups: ["llmops.dev"]
+  resources: ["llmbatches"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["llmops.dev"]
+  resources: ["llmbatches/status"]
+  verbs: ["patch"]
+- apiGroups: ["llmops.dev"]
+  resources: ["llmbatches/finalizers"]
+  verbs: ["update"]
+# An LLMBatch's Job: watched (label selector), created by server-side apply, "get" by name only to
+# refuse taking over a Job of that name the operator did not make. Never changed after creation (a
+# Job's pod template is immutable) and never deleted (the garbage collector follows the owner reference).
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # A gateway's configuration, its routers' ServiceAccount, and their Role and RoleBinding (pods,
 # list and watch, in the gateway's namespace): read by name, written by server-side apply. Never
 # listed or watched, never deleted (the garbage collector follows the owner reference).

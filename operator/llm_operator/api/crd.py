@@ -1,4 +1,4 @@
-"""Generate the LLMDeployment and LLMGateway CustomResourceDefinitions from the pydantic models.
+"""Generate the LLMDeployment, LLMGateway and LLMBatch CustomResourceDefinitions from the pydantic models.
 
 Kubernetes wants a *structural* OpenAPI v3 schema: every node has a type, no `$ref`, no `anyOf`
 of alternatives (except the int-or-string idiom), no `default` (we never default into the user's
@@ -13,6 +13,15 @@ from typing import Any
 
 import yaml
 
+from .batch import (
+    BATCH_KIND,
+    BATCH_PLURAL,
+    BATCH_SHORT_NAMES,
+    BATCH_SINGULAR,
+    LLMBatch,
+    LLMBatchSpec,
+    LLMBatchStatus,
+)
 from .gateway import (
     GATEWAY_KIND,
     GATEWAY_PLURAL,
@@ -121,6 +130,15 @@ KINDS = {
         "request's model by vLLM's router.",
         [{"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Summary of the state."},
          {"name": "URL", "type": "string", "jsonPath": ".status.url", "description": "In-cluster base URL."},
+         AGE_COLUMN]),
+    BATCH_KIND: Kind(
+        BATCH_KIND, BATCH_PLURAL, BATCH_SINGULAR, BATCH_SHORT_NAMES, LLMBatch, LLMBatchSpec, LLMBatchStatus,
+        "LLMBatch runs a model once over a file of requests in OpenAI's batch format (`vllm run-batch` in a Job) "
+        "and writes the answers to a PersistentVolumeClaim.",
+        [{"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Summary of the state."},
+         {"name": "Done", "type": "integer", "jsonPath": ".status.completed", "description": "Requests answered."},
+         {"name": "Total", "type": "integer", "jsonPath": ".status.total", "description": "Requests in the input."},
+         {"name": "Failed", "type": "integer", "jsonPath": ".status.failed", "description": "Requests that got an error."},
          AGE_COLUMN]),
 }
 

@@ -52,7 +52,8 @@ RESERVED_FLAGS = (
 RESERVED_SHORT_FLAGS = ("-tp", "-pp")
 
 
-def reserved_flag(arg: str) -> str | None:
+def reserved_flag(arg: str, long_flags: tuple[str, ...] = RESERVED_FLAGS,
+                  short_flags: tuple[str, ...] = RESERVED_SHORT_FLAGS) -> str | None:
     """The reserved flag an extraArgs item would set in vLLM's parser, or None.
 
     vLLM's parser reads `--served_model_name` as `--served-model-name`, takes any unambiguous
@@ -63,10 +64,20 @@ def reserved_flag(arg: str) -> str | None:
     flag = arg.split("=")[0]
     if flag.startswith("--"):
         flag = "--" + flag[2:].replace("_", "-")
-        return next((reserved for reserved in RESERVED_FLAGS if reserved.startswith(flag)), None)
+        return next((reserved for reserved in long_flags if reserved.startswith(flag)), None)
     if flag.startswith("-") and len(flag) >= 2:
-        return next((reserved for reserved in RESERVED_SHORT_FLAGS if reserved.startswith(flag)), None)
+        return next((reserved for reserved in short_flags if reserved.startswith(flag)), None)
     return None
+
+
+def reserved_flag_cel(long_flags: tuple[str, ...], short_flags: tuple[str, ...]) -> str:
+    """The CEL twin of reserved_flag() for the item `a`; `a.split('=')[0]` is the item's flag part."""
+    long_list = ", ".join(f"'{flag}'" for flag in long_flags)
+    short_list = ", ".join(f"'{flag}'" for flag in short_flags)
+    return (
+        f"(a.startsWith('--') ? [{long_list}].exists(f, f.startsWith('--' + a.split('=')[0].substring(2).replace('_', '-')))"
+        f" : (a.startsWith('-') && size(a.split('=')[0]) >= 2 && [{short_list}].exists(f, f.startsWith(a.split('=')[0]))))"
+    )
 
 
 PARSER_NAME = r"^[a-z][a-z0-9_]*$"
@@ -220,13 +231,7 @@ class EnvVar(SpecModel):
 
 
 def _extra_args_rule() -> Rule:
-    long_flags = ", ".join(f"'{flag}'" for flag in RESERVED_FLAGS)
-    short_flags = ", ".join(f"'{flag}'" for flag in RESERVED_SHORT_FLAGS)
-    # The CEL twin of reserved_flag(); `a.split('=')[0]` is the item's flag part.
-    is_reserved = (
-        f"(a.startsWith('--') ? [{long_flags}].exists(f, f.startsWith('--' + a.split('=')[0].substring(2).replace('_', '-')))"
-        f" : (a.startsWith('-') && size(a.split('=')[0]) >= 2 && [{short_flags}].exists(f, f.startsWith(a.split('=')[0]))))"
-    )
+    is_reserved = reserved_flag_cel(RESERVED_FLAGS, RESERVED_SHORT_FLAGS)
     return Rule(
         f"!has(self.extraArgs) || self.extraArgs.all(a, !{is_reserved})",
         "extraArgs may not set " + ", ".join(RESERVED_FLAGS + RESERVED_SHORT_FLAGS)
@@ -418,12 +423,10 @@ class Autoscaling(SpecModel):
     )
 
 
-class RoleSpec(SpecModel):
-    """One served model: a Deployment of vLLM pods and a Service."""
+class WorkerSpec(SpecModel):
+    """What a vLLM pod runs on: device, GPUs and parallelism, memory and placement. Shared by the
+    roles of an LLMDeployment and by an LLMBatch."""
 
-    replicas: int | None = Field(None, ge=0, le=1000, description="Number of pods. Default 1. 0 keeps the objects but frees the GPUs.")
-    autoscaling: Autoscaling | None = Field(
-        None, description="Leave the number of pods to an autoscaler. Excludes `replicas`.")
     device: Literal["GPU", "CPU"] | None = Field(
         None,
         description=(
@@ -454,21 +457,9 @@ class RoleSpec(SpecModel):
         None,
         description="Size of the in-memory /dev/shm volume (NCCL and vLLM workers use it). Default: 2Gi per GPU.",
     )
-    startupTimeoutSeconds: int | None = Field(
-        None,
-        ge=60,
-        le=86400,
-        description="How long vLLM may take to load the model before the pod is restarted. Default 1800 (30 minutes).",
-    )
     scheduling: Scheduling | None = Field(None, description="Node placement of the pods.")
 
     RULES: ClassVar = (
-        Rule(
-            "!has(self.replicas) || !has(self.autoscaling)",
-            "replicas and autoscaling exclude each other: with autoscaling the autoscaler sets the number of pods",
-            lambda r: r.replicas is None or r.autoscaling is None,
-            ".autoscaling",
-        ),
         Rule(
             "has(self.tensorParallelSize)"
             " ? self.tensorParallelSize * (has(self.pipelineParallelSize) ? self.pipelineParallelSize : 1) == (has(self.gpus) ? self.gpus : 1)"
@@ -497,6 +488,29 @@ class RoleSpec(SpecModel):
             ".kvCacheSize",
         ),
     )
+
+
+class RoleSpec(WorkerSpec):
+    """One served model: a Deployment of vLLM pods and a Service."""
+
+    replicas: int | None = Field(None, ge=0, le=1000, description="Number of pods. Default 1. 0 keeps the objects but frees the GPUs.")
+    autoscaling: Autoscaling | None = Field(
+        None, description="Leave the number of pods to an autoscaler. Excludes `replicas`.")
+    startupTimeoutSeconds: int | None = Field(
+        None,
+        ge=60,
+        le=86400,
+        description="How long vLLM may take to load the model before the pod is restarted. Default 1800 (30 minutes).",
+    )
+
+    RULES: ClassVar = (
+        Rule(
+            "!has(self.replicas) || !has(self.autoscaling)",
+            "replicas and autoscaling exclude each other: with autoscaling the autoscaler sets the number of pods",
+            lambda r: r.replicas is None or r.autoscaling is None,
+            ".autoscaling",
+        ),
+    ) + WorkerSpec.RULES
 
 
 class LLMRoleSpec(RoleSpec):

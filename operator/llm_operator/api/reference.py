@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from .crd import openapi_schema
+from .batch import BATCH_KIND
 from .gateway import GATEWAY_KIND
 
 HEADER = """# LLMDeployment field reference
@@ -71,6 +72,17 @@ One OpenAI endpoint for the models of the LLMDeployments it selects (docs/gatewa
 """
 
 
+BATCH_HEADER = """
+# LLMBatch field reference
+
+A model run once over a file of requests in OpenAI's batch format (docs/batch.md).
+`kubectl explain llmb.spec --recursive` shows the same descriptions from a live cluster.
+
+| field | type | description | validation |
+| --- | --- | --- | --- |
+"""
+
+
 def _table(kind: str) -> str:
     schema = openapi_schema(kind)
     return ("".join(_rows(schema["properties"]["spec"], "spec", True))
@@ -78,4 +90,4 @@ def _table(kind: str) -> str:
 
 
 def reference_markdown() -> str:
-    return HEADER + _table("LLMDeployment") + GATEWAY_HEADER + _table(GATEWAY_KIND)
+    return HEADER + _table("LLMDeployment") + GATEWAY_HEADER + _table(GATEWAY_KIND) + BATCH_HEADER + _table(BATCH_KIND)

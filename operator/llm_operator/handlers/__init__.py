@@ -10,7 +10,8 @@ Level-based reconcile needs nothing stored. The same `reconcile()` runs for the 
 changes, for any change of a child it owns (mapped back by the `llmops.dev/deployment` label) and
 for a periodic resync. LLMGateways are reconciled the same way (reconcile_gateway.py), and also
 whenever an LLMDeployment of their namespace changes at all: they route to its models and report
-their readiness.
+their readiness. LLMBatches too (reconcile_batch.py), on changes of themselves, their Job and its
+pods (mapped back by the `llmops.dev/batch` label).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from functools import partial
 import kopf
 from kubernetes.client.rest import ApiException
 
+from ..api.batch import BATCH_PLURAL
 from ..api.gateway import GATEWAY_PLURAL
 from ..api.models import GROUP, PLURAL, VERSION
 from ..k8s import CHILD_KINDS, KEDA_GROUP_VERSION, SCALED_OBJECT, Kube, describe, load_config
-from ..k8s.cache import LLMDEPLOYMENT, LLMGATEWAY, POD, CachedKube, wait_synced
+from ..k8s.cache import LLMBATCH, LLMDEPLOYMENT, LLMGATEWAY, POD, CachedKube, wait_synced
 from ..metrics import RECONCILE_SECONDS, RECONCILES, PhaseGauge
-from ..names import DEPLOYMENT_LABEL, GATEWAY_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from ..names import BATCH_LABEL, DEPLOYMENT_LABEL, GATEWAY_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from ..reconcile import RenderMemo, reconcile
+from ..reconcile_batch import reconcile_batch
 from ..reconcile_gateway import GatewayMemo, reconcile_gateway
 from ..render import RenderConfig
 from .leader import LeaderElector
@@ -56,7 +59,7 @@ class OperatorContext:
     namespaces: tuple[str, ...] = ()  # watched namespaces; empty: all
     lease_name: str = "llm-operator"
     lease_seconds: int = 15
-    workers: int = 4
+    workers: int = 8
     resync_seconds: float = 300.0
     watch_stall_seconds: float = 90.0  # a watch silent this long is reopened (k8s/cache.py Reflector)
     crd_wait_seconds: float = 60.0
@@ -67,11 +70,13 @@ class OperatorContext:
     renders: RenderMemo = field(default_factory=RenderMemo)
     gateways: GatewayMemo = field(default_factory=GatewayMemo)
     gateways_served: bool = False  # the LLMGateway CRD was installed when the operator started
+    batches_served: bool = False  # the LLMBatch CRD was installed when the operator started
 
 
 # Work queue keys: "namespace/name" of an LLMDeployment, GATEWAY_KEY + "namespace/name" of an
-# LLMGateway (":" is in no namespace name).
+# LLMGateway, BATCH_KEY + "namespace/name" of an LLMBatch (":" is in no namespace name).
 GATEWAY_KEY = "LLMGateway:"
+BATCH_KEY = "LLMBatch:"
 
 
 def _key(namespace: str, name: str) -> str:
@@ -84,12 +89,14 @@ def _reconcile_one(memo: OperatorContext, key: str) -> None:
     while not memo.elector.leading.wait(1.0):
         if memo.queue.stopped:
             return
-    gateway = key.startswith(GATEWAY_KEY)
-    namespace, name = key.removeprefix(GATEWAY_KEY).split("/", 1)
+    gateway, batch = key.startswith(GATEWAY_KEY), key.startswith(BATCH_KEY)
+    namespace, name = key.removeprefix(GATEWAY_KEY).removeprefix(BATCH_KEY).split("/", 1)
     started = time.monotonic()
     try:
         if gateway:
             result = reconcile_gateway(memo.kube, memo.config, namespace, name, memo.gateways)
+        elif batch:
+            result = reconcile_batch(memo.kube, memo.config, namespace, name)
         else:
             result = reconcile(memo.kube, memo.config, namespace, name, memo.renders)
     except ApiException as error:
@@ -101,7 +108,7 @@ def _reconcile_one(memo: OperatorContext, key: str) -> None:
     finally:
         RECONCILE_SECONDS.observe(time.monotonic() - started)
     RECONCILES.labels(result="written" if result.writes else "unchanged").inc()
-    if not gateway:
+    if not gateway and not batch:
         memo.phases.set(key, result.phase)
         if result.writes:
             # Its status may have changed, and the watch event of the operator's own write is
@@ -144,6 +151,10 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_)
     if not memo.gateways_served:
         log.warning("The %s.%s API is not served: LLMGateways are not reconciled until the operator restarts "
                     "with that CRD installed", GATEWAY_PLURAL, GROUP)
+    memo.batches_served = await asyncio.to_thread(memo.kube.served, BATCH_PLURAL)
+    if not memo.batches_served:
+        log.warning("The %s.%s API is not served: LLMBatches are not reconciled until the operator restarts "
+                    "with that CRD installed", BATCH_PLURAL, GROUP)
     if await asyncio.to_thread(memo.kube.served, "scaledobjects", KEDA_GROUP_VERSION):
         memo.kube.child_kinds = (*CHILD_KINDS, SCALED_OBJECT)
     else:
@@ -153,7 +164,8 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_)
     # Reconciles read from watch caches; the reflectors' threads queue every change themselves.
     memo.kube = CachedKube(memo.kube, memo.namespaces, partial(_changed, memo),
                            managed_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}", owner_label=DEPLOYMENT_LABEL,
-                           gateways=memo.gateways_served, watch_stall_seconds=memo.watch_stall_seconds)
+                           gateways=memo.gateways_served, batches=memo.batches_served,
+                           watch_stall_seconds=memo.watch_stall_seconds)
     memo.kube.start()
     if not await asyncio.to_thread(wait_synced, memo.kube.reflectors, 60):
         log.warning("Started before every watch cache was filled: reconciles read the API server until they are")
@@ -211,22 +223,25 @@ def _changed(memo: OperatorContext, kind: str, event_type: str, obj: dict) -> No
     """A change a reflector saw, on the reflector's thread: queue the resource it concerns."""
     metadata = obj["metadata"]
     namespace = metadata.get("namespace")
-    if kind not in (LLMDEPLOYMENT, LLMGATEWAY):
+    if kind not in (LLMDEPLOYMENT, LLMGATEWAY, LLMBATCH):
         labels = metadata.get("labels") or {}
-        owner, gateway = labels.get(DEPLOYMENT_LABEL), labels.get(GATEWAY_LABEL)
+        owner, gateway, batch = labels.get(DEPLOYMENT_LABEL), labels.get(GATEWAY_LABEL), labels.get(BATCH_LABEL)
         if owner:
             memo.queue.add_soon(_key(namespace, owner), CHILD_CHANGE_DELAY)
         elif gateway and kind != POD:  # a gateway's status reads its Deployment, not its pods
             memo.queue.add_soon(GATEWAY_KEY + _key(namespace, gateway), CHILD_CHANGE_DELAY)
+        elif batch:
+            memo.queue.add_soon(BATCH_KEY + _key(namespace, batch), CHILD_CHANGE_DELAY)
         return
     if kind == LLMDEPLOYMENT:
         _queue_gateways(memo, namespace)  # any change, status included (a peer's write, a user's edit)
-    key = (GATEWAY_KEY if kind == LLMGATEWAY else "") + _key(namespace, metadata["name"])
+    prefix = {LLMGATEWAY: GATEWAY_KEY, LLMBATCH: BATCH_KEY}.get(kind, "")
+    key = prefix + _key(namespace, metadata["name"])
     if event_type == "DELETED":
         memo.seen.pop(key, None)
         if kind == LLMDEPLOYMENT:
             memo.phases.set(key, None)
-        else:
+        elif kind == LLMGATEWAY:
             memo.queue.add(key)  # forgets the gateway's memo
         return
     # A change of status only is an operator's own write (this one's or a peer's): reconciling on it

@@ -18,10 +18,11 @@ from urllib.parse import quote
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from ..api.batch import BATCH_KIND, BATCH_PLURAL
 from ..api.gateway import GATEWAY_KIND, GATEWAY_PLURAL
 from ..api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ..metrics import API_WRITES
-from ..names import DEPLOYMENT_LABEL
+from ..names import BATCH_LABEL, DEPLOYMENT_LABEL
 from .transport import Response, Transport
 
 FIELD_MANAGER = "llm-operator"
@@ -75,6 +76,8 @@ def now() -> str:
 _RESOURCES = {
     KIND: (f"/apis/{GROUP}/{VERSION}", PLURAL),
     GATEWAY_KIND: (f"/apis/{GROUP}/{VERSION}", GATEWAY_PLURAL),
+    BATCH_KIND: (f"/apis/{GROUP}/{VERSION}", BATCH_PLURAL),
+    "Job": ("/apis/batch/v1", "jobs"),
     "ConfigMap": ("/api/v1", "configmaps"),
     "ServiceAccount": ("/api/v1", "serviceaccounts"),
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
@@ -89,7 +92,7 @@ _RESOURCES = {
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
 }
 _API_VERSIONS = {"Deployment": "apps/v1", "NetworkPolicy": "networking.k8s.io/v1", KIND: API_VERSION,
-                 GATEWAY_KIND: API_VERSION, "Role": "rbac.authorization.k8s.io/v1",
+                 GATEWAY_KIND: API_VERSION, BATCH_KIND: API_VERSION, "Job": "batch/v1", "Role": "rbac.authorization.k8s.io/v1",
                  "RoleBinding": "rbac.authorization.k8s.io/v1", SCALED_OBJECT: KEDA_GROUP_VERSION}
 
 
@@ -153,6 +156,15 @@ class Kube:
 
     def get_llmgateway(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(resource_path(GATEWAY_KIND, namespace, name))
+
+    def get_llmbatch(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(resource_path(BATCH_KIND, namespace, name))
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(resource_path("Job", namespace, name))
+
+    def list_batch_pods(self, namespace: str, batch: str) -> list[dict[str, Any]]:
+        return self._get(resource_path("Pod", namespace), {"labelSelector": f"{BATCH_LABEL}={batch}"})["items"]
 
     def list_llmdeployments(self, namespace: str) -> list[dict[str, Any]]:
         return [{**item, "apiVersion": API_VERSION, "kind": KIND}

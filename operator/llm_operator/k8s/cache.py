@@ -32,6 +32,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic_core import CoreSchema, SchemaValidator, core_schema
 
 from ..api.models import API_VERSION
+from ..names import BATCH_LABEL
 from . import api_version
 from .transport import decode
 
@@ -425,7 +426,9 @@ def wait_synced(reflectors: Iterable[Reflector], timeout: float) -> bool:
 
 LLMDEPLOYMENT = "LLMDeployment"
 LLMGATEWAY = "LLMGateway"
+LLMBATCH = "LLMBatch"
 POD = "Pod"
+JOB = "Job"
 
 
 def _detached(response: dict[str, Any]) -> dict[str, Any]:
@@ -443,16 +446,17 @@ class CachedKube:
     """
 
     def __init__(self, kube, namespaces: tuple[str, ...], on_change: Callable[[str, str, dict[str, Any]], None],
-                 managed_selector: str, owner_label: str, gateways: bool = False,
+                 managed_selector: str, owner_label: str, gateways: bool = False, batches: bool = False,
                  watch_stall_seconds: float | None = None) -> None:
         self.kube = kube
         self.stores = {LLMDEPLOYMENT: Store(), **({LLMGATEWAY: Store()} if gateways else {}),
+                       **({LLMBATCH: Store(), JOB: Store()} if batches else {}),
                        **{kind: Store(owner_label) for kind in (POD, *kube.child_kinds)}}
         where = namespaces or (None,)
         self.reflectors = [
             Reflector(f"{kind} in {ns or 'all namespaces'}", kube.lister(kind, ns), self.stores[kind],
                       partial(on_change, kind),
-                      label_selector=None if kind in (LLMDEPLOYMENT, LLMGATEWAY) else managed_selector,
+                      label_selector=None if kind in (LLMDEPLOYMENT, LLMGATEWAY, LLMBATCH) else managed_selector,
                       kind=(api_version(kind), kind), stall_seconds=watch_stall_seconds)
             for kind in self.stores for ns in where
         ]
@@ -483,6 +487,24 @@ class CachedKube:
         if not self.synced or LLMGATEWAY not in self.stores:
             return self.kube.get_llmgateway(namespace, name)
         return self.stores[LLMGATEWAY].get(namespace, name)
+
+    def get_llmbatch(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if not self.synced or LLMBATCH not in self.stores:
+            return self.kube.get_llmbatch(namespace, name)
+        return self.stores[LLMBATCH].get(namespace, name)
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Job the operator labelled as its own, from the cache; any other of that name from the API
+        server (to be refused as a conflict)."""
+        held = self.stores[JOB].get(namespace, name) if self.synced and JOB in self.stores else None
+        return held if held is not None else self.kube.get_job(namespace, name)
+
+    def list_batch_pods(self, namespace: str, batch: str) -> list[dict[str, Any]]:
+        """Pods are indexed by the LLMDeployment label; a batch's few pods are picked out of its namespace's."""
+        if not self.synced:
+            return self.kube.list_batch_pods(namespace, batch)
+        return [pod for pod in self.stores[POD].in_namespace(namespace)
+                if (pod["metadata"].get("labels") or {}).get(BATCH_LABEL) == batch]
 
     def list_llmdeployments(self, namespace: str) -> list[dict[str, Any]]:
         if not self.synced:

@@ -63,3 +63,21 @@ def serve_args(plan: RolePlan) -> list[str]:
         if engine.reasoningParser:
             args += ["--reasoning-parser", engine.reasoningParser]
     return args + list(engine.extraArgs or ())
+
+
+def run_batch_args(plan: RolePlan) -> list[str]:
+    """Arguments of `vllm run-batch` after its input and output files: the model by `--model` (run-batch
+    takes no positional model), the served name the requests' `model` must match, parallelism, the
+    engine settings and extraArgs. No port: nothing listens."""
+    args = [
+        "--model", plan.model_path,
+        "--served-model-name", plan.served_name,
+        "--tensor-parallel-size", str(plan.tensor_parallel),
+        "--pipeline-parallel-size", str(plan.pipeline_parallel),
+    ]
+    if plan.tokenizer_path:
+        args += ["--tokenizer", plan.tokenizer_path]
+    engine = plan.role.engine
+    if engine is None:
+        return args
+    return args + _engine_args(engine) + list(engine.extraArgs or ())

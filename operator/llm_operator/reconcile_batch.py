@@ -1,0 +1,49 @@
+"""One idempotent reconcile of one LLMBatch: create its Job once, then report what the Job and its
+pods show. The Job is never updated: its pod template is immutable, and so is the batch's spec (CEL
+refuses a change), so a Job that differs from today's render can only come from an older operator,
+and it runs to its end as it was made."""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+
+from .api.batch import BATCH_KIND, LLMBatch
+from .api.validation import format_errors
+from .batch_status import batch_transitions, compute_batch_status, invalid_batch_status
+from .k8s import ApplyRejected, Kube
+from .reconcile import FAILED_RETRY_SECONDS, Result, name_conflict, write_status
+from .render import RenderConfig
+from .render.batch import job_name, render_batch
+
+log = logging.getLogger("llm_operator.reconcile")
+
+
+def reconcile_batch(kube: Kube, config: RenderConfig, namespace: str, name: str) -> Result:
+    raw = kube.get_llmbatch(namespace, name)
+    if raw is None or raw["metadata"].get("deletionTimestamp"):
+        return Result(None, 0)  # the owner reference makes the garbage collector delete the Job and its pods
+    try:
+        batch = LLMBatch.model_validate(raw)
+    except ValidationError as error:
+        status = invalid_batch_status(raw["metadata"].get("generation"), format_errors(error))
+        return write_status(kube, raw, status, 0, BATCH_KIND, batch_transitions)
+    writes, problem = 0, None
+    job = kube.get_job(namespace, job_name(name))
+    if job is None:
+        try:
+            job = kube.apply(render_batch(batch, config)[0])
+            writes += 1
+            log.info("Created Job %s/%s for LLMBatch %s", namespace, job_name(name), name)
+        except ApplyRejected as error:
+            problem = f"The Job was refused: {error}"
+    else:
+        desired = render_batch(batch, config)[0]
+        problem = name_conflict(desired, job, batch.metadata.uid)
+        if problem:
+            job = None
+    pods = kube.list_batch_pods(namespace, name) if job else []
+    status = compute_batch_status(batch, job, pods, problem)
+    result = write_status(kube, raw, status, writes, BATCH_KIND, batch_transitions)
+    return Result(result.phase, result.writes, FAILED_RETRY_SECONDS if problem else None)

@@ -1,0 +1,190 @@
+"""`llm-runtime batch`: run `vllm run-batch` over a file in OpenAI's batch format so that a malformed
+line costs one answer, not the whole batch.
+
+`vllm run-batch` parses every line first and gives up on the first it refuses. So the lines are
+checked here first, with vLLM's own parser: the malformed ones are set aside by line number, vLLM
+runs over the rest, and the output file gets one
+line per request in input order (an error line for each malformed one). The counts go to the
+container's termination message as one JSON object, which the operator copies into the LLMBatch's
+status. When vLLM itself fails, no message is written: the pod's termination message is then the
+end of its log (`FallbackToLogsOnError`), which is vLLM's own error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger("llm_runtime.batch")
+
+# The status lists at most this many malformed lines; the counts include all of them.
+MALFORMED_REPORTED = 20
+ERROR_TEXT_LIMIT = 160
+
+
+@dataclass
+class Requests:
+    """The input file, checked: the lines vLLM gets, and the malformed ones by line number."""
+
+    valid: list[tuple[int, str]] = field(default_factory=list)  # (line number, line)
+    malformed: list[tuple[int, str, str | None]] = field(default_factory=list)  # (line number, error, custom_id)
+
+    @property
+    def total(self) -> int:
+        return len(self.valid) + len(self.malformed)
+
+
+Validator = Callable[[str], Any]  # raises on a request vLLM would refuse
+
+
+def vllm_validator() -> Validator | None:
+    """vLLM's own parser of a batch line, which also checks the body against the API of its `url`.
+
+    `vllm run-batch` parses every line before it answers any and gives up on the first it refuses:
+    checking with the same parser here is what keeps one bad line from failing the batch. None
+    where vLLM is not installed (then only the envelope is checked, and vLLM has the last word)."""
+    # Where vLLM keeps it: launchers/ since 0.33, openai/ before (the CPU build lags a release).
+    for module in ("vllm.entrypoints.launchers.run_batch", "vllm.entrypoints.openai.run_batch"):
+        try:
+            return importlib.import_module(module).BatchRequestInput.model_validate_json
+        except (ImportError, AttributeError):
+            continue
+    log.warning("Found no vLLM batch request parser: only each line's envelope is checked")
+    return None
+
+
+def _refusal(error: Exception) -> str:
+    """A parser's refusal in one line: pydantic's errors as "field: message", anything else as is."""
+    details = getattr(error, "errors", None)
+    if callable(details):
+        try:
+            return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', ()))}: {d.get('msg', '')}" for d in details())
+        except Exception:  # noqa: BLE001 - not pydantic's after all
+            pass
+    return " ".join(str(error).split())
+
+
+def line_error(text: str, seen_ids: dict[str, int], validate: Validator | None = None) -> tuple[str | None, str | None]:
+    """What is wrong with one request line (None when nothing is), and its custom_id when it has one."""
+    try:
+        request = json.loads(text)
+    except ValueError as error:
+        return f"not JSON: {error}", None
+    if not isinstance(request, dict):
+        return "not a JSON object", None
+    custom_id = request.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        return "custom_id must be a non-empty string", None
+    if custom_id in seen_ids:
+        return f"custom_id {custom_id!r} repeats line {seen_ids[custom_id]}: answers could not be told apart", custom_id
+    if request.get("method") != "POST":
+        return "method must be \"POST\"", custom_id
+    url = request.get("url")
+    if not isinstance(url, str) or not url.startswith("/v1/"):
+        return "url must be an API path such as \"/v1/chat/completions\"", custom_id
+    if not isinstance(request.get("body"), dict):
+        return "body must be a JSON object (the request vLLM answers)", custom_id
+    if validate is not None:
+        try:
+            validate(text)
+        except Exception as error:  # noqa: BLE001 - whatever vLLM's parser refuses, the line is malformed
+            return f"refused by vLLM: {_refusal(error)}", custom_id
+    return None, custom_id
+
+
+def read_requests(path: str, validate: Validator | None = None) -> Requests:
+    """Every non-blank line of the file, checked; line numbers count from 1 as editors do."""
+    requests, seen_ids = Requests(), {}
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            error, custom_id = line_error(text, seen_ids, validate)
+            if error:
+                requests.malformed.append((number, error[:ERROR_TEXT_LIMIT], custom_id))
+            else:
+                seen_ids[custom_id] = number
+                requests.valid.append((number, text.strip()))
+    return requests
+
+
+def malformed_answer(number: int, error: str, custom_id: str | None) -> dict[str, Any]:
+    """An output line for a request that was never sent, in the batch output format."""
+    return {"id": f"batch_req_line_{number}", "custom_id": custom_id, "response": None,
+            "error": {"code": "malformed_request", "message": f"line {number}: {error}"}}
+
+
+def succeeded(answer: dict[str, Any]) -> bool:
+    response = answer.get("response") or {}
+    return not answer.get("error") and response.get("status_code") == 200
+
+
+def merge(requests: Requests, answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One output line per request, in input order: vLLM's answers (in the order of the lines it was
+    given) and the malformed lines' error lines."""
+    if len(answers) != len(requests.valid):
+        raise RuntimeError(f"vllm run-batch wrote {len(answers)} answers for {len(requests.valid)} requests")
+    by_line = {number: answer for (number, _), answer in zip(requests.valid, answers)}
+    by_line.update({number: malformed_answer(number, error, custom_id)
+                    for number, error, custom_id in requests.malformed})
+    return [by_line[number] for number in sorted(by_line)]
+
+
+def summary(requests: Requests, output: list[dict[str, Any]], limit: int) -> str:
+    """The termination message: counts and the first malformed lines, as one JSON object that fits `limit`."""
+    good = sum(1 for answer in output if succeeded(answer))
+    report = {"total": requests.total, "succeeded": good, "failed": len(output) - good,
+              "malformed": [{"line": number, "error": error} for number, error, _ in requests.malformed[:MALFORMED_REPORTED]]}
+    text = json.dumps(report)
+    while len(text) > limit and report["malformed"]:
+        report["malformed"].pop()
+        text = json.dumps(report)
+    return text
+
+
+def write_atomically(path: str, lines: list[dict[str, Any]]) -> None:
+    """Readers of the output see the old file or the whole new one, never half of it."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.",
+                                     delete=False) as tmp:
+        for line in lines:
+            tmp.write(json.dumps(line, ensure_ascii=False) + "\n")
+    os.replace(tmp.name, target)
+
+
+def run(input_path: str, output_path: str, vllm_args: Sequence[str], termination_log: str | None,
+        message_limit: int, vllm: Sequence[str] = ("vllm",), validate: Validator | None = None) -> int:
+    """Check, run vLLM over the good lines, write the output; vLLM's exit code when it fails."""
+    from .cli import write_termination_message
+
+    requests = read_requests(input_path, validate)
+    log.info("Read %d requests from %s: %d malformed", requests.total, input_path, len(requests.malformed))
+    for number, error, _ in requests.malformed[:MALFORMED_REPORTED]:
+        log.warning("Set aside line %d: %s", number, error)
+    answers: list[dict[str, Any]] = []
+    if requests.valid:
+        with tempfile.TemporaryDirectory(prefix="llm-batch-") as work:
+            given, answered = os.path.join(work, "requests.jsonl"), os.path.join(work, "answers.jsonl")
+            Path(given).write_text("".join(text + "\n" for _, text in requests.valid), encoding="utf-8")
+            command = [*vllm, "run-batch", "-i", given, "-o", answered, *vllm_args]
+            log.info("Running vllm run-batch over %d requests", len(requests.valid))
+            code = subprocess.call(command)
+            if code != 0:
+                log.error("Failed: vllm run-batch exited with code %d", code)
+                return code
+            with open(answered, encoding="utf-8") as lines:
+                answers = [json.loads(line) for line in lines if line.strip()]
+    output = merge(requests, answers)
+    write_atomically(output_path, output)
+    message = summary(requests, output, message_limit)
+    log.info("Wrote %d answers to %s: %s", len(output), output_path, message)
+    write_termination_message(termination_log, message)
+    return 0

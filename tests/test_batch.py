@@ -1,0 +1,212 @@
+"""LLMBatch: its API's rules, the Job it renders (the same loader, cache and resources as serving),
+and its status from the Job and its pods, case by case."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from llm_operator.api.batch import LLMBatch
+from llm_operator.batch_status import batch_transitions, compute_batch_status
+from llm_operator.names import BATCH_LABEL, DEPLOYMENT_LABEL
+from llm_operator.render import render
+from llm_operator.render.batch import render_batch
+from support import container, llmd
+
+MODEL = {"source": "modelscope://Qwen/Qwen2.5-0.5B-Instruct"}
+BATCH = {
+    "apiVersion": "llmops.dev/v1alpha1", "kind": "LLMBatch",
+    "metadata": {"name": "tag-docs", "namespace": "ns", "uid": "batch-uid", "generation": 1},
+    "spec": {"model": MODEL, "device": "CPU",
+             "input": {"configMap": {"name": "requests", "key": "requests.jsonl"}},
+             "output": {"persistentVolumeClaim": {"claimName": "results", "path": "tag-docs/answers.jsonl"}},
+             "cache": {"existingClaim": "chat-cache"}},
+}
+
+
+def batch(**spec_changes) -> LLMBatch:
+    raw = copy.deepcopy(BATCH)
+    raw["spec"].update(spec_changes)
+    return LLMBatch.model_validate(raw)
+
+
+def job_of(b: LLMBatch) -> dict:
+    [job] = render_batch(b)
+    return job
+
+
+# ---------------------------------------------------------------- API
+
+
+@pytest.mark.parametrize("change, field, words", [
+    ({"input": {"configMap": {"name": "a", "key": "k"},
+                "persistentVolumeClaim": {"claimName": "c", "path": "in.jsonl"}}}, "input", "exactly one"),
+    ({"input": {}}, "input", "exactly one"),
+    ({"output": {"persistentVolumeClaim": {"claimName": "c", "path": "../etc/passwd"}}}, "path", "inside the claim"),
+    ({"output": {"persistentVolumeClaim": {"claimName": "c", "path": "/abs.jsonl"}}}, "path", "pattern"),
+    ({"engine": {"extraArgs": ["-o", "/tmp/x"]}}, "extraArgs", "the files are spec.input"),
+    ({"engine": {"extraArgs": ["--output_file=/tmp/x"]}}, "extraArgs", "the files are spec.input"),
+    ({"engine": {"extraArgs": ["--port", "9"]}}, "extraArgs", "--port"),
+    ({"gpus": 2}, "device", "device CPU"),
+    ({"backoffLimit": 11}, "backoffLimit", "less than or equal"),
+])
+def test_bad_specs_are_refused_naming_the_field(change, field, words):
+    with pytest.raises(ValidationError) as refused:
+        batch(**change)
+    assert words in str(refused.value) and field in str(refused.value)
+
+
+def test_a_name_too_long_for_its_job_is_refused():
+    raw = copy.deepcopy(BATCH)
+    raw["metadata"]["name"] = "b" * 58
+    with pytest.raises(ValidationError, match="at most 57 characters"):
+        LLMBatch.model_validate(raw)
+
+
+def test_engine_flags_that_are_not_the_files_are_allowed():
+    assert batch(engine={"extraArgs": ["--max-num-seqs", "4", "--enforce-eager"]})
+
+
+# ---------------------------------------------------------------- render
+
+
+def test_the_job_loads_the_model_as_serving_does_and_runs_the_batch_runner():
+    job = job_of(batch())
+    serving = next(o for o in render(llmd({"llm": {"model": MODEL, "device": "CPU"},
+                                          "cache": {"existingClaim": "chat-cache"}}, "tag-docs"))
+                   if o["kind"] == "Deployment")
+    pod, served = job["spec"]["template"]["spec"], serving["spec"]["template"]["spec"]
+    # Same downloader, same cache claim, same environment and security: a model a serving
+    # LLMDeployment downloaded into chat-cache is found there, not fetched again.
+    assert pod["initContainers"] == served["initContainers"]
+    assert pod["volumes"][:3] == served["volumes"]
+    runner = container(job)
+    assert runner["env"] == container(serving)["env"]
+    assert runner["securityContext"] == container(serving)["securityContext"]
+    assert runner["command"] == ["llm-runtime", "batch"]
+    assert runner["args"][:5] == ["--input", "/batch/input/requests.jsonl", "--output",
+                                  "/batch/output/tag-docs/answers.jsonl", "--"]
+    assert "startupProbe" not in runner and "ports" not in runner
+    assert pod["restartPolicy"] == "Never"
+    assert job["spec"]["backoffLimit"] == 2
+
+
+def test_the_job_is_the_batch_s_own_and_no_llmdeployment_s():
+    job = job_of(batch())
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels[BATCH_LABEL] == "tag-docs" and DEPLOYMENT_LABEL not in labels
+    assert job["metadata"]["name"] == "tag-docs-batch"
+    [owner] = job["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("LLMBatch", "batch-uid", True)
+
+
+def test_input_on_a_claim_is_mounted_read_only_and_output_writable():
+    job = job_of(batch(input={"persistentVolumeClaim": {"claimName": "data", "path": "eval/set.jsonl"}}, backoffLimit=0))
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["batch-input"]["persistentVolumeClaim"] == {"claimName": "data", "readOnly": True}
+    assert volumes["batch-output"]["persistentVolumeClaim"] == {"claimName": "results"}
+    mounts = {m["name"]: m for m in container(job)["volumeMounts"]}
+    assert mounts["batch-input"]["readOnly"] is True and "readOnly" not in mounts["batch-output"]
+    assert container(job)["args"][1] == "/batch/input/eval/set.jsonl"
+    assert job["spec"]["backoffLimit"] == 0
+
+
+def test_without_a_cache_the_pod_downloads_into_its_own_volume():
+    raw = copy.deepcopy(BATCH)
+    del raw["spec"]["cache"]
+    volumes = job_of(LLMBatch.model_validate(raw))["spec"]["template"]["spec"]["volumes"]
+    assert volumes[0] == {"name": "model-cache", "emptyDir": {}}
+
+
+def test_gpu_batches_request_gpus_and_tolerate_gpu_nodes():
+    raw = copy.deepcopy(BATCH)
+    del raw["spec"]["device"]
+    raw["spec"]["gpus"] = 2
+    job = job_of(LLMBatch.model_validate(raw))
+    assert container(job)["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in \
+        job["spec"]["template"]["spec"]["tolerations"]
+    assert container(job)["args"][container(job)["args"].index("--tensor-parallel-size") + 1] == "2"
+
+
+# ---------------------------------------------------------------- status
+
+
+def pod(name, start, engine=None, init=None, conditions=None, phase="Running"):
+    status = {"phase": phase, "startTime": start, "conditions": conditions or []}
+    if engine is not None:
+        status["containerStatuses"] = [{"name": "vllm", "state": engine}]
+    if init is not None:
+        status["initContainerStatuses"] = [{"name": "model-download", "state": init}]
+    return {"metadata": {"name": name, "labels": {BATCH_LABEL: "tag-docs"}}, "status": status}
+
+
+def job(conditions=(), **counts):
+    return {"metadata": {"name": "tag-docs-batch"},
+            "status": {**counts, "conditions": [{"type": t, "status": "True", "message": m} for t, m in conditions]}}
+
+
+REPORT = {"total": 21, "succeeded": 20, "failed": 1, "malformed": [{"line": 7, "error": "not JSON: Expecting value"}]}
+
+
+def test_pending_while_the_model_downloads():
+    status = compute_batch_status(batch(), job(active=1), [pod("p1", "t1", init={"running": {}})])
+    assert status["phase"] == "Pending"
+    assert "Downloading the model" in status["conditions"][0]["message"]
+    assert status["output"] == "pvc://results/tag-docs/answers.jsonl" and status["attempts"] == 1
+
+
+def test_pending_says_why_no_node_takes_the_pod():
+    unschedulable = [{"type": "PodScheduled", "status": "False", "message": "0/3 nodes: Insufficient nvidia.com/gpu."}]
+    status = compute_batch_status(batch(), job(active=1), [pod("p1", None, conditions=unschedulable, phase="Pending")])
+    assert "Insufficient nvidia.com/gpu" in status["conditions"][0]["message"]
+
+
+def test_running_once_vllm_runs():
+    status = compute_batch_status(batch(), job(active=1), [pod("p1", "t1", engine={"running": {}}, init={"terminated": {"exitCode": 0}})])
+    assert status["phase"] == "Running"
+
+
+def test_succeeded_with_the_runner_s_counts_and_malformed_lines():
+    done = pod("p1", "t1", engine={"terminated": {"exitCode": 0, "message": json.dumps(REPORT)}}, phase="Succeeded")
+    status = compute_batch_status(batch(), job([("Complete", "")], succeeded=1), [done])
+    assert status["phase"] == "Succeeded"
+    assert (status["total"], status["completed"], status["succeeded"], status["failed"]) == (21, 21, 20, 1)
+    assert status["malformed"] == [{"line": 7, "error": "not JSON: Expecting value"}]
+    assert "Answered 20 of 21 requests (1 failed)" in status["conditions"][0]["message"]
+    assert batch_transitions({"phase": "Running"}, status)[0][:2] == ("Normal", "Completed")
+    assert batch_transitions(status, status) == []
+
+
+def test_a_retry_says_why_the_last_attempt_failed():
+    crashed = pod("p1", "t1", phase="Failed", engine={"terminated": {
+        "exitCode": 1, "message": "Traceback ...\nValueError: Invalid request on line 3: body.messages: Field required\n"}})
+    status = compute_batch_status(batch(), job(failed=1, active=1), [crashed, pod("p2", "t2", init={"running": {}})])
+    assert status["phase"] == "Pending" and status["attempts"] == 2
+    message = status["conditions"][0]["message"]
+    assert "Attempt 2 of 3" in message and "ValueError: Invalid request on line 3" in message
+
+
+def test_failed_after_the_retries_with_vllm_s_own_error():
+    crashed = [pod(f"p{i}", f"t{i}", phase="Failed", engine={"terminated": {
+        "exitCode": 1, "message": f"RuntimeError: Engine core initialization failed\nValueError: attempt {i} too small\n"}})
+        for i in range(3)]
+    status = compute_batch_status(batch(), job([("Failed", "Job has reached the specified backoff limit")], failed=3), crashed)
+    assert status["phase"] == "Failed" and status["attempts"] == 3
+    message = next(c for c in status["conditions"] if c["type"] == "Failed")["message"]
+    assert "after 3 attempts" in message and "ValueError: attempt 2 too small" in message
+    assert batch_transitions({"phase": "Running"}, status)[0][:2] == ("Warning", "Failed")
+
+
+def test_a_download_failure_is_reported_as_such():
+    failed = pod("p1", "t1", phase="Failed", init={"terminated": {"exitCode": 3, "message": "model not found on ModelScope"}})
+    status = compute_batch_status(batch(backoffLimit=0), job([("Failed", "")], failed=1), [failed])
+    assert "the model download failed (exit code 3): model not found on ModelScope" in status["conditions"][1]["message"]
+
+
+def test_a_job_that_cannot_be_made_is_failed_with_the_reason():
+    status = compute_batch_status(batch(), None, [], problem="Job tag-docs-batch already exists and it was not created by this LLMBatch.")
+    assert status["phase"] == "Failed" and status["conditions"][1]["reason"] == "JobNotCreated"
