@@ -75,17 +75,21 @@ class Batches:
         return (get(self.cluster, self.namespace, "llmbatch", name) or {}).get("status") or {}
 
     def finished(self, name: str, timeout: float = FINISH_TIMEOUT) -> dict:
-        """The status once Succeeded or Failed; the phases seen on the way are in status["seen"]."""
+        """The status once Succeeded or Failed; the phases seen on the way are in status["seen"], and
+        the (completed, total) a Running status showed in status["progress"]."""
         seen: list[str] = []
+        progress: list[tuple[int, int]] = []
 
         def done():
             status = self.status(name)
             if status.get("phase") and status["phase"] not in seen:
                 seen.append(status["phase"])
+            if status.get("phase") == "Running" and "completed" in status:
+                progress.append((status["completed"], status["total"]))
             return status if status.get("phase") in ("Succeeded", "Failed") else None
 
-        status = eventually(done, timeout, interval=2, what=f"LLMBatch {name} to finish")
-        return {**status, "seen": seen}
+        status = eventually(done, timeout, interval=1, what=f"LLMBatch {name} to finish")
+        return {**status, "seen": seen, "progress": progress}
 
     def answers(self, name: str) -> list[dict]:
         """The output file, read where the claim's local volume is on this machine."""
@@ -139,6 +143,10 @@ def test_a_malformed_line_is_reported_by_its_line_number_and_the_rest_complete(b
     status = batches.finished("second")
 
     assert status["phase"] == "Succeeded", status
+    print(f"\nProgress seen while Running (completed, total): {sorted(set(status['progress']))}")
+    # What status showed on the way (the run may be too short to show any): never more than done.
+    assert all(total == 22 and 0 <= done <= 22 for done, total in status["progress"]), status["progress"]
+    assert [done for done, _ in status["progress"]] == sorted(done for done, _ in status["progress"])
     assert (status["total"], status["succeeded"], status["failed"]) == (22, 20, 2)
     assert [m["line"] for m in status["malformed"]] == [7, 15]
     assert status["malformed"][0]["error"].startswith("not JSON")

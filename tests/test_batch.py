@@ -10,11 +10,13 @@ import pytest
 from pydantic import ValidationError
 
 from llm_operator.api.batch import LLMBatch
-from llm_operator.batch_status import batch_transitions, compute_batch_status
+from llm_operator.batch_status import batch_transitions, compute_batch_status, progress_in
 from llm_operator.names import BATCH_LABEL, DEPLOYMENT_LABEL
-from llm_operator.render import render
+from llm_operator.reconcile_batch import PROGRESS_SECONDS, reconcile_batch
+from llm_operator.render import RenderConfig, render
 from llm_operator.render.batch import render_batch
 from support import container, llmd
+from test_reconcile import MemoryKube
 
 MODEL = {"source": "modelscope://Qwen/Qwen2.5-0.5B-Instruct"}
 BATCH = {
@@ -170,6 +172,20 @@ def test_running_once_vllm_runs():
     assert status["phase"] == "Running"
 
 
+def test_running_shows_the_progress_the_pod_last_logged():
+    log = ("2026-12-06T03:00:00 INFO Batch progress: 2/22 requests done\n"
+           "Running batch:  40%|####      | 8/20 [00:05<00:07]\n"
+           "2026-12-06T03:00:05 INFO Batch progress: 10/22 requests done\n")
+    assert progress_in(log) == (10, 22) and progress_in("vLLM is loading the model") is None
+    running = [pod("p1", "t1", engine={"running": {}})]
+    status = compute_batch_status(batch(), job(active=1), running, progress=progress_in(log))
+    assert (status["phase"], status["completed"], status["total"]) == ("Running", 10, 22)
+    assert "10 of 22 done" in status["conditions"][0]["message"]
+    # A pod that is not running any more has no progress to show: its report or failure says it all.
+    assert "completed" not in compute_batch_status(batch(), job(active=1), [pod("p1", "t1", init={"running": {}})],
+                                                   progress=(10, 22))
+
+
 def test_succeeded_with_the_runner_s_counts_and_malformed_lines():
     done = pod("p1", "t1", engine={"terminated": {"exitCode": 0, "message": json.dumps(REPORT)}}, phase="Succeeded")
     status = compute_batch_status(batch(), job([("Complete", "")], succeeded=1), [done])
@@ -210,3 +226,72 @@ def test_a_download_failure_is_reported_as_such():
 def test_a_job_that_cannot_be_made_is_failed_with_the_reason():
     status = compute_batch_status(batch(), None, [], problem="Job tag-docs-batch already exists and it was not created by this LLMBatch.")
     assert status["phase"] == "Failed" and status["conditions"][1]["reason"] == "JobNotCreated"
+
+
+# ---------------------------------------------------------------- reconcile
+
+
+class BatchKube(MemoryKube):
+    """MemoryKube with one LLMBatch, its Job's pods and their logs, and the log reads counted."""
+
+    def __init__(self):
+        super().__init__(None)
+        self.batch = copy.deepcopy(BATCH)
+        self.logs: dict[str, str] = {}
+        self.log_reads = 0
+
+    def get_llmbatch(self, namespace, name):
+        return copy.deepcopy(self.batch)
+
+    def get_job(self, namespace, name):
+        return self.get_child("Job", namespace, name)
+
+    def list_batch_pods(self, namespace, batch):
+        return copy.deepcopy(self.pods)
+
+    def read_log_tail(self, namespace, pod, container, lines):
+        self.log_reads += 1
+        return self.logs.get(pod, "")
+
+    def apply_status(self, namespace, name, status, kind="LLMDeployment"):
+        assert kind == "LLMBatch"
+        self.batch["status"] = status
+
+
+def reconcile_once(kube):
+    return reconcile_batch(kube, RenderConfig(), "ns", "tag-docs")
+
+
+def test_the_job_is_created_once_and_its_progress_read_only_while_it_runs():
+    kube = BatchKube()
+    result = reconcile_once(kube)
+    assert kube.applied == [("Job", "tag-docs-batch")] and result.phase == "Pending" and result.requeue_after is None
+    assert reconcile_once(kube).writes == 0 and kube.applied == [("Job", "tag-docs-batch")] and kube.log_reads == 0
+    kube.pods = [pod("tag-docs-batch-x", "t1", engine={"running": {}})]
+    kube.logs["tag-docs-batch-x"] = "INFO Batch progress: 5/20 requests done\n"
+    result = reconcile_once(kube)
+    assert (kube.batch["status"]["phase"], kube.batch["status"]["completed"]) == ("Running", 5)
+    assert result.requeue_after == PROGRESS_SECONDS and kube.log_reads == 1
+    kube.pods = [pod("tag-docs-batch-x", "t1", phase="Succeeded",
+                     engine={"terminated": {"exitCode": 0, "message": json.dumps(REPORT)}})]
+    kube.objects[("Job", "tag-docs-batch")]["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    result = reconcile_once(kube)
+    assert result.phase == "Succeeded" and result.requeue_after is None and kube.log_reads == 1
+    assert kube.events == ["Completed"]
+    assert reconcile_once(kube).writes == 0  # finished: nothing more to say
+
+
+def test_a_job_of_that_name_made_by_someone_else_is_never_taken_over():
+    kube = BatchKube()
+    kube.objects[("Job", "tag-docs-batch")] = {"kind": "Job", "metadata": {"name": "tag-docs-batch"}}
+    result = reconcile_once(kube)
+    assert kube.applied == [] and result.phase == "Failed" and result.requeue_after
+    assert "not created by this LLMBatch" in kube.batch["status"]["conditions"][1]["message"]
+
+
+def test_a_refused_job_is_reported_and_retried_later():
+    kube = BatchKube()
+    kube.refuse.add("Job")
+    result = reconcile_once(kube)
+    assert result.phase == "Failed" and result.requeue_after
+    assert "The Job was refused: Job tag-docs-batch: refused" in kube.batch["status"]["conditions"][1]["message"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from llm_runtime.contract import BATCH_PROGRESS_PATTERN
+
 from .api.batch import LLMBatch
 from .names import ENGINE_CONTAINER, LOADER_CONTAINERS
 from .render.batch import DEFAULT_BACKOFF_LIMIT, job_name, output_location
@@ -78,14 +80,26 @@ def _running(pod: dict[str, Any]) -> bool:
                for s in _container_statuses(pod, "containerStatuses"))
 
 
+def running_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The pod whose runner is answering requests now, if any (a Job runs one at a time)."""
+    return next((pod for pod in pods if _running(pod)), None)
+
+
+def progress_in(log_tail: str) -> tuple[int, int] | None:
+    """(done, total) from the last progress line the runner logged, or None before the first."""
+    found = BATCH_PROGRESS_PATTERN.findall(log_tail)
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
+
+
 def _condition(kind: str, true: bool, reason: str, message: str, generation: int | None) -> dict[str, Any]:
     return {"type": kind, "status": "True" if true else "False", "reason": reason,
             "message": short_message(message), "observedGeneration": generation}
 
 
 def compute_batch_status(batch: LLMBatch, job: dict[str, Any] | None, pods: list[dict[str, Any]],
-                         problem: str | None = None) -> dict[str, Any]:
-    """`problem`: why the Job could not be created (refused, or a name held by another object)."""
+                         problem: str | None = None, progress: tuple[int, int] | None = None) -> dict[str, Any]:
+    """`problem`: why the Job could not be created (refused, or a name held by another object).
+    `progress`: (done, total) as the running pod last logged it."""
     generation = batch.metadata.generation
     status: dict[str, Any] = {"observedGeneration": generation, "job": job_name(batch.metadata.name),
                               "output": output_location(batch)}
@@ -122,9 +136,12 @@ def compute_batch_status(batch: LLMBatch, job: dict[str, Any] | None, pods: list
         status["conditions"] = [_condition(COMPLETE, False, "Failed", message, generation),
                                 _condition(FAILED, True, "Failed", message, generation)]
     else:
-        running = any(_running(pod) for pod in by_start)
+        running = running_pod(by_start) is not None
         status["phase"] = "Running" if running else "Pending"
         message = "vllm run-batch is answering the requests." if running else _waiting_for(by_start[-1] if by_start else None)
+        if running and progress:
+            status["completed"], status["total"] = progress
+            message = f"vllm run-batch is answering the requests: {progress[0]} of {progress[1]} done."
         if failed_pods:
             limit = DEFAULT_BACKOFF_LIMIT if batch.spec.backoffLimit is None else batch.spec.backoffLimit
             message += f" Attempt {failed_pods + 1} of {limit + 1}; the last one failed: {last_failure or 'see the Job'}"

@@ -1,5 +1,5 @@
 """One idempotent reconcile of one LLMBatch: create its Job once, then report what the Job and its
-pods show. The Job is never updated: its pod template is immutable, and so is the batch's spec (CEL
+pods show, and while it runs, the progress its pod logs. The Job is never updated: its pod template is immutable, and so is the batch's spec (CEL
 refuses a change), so a Job that differs from today's render can only come from an older operator,
 and it runs to its end as it was made."""
 
@@ -11,13 +11,18 @@ from pydantic import ValidationError
 
 from .api.batch import BATCH_KIND, LLMBatch
 from .api.validation import format_errors
-from .batch_status import batch_transitions, compute_batch_status, invalid_batch_status
+from .batch_status import batch_transitions, compute_batch_status, invalid_batch_status, progress_in, running_pod
 from .k8s import ApplyRejected, Kube
+from .names import ENGINE_CONTAINER
 from .reconcile import FAILED_RETRY_SECONDS, Result, name_conflict, write_status
 from .render import RenderConfig
 from .render.batch import job_name, render_batch
 
 log = logging.getLogger("llm_operator.reconcile")
+
+# How often a running batch's progress is read from its pod's log (one GET of its last lines).
+PROGRESS_SECONDS = 10.0
+LOG_LINES = 50
 
 
 def reconcile_batch(kube: Kube, config: RenderConfig, namespace: str, name: str) -> Result:
@@ -44,6 +49,12 @@ def reconcile_batch(kube: Kube, config: RenderConfig, namespace: str, name: str)
         if problem:
             job = None
     pods = kube.list_batch_pods(namespace, name) if job else []
-    status = compute_batch_status(batch, job, pods, problem)
+    # Progress is only in the running pod's log: read its end, and look again in PROGRESS_SECONDS.
+    runner = running_pod(pods)
+    progress = progress_in(kube.read_log_tail(namespace, runner["metadata"]["name"], ENGINE_CONTAINER, LOG_LINES)) \
+        if runner else None
+    status = compute_batch_status(batch, job, pods, problem, progress)
     result = write_status(kube, raw, status, writes, BATCH_KIND, batch_transitions)
-    return Result(result.phase, result.writes, FAILED_RETRY_SECONDS if problem else None)
+    if problem:
+        return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
+    return Result(result.phase, result.writes, PROGRESS_SECONDS if runner else None)

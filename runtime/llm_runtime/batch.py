@@ -16,11 +16,15 @@ import importlib
 import json
 import logging
 import os
+import re
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence
+
+from .contract import BATCH_PROGRESS
 
 log = logging.getLogger("llm_runtime.batch")
 
@@ -160,8 +164,67 @@ def write_atomically(path: str, lines: list[dict[str, Any]]) -> None:
     os.replace(tmp.name, target)
 
 
+def _lines_in(path: str) -> int:
+    try:
+        with open(path, "rb") as answers:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: answers.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
+# vLLM's progress bar on stderr: "Running batch:  45% Completed | 9/20 [00:05<00:07, 1.8req/s]".
+VLLM_PROGRESS_BAR = re.compile(rb"Running batch:\s*\d+% Completed \| (\d+)/\d+")
+
+
+class ProgressBarReader:
+    """Passes vLLM's stderr on unchanged (to this process's stderr, the container's log) and keeps
+    the last count its progress bar showed."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.done = 0
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        pending = b""
+        for chunk in iter(lambda: stream.read1(1 << 16), b""):
+            os.write(2, chunk)
+            pending += chunk
+            counts = VLLM_PROGRESS_BAR.findall(pending)
+            if counts:
+                self.done = max(self.done, int(counts[-1]))
+            pending = pending[-256:]  # a bar line cut in two is whole in the next round
+
+    def join(self) -> None:
+        self._thread.join(timeout=5)
+
+
+def run_reporting_progress(command: list[str], answered: str, requests: Requests, every: float) -> int:
+    """Run vLLM; every `every` seconds, log how many requests are done when that changed (malformed
+    lines count as done: their answer is known). The count is the larger of what vLLM's progress
+    bar last showed and the lines of its output file (vLLM 0.33 writes answers as they finish; the
+    0.32 CPU build only at its end). The operator reads the last such line from the pod's log."""
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    bar = ProgressBarReader(process.stderr)
+    reported = -1
+    while True:
+        try:
+            code: int | None = process.wait(timeout=every)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is not None:
+            bar.join()
+        done = len(requests.malformed) + min(len(requests.valid), max(bar.done, _lines_in(answered)))
+        if done != reported and code in (None, 0):
+            log.info(BATCH_PROGRESS.format(done=done, total=requests.total))
+            reported = done
+        if code is not None:
+            return code
+
+
 def run(input_path: str, output_path: str, vllm_args: Sequence[str], termination_log: str | None,
-        message_limit: int, vllm: Sequence[str] = ("vllm",), validate: Validator | None = None) -> int:
+        message_limit: int, vllm: Sequence[str] = ("vllm",), validate: Validator | None = None,
+        progress_seconds: float = 5.0) -> int:
     """Check, run vLLM over the good lines, write the output; vLLM's exit code when it fails."""
     from .cli import write_termination_message
 
@@ -176,7 +239,7 @@ def run(input_path: str, output_path: str, vllm_args: Sequence[str], termination
             Path(given).write_text("".join(text + "\n" for _, text in requests.valid), encoding="utf-8")
             command = [*vllm, "run-batch", "-i", given, "-o", answered, *vllm_args]
             log.info("Running vllm run-batch over %d requests", len(requests.valid))
-            code = subprocess.call(command)
+            code = run_reporting_progress(command, answered, requests, progress_seconds)
             if code != 0:
                 log.error("Failed: vllm run-batch exited with code %d", code)
                 return code

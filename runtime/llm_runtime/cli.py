@@ -4,7 +4,8 @@
                          [--ignore-pattern P ...] --cache-dir DIR [--termination-log PATH]
                          [--max-workers N] [--no-lock]
     llm-runtime gc --cache-dir DIR --older-than DURATION [--keep SOURCE[@REV] ...] [--dry-run]
-    llm-runtime batch --input FILE --output FILE [--termination-log PATH] -- VLLM-RUN-BATCH-ARGS...
+    llm-runtime batch --input FILE --output FILE [--termination-log PATH] [--progress-interval S]
+                      -- VLLM-RUN-BATCH-ARGS...
 
 Tokens come from MODELSCOPE_API_TOKEN / HF_TOKEN and endpoints from MODELSCOPE_ENDPOINT /
 HF_ENDPOINT, never from flags, and never appear in a log line: the process's stdout and stderr
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--termination-log", default=DEFAULT_TERMINATION_LOG if os.path.exists(DEFAULT_TERMINATION_LOG)
                    else None, help="file that receives the counts as JSON (default: "
                    f"{DEFAULT_TERMINATION_LOG} when it exists)")
+    b.add_argument("--progress-interval", type=float, default=float(os.environ.get("LLM_RUNTIME_PROGRESS_SECONDS", 5)),
+                   help="seconds between progress lines while vLLM runs (default 5)")
     b.add_argument("vllm_args", nargs=argparse.REMAINDER, metavar="-- VLLM-RUN-BATCH-ARGS",
                    help="arguments of vllm run-batch after its -i and -o (--model and the engine settings)")
     return parser
@@ -186,7 +189,7 @@ def batch(args: argparse.Namespace) -> int:
     vllm_args = args.vllm_args[1:] if args.vllm_args[:1] == ["--"] else args.vllm_args
     try:
         return run(args.input, args.output, vllm_args, args.termination_log, TERMINATION_MESSAGE_LIMIT,
-                   validate=vllm_validator())
+                   validate=vllm_validator(), progress_seconds=max(0.1, args.progress_interval))
     except OSError as err:  # an input missing from its volume, an output claim that is full or read-only
         log.error("Failed: %s", err)
         write_termination_message(args.termination_log, f"batch failed: {err}")

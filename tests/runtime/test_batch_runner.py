@@ -23,14 +23,35 @@ GOOD = {"method": "POST", "url": "/v1/chat/completions",
 
 # Stands in for `vllm`: `vllm run-batch -i IN -o OUT ...` answers every line of IN with status 200,
 # except a request whose body asks for "fail", which gets vLLM's per-request error shape. It records
-# the arguments it got in OUT.args.
+# the arguments and the lines it got in $STAND_IN_RECORD when that is set.
 STAND_IN = f"""#!{sys.executable}
-import json, sys
+import json, os, sys
 args = sys.argv[1:]
 assert args[0] == "run-batch", args
 given, answered = args[args.index("-i") + 1], args[args.index("-o") + 1]
-with open(answered + ".args", "w") as f:
-    json.dump(args, f)
+if os.environ.get("STAND_IN_RECORD"):
+    with open(os.environ["STAND_IN_RECORD"], "w") as f, open(given) as lines:
+        json.dump({{"args": args, "given": lines.read().splitlines()}}, f)
+if "--slow" in args or "--slow-bar" in args:
+    # One answer every 0.3 s, as a busy engine gives them. --slow writes each to the output file at
+    # once (vLLM 0.33); --slow-bar only shows vLLM's progress bar and writes the file at the end (0.32).
+    import time
+    requests = [json.loads(line) for line in open(given)]
+    answers = []
+    with open(answered, "w") as out:
+        for n, request in enumerate(requests, start=1):
+            time.sleep(0.3)
+            answer = json.dumps({{"id": "r", "custom_id": request["custom_id"],
+                                 "response": {{"status_code": 200, "body": {{}}}}, "error": None}}) + "\\n"
+            if "--slow" in args:
+                out.write(answer)
+                out.flush()
+            else:
+                answers.append(answer)
+                print(f"Running batch: {{100 * n // len(requests):3d}}% Completed | {{n}}/{{len(requests)}} [00:01<00:02, 3.3req/s]",
+                      file=sys.stderr, flush=True)
+        out.writelines(answers)
+    sys.exit(0)
 if "--exit" in args:
     print("ValueError: the engine could not start", file=sys.stderr)
     sys.exit(int(args[args.index("--exit") + 1]))
@@ -112,20 +133,12 @@ def test_answers_come_back_in_input_order_with_error_lines_for_malformed_ones(tm
 
 
 def test_vllm_gets_the_good_lines_and_the_given_arguments(tmp_path, vllm, monkeypatch):
-    captured = {}
-    real_call = __import__("subprocess").call
-
-    def call(command):
-        code = real_call(command)
-        answered = command[command.index("-o") + 1]
-        captured["args"] = json.loads(Path(answered + ".args").read_text())
-        captured["given"] = Path(command[command.index("-i") + 1]).read_text().splitlines()
-        return code
-
-    monkeypatch.setattr("llm_runtime.batch.subprocess.call", call)
+    record = tmp_path / "record.json"
+    monkeypatch.setenv("STAND_IN_RECORD", str(record))
     given = write_lines(tmp_path / "in.jsonl", [request("a"), "nope", request("b")])
     assert run(given, str(tmp_path / "out.jsonl"), ["--model", "/models/x", "--max-num-seqs", "2"], None, 4000,
                vllm=vllm) == 0
+    captured = json.loads(record.read_text())
     assert captured["args"][-4:] == ["--model", "/models/x", "--max-num-seqs", "2"]
     assert [json.loads(line)["custom_id"] for line in captured["given"]] == ["a", "b"]
 
@@ -166,3 +179,18 @@ def test_the_command_line_runs_the_batch(tmp_path, vllm, monkeypatch):
     assert main(["batch", "--input", str(tmp_path / "missing.jsonl"), "--output", str(answers),
                  "--termination-log", str(message)]) != 0
     assert "missing.jsonl" in message.read_text()
+
+
+@pytest.mark.parametrize("how", ["--slow", "--slow-bar"], ids=["from-the-output-file", "from-vllm-s-progress-bar"])
+def test_progress_is_logged_while_vllm_answers(tmp_path, vllm, caplog, how):
+    from llm_runtime.contract import BATCH_PROGRESS_PATTERN
+
+    given = write_lines(tmp_path / "in.jsonl", ["bad"] + [request(f"r{i}") for i in range(10)])
+    with caplog.at_level("INFO", logger="llm_runtime.batch"):
+        assert run(given, str(tmp_path / "out.jsonl"), [how], None, 4000, vllm=vllm, progress_seconds=0.5) == 0
+    progress = [tuple(map(int, m.groups())) for r in caplog.records if (m := BATCH_PROGRESS_PATTERN.search(r.getMessage()))]
+    # The malformed line is done from the start; the rest as vLLM writes them; every total is 11.
+    assert len(progress) >= 3, progress
+    assert {total for _, total in progress} == {11}
+    assert [done for done, _ in progress] == sorted({done for done, _ in progress})
+    assert progress[0][0] >= 1 and progress[-1][0] == 11

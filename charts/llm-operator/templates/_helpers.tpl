@@ -127,6 +127,11 @@ Used by the ClusterRole (cluster-wide mode) and by the Role in each watched name
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# The last lines of a running batch pod's log, every 10 s: the only place its progress is. The
+# operator reads no other log (a batch pod's log holds counts, never requests or answers).
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 # A gateway's configuration, its routers' ServiceAccount, and their Role and RoleBinding (pods,
 # list and watch, in the gateway's namespace): read by name, written by server-side apply. Never
 # listed or watched, never deleted (the garbage collector follows the owner reference).

@@ -163,6 +163,17 @@ class Kube:
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(resource_path("Job", namespace, name))
 
+    def read_log_tail(self, namespace: str, pod: str, container: str, lines: int) -> str:
+        """The last lines of a container's log ("" when the pod or its log is gone)."""
+        try:
+            response = self.request("GET", resource_path("Pod", namespace, pod, "log"),
+                                    {"container": container, "tailLines": str(lines)})
+        except ApiException as error:
+            if error.status in (400, 404):  # not started yet, or deleted
+                return ""
+            raise
+        return response.data.decode("utf-8", "replace")
+
     def list_batch_pods(self, namespace: str, batch: str) -> list[dict[str, Any]]:
         return self._get(resource_path("Pod", namespace), {"labelSelector": f"{BATCH_LABEL}={batch}"})["items"]
 
