@@ -38,17 +38,21 @@ def _engine_args(engine) -> list[str]:
     return args
 
 
-def serve_args(plan: RolePlan) -> list[str]:
-    """Arguments after `vllm serve`: the local model path first, then flags, then extraArgs."""
+def _model_args(plan: RolePlan) -> list[str]:
+    """The flags `vllm serve` and `vllm run-batch` share: served name, parallel sizes, tokenizer."""
     args = [
-        plan.model_path,
-        "--port", str(CONTAINER_PORT),
         "--served-model-name", plan.served_name,
         "--tensor-parallel-size", str(plan.tensor_parallel),
         "--pipeline-parallel-size", str(plan.pipeline_parallel),
     ]
     if plan.tokenizer_path:
         args += ["--tokenizer", plan.tokenizer_path]
+    return args
+
+
+def serve_args(plan: RolePlan) -> list[str]:
+    """Arguments after `vllm serve`: the local model path first, then flags, then extraArgs."""
+    args = [plan.model_path, "--port", str(CONTAINER_PORT), *_model_args(plan)]
     engine = plan.role.engine
     if plan.role_name in POOLING_ROLES:
         args += ["--runner", "pooling"]
@@ -69,14 +73,7 @@ def run_batch_args(plan: RolePlan) -> list[str]:
     """Arguments of `vllm run-batch` after its input and output files: the model by `--model` (run-batch
     takes no positional model), the served name the requests' `model` must match, parallelism, the
     engine settings and extraArgs. No port: nothing listens."""
-    args = [
-        "--model", plan.model_path,
-        "--served-model-name", plan.served_name,
-        "--tensor-parallel-size", str(plan.tensor_parallel),
-        "--pipeline-parallel-size", str(plan.pipeline_parallel),
-    ]
-    if plan.tokenizer_path:
-        args += ["--tokenizer", plan.tokenizer_path]
+    args = ["--model", plan.model_path, *_model_args(plan)]
     engine = plan.role.engine
     if engine is None:
         return args
