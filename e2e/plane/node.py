@@ -33,6 +33,8 @@ from .processes import cmdline, entry_alive, find_by_argument, get_ok, run, stop
 
 NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")
 FORWARD_CHAIN = "LLMOPS-FORWARD"
+# The chains kube-proxy (iptables mode) jumps to from FORWARD, in the order it adds the jumps.
+KUBE_PROXY_FORWARD_JUMPS = ("KUBE-EXTERNAL-SERVICES", "KUBE-SERVICES", "KUBE-FORWARD", "KUBE-PROXY-FIREWALL")
 CONTAINERD_TEMPLATE = NODE_FILES_DIR / "containerd.toml"
 CNI_CONFLIST = "10-llmops.conflist"
 
@@ -222,8 +224,11 @@ class RealNode:
         self._iptables("-I", "FORWARD", "1", "-j", FORWARD_CHAIN)
 
     def kube_proxy_synced(self) -> bool:
-        """kube-proxy has made its first full sync (its jumps into FORWARD exist)."""
-        return "-j KUBE-FORWARD" in self._iptables("-S", "FORWARD", check=False).stdout
+        """kube-proxy has made its first full sync: all its jumps into FORWARD exist. It prepends them
+        one by one, KUBE-PROXY-FIREWALL last: waiting for KUBE-FORWARD alone let that one land before
+        the plane's chain once (seen in CI on 2026-12-06)."""
+        rules = self._iptables("-S", "FORWARD", check=False).stdout
+        return all(f"-j {chain}" in rules for chain in KUBE_PROXY_FORWARD_JUMPS)
 
     def forward_rules(self) -> list[str]:
         """The plane's FORWARD chain as `iptables -S` prints it (for tests and `status`)."""
