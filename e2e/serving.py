@@ -51,6 +51,14 @@ def gateway_image() -> tuple[str, Path]:
     return fields["image"], Path(fields["archive"])
 
 
+def chat_page_image() -> tuple[str, Path]:
+    """(image name, OCI archive) of the chat page image (Open WebUI); built by runtime/chat-page-image.sh
+    when missing."""
+    out = _run(["bash", "runtime/chat-page-image.sh"], "Building the chat page image (runtime/chat-page-image.sh)")
+    fields = dict(line.split(" ", 1) for line in out.splitlines() if line.startswith(("image ", "archive ")))
+    return fields["image"], Path(fields["archive"])
+
+
 GATEWAY_EXAMPLE = REPO / "examples" / "gateway.yaml"
 
 

@@ -11,22 +11,32 @@ vLLM router per model from the gateway image (runtime/gateway-image.sh), the rou
 ready pods with their own Kubernetes service discovery (through the `kubernetes` Service, which the
 plane relays to the API server).
 
+The gateway then gets its chat page (Open WebUI, from runtime/chat-page-image.sh), and Debian's
+Chromium, headless, signs in through `kubectl port-forward`, picks the chat model and gets an answer
+from it (e2e/browser.py).
+
 The tests build on one another (one stack, the gateway, then a restart, a second replica,
 failures), in file order. They need root, the real node and a few GiB of memory per vLLM server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
 
+from pathlib import Path
+
 import pytest
 import yaml
 
+import browser
 import plane
 import serving
 from operator_process import eventually
@@ -352,6 +362,78 @@ def test_gateway_drops_a_deleted_model(stack):
     eventually(model_not_found, DRAIN_SECONDS + 30, interval=1, what=f"404 model_not_found for {SECOND_CHAT}")
     assert set(codes) <= {503, 404}, codes
     assert _chat(_gateway_url(stack), stack.served_names()["llm"])[0] == 200
+
+
+CHAT_ADMIN = {"email": "admin@example.com", "password": "e2e-chat-page-password"}
+# Where the browser test leaves its screenshot (CI keeps it as an artifact).
+ARTIFACTS = Path(os.environ.get("LLMOPS_ARTIFACTS_DIR", plane.REPO_DIR / "e2e" / ".artifacts"))
+
+
+@pytest.fixture(scope="module")
+def chat_page_image(cluster):
+    problem = browser.chromium_problem()
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and the browser cannot run: {problem}", pytrace=False)
+        pytest.skip(f"{problem}; then the chat page test runs")
+    name, archive = serving.chat_page_image()
+    cluster.plane.import_image(archive, name)
+    return name
+
+
+@contextlib.contextmanager
+def port_forward(stack, service: str, port: int):
+    """`kubectl port-forward` to a Service, as a user opens the chat page: yields its local origin."""
+    process = subprocess.Popen(
+        [str(stack.cluster.bin("kubectl")), f"--kubeconfig={stack.cluster.kubeconfig}", "-n", stack.namespace,
+         "port-forward", "--address", "127.0.0.1", f"service/{service}", f":{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = process.stdout.readline()  # "Forwarding from 127.0.0.1:<local> -> <port>"
+        match = re.search(r"127\.0\.0\.1:(\d+) ->", line)
+        assert match, f"kubectl port-forward said: {line}{process.stdout.read() if process.poll() is not None else ''}"
+        yield f"http://127.0.0.1:{match.group(1)}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_chat_page_answers_in_a_real_browser(stack, chat_page_image):
+    """The gateway's chat page: only its chat model listed, and an answer from the tiny model in
+    Chromium, through kubectl port-forward and the page's Service."""
+    stack.kubectl("create", "secret", "generic", "chat-admin", *(f"--from-literal={k}={v}" for k, v in CHAT_ADMIN.items()))
+    with_page = json.loads(json.dumps(GATEWAY))
+    with_page["spec"]["chatPage"] = {"adminSecretRef": {"name": "chat-admin"}, "imagePullPolicy": "Never",
+                                     "storage": {"size": "1Gi", "storageClassName": plane.LOCAL_STORAGE_CLASS}}
+    started = time.monotonic()
+    stack.apply(with_page)
+    eventually(lambda: (_gateway_status(stack).get("chatPage") or {}).get("ready"), 300, interval=2,
+               what="the chat page's pod ready")
+    _gateway_ready(stack)
+    print(f"\nChat page ready {time.monotonic() - started:.1f}s after apply")
+    chat_model = stack.served_names()["llm"]
+    page_status = _gateway_status(stack)["chatPage"]
+    assert page_status["url"] == f"http://shared-chat.{stack.namespace}.svc:8080"
+    assert page_status["models"] == [chat_model]  # the embedding and rerank models are not chat models
+
+    chat_pod = stack.pods("llm")[0]
+    served_before = _served_requests(chat_pod)
+    with port_forward(stack, "shared-chat", 8080) as origin:
+        page = browser.ChatPage(origin)
+        try:
+            asked = time.monotonic()
+            page.sign_in(CHAT_ADMIN["email"], CHAT_ADMIN["password"])
+            assert page.model_ids() == [chat_model]
+            answer = page.ask(chat_model, "Which node has GPUs?")
+            print(f"Answer in the browser {time.monotonic() - asked:.1f}s after opening the page: {answer[:80]!r}")
+            shot = page.screenshot(ARTIFACTS / "chat-page.png")
+            print(f"Screenshot: {shot}")
+        finally:
+            page.close()
+    assert answer
+    assert page.blocked == [], f"the page asked for addresses beyond its own: {page.blocked}"
+    # The answer came from the tiny model's vLLM server, through the gateway.
+    assert _served_requests(chat_pod) > served_before
 
 
 def test_pod_metrics_are_where_the_pod_monitor_looks(stack, cluster):

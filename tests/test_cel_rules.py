@@ -177,6 +177,11 @@ GATEWAY_CASES = [
     ("name-longest", _gateway("g" * 55), True),
     ("name-too-long", _gateway("g" * 56), False),
     ("name-uppercase", _gateway("Shared"), False),
+    ("chat-page-with-admin", _gateway(chatPage={"adminSecretRef": {"name": "chat-admin"}}), True),
+    ("chat-page-open-on-purpose", _gateway(chatPage={"allowUnauthenticated": True}), True),
+    ("chat-page-without-sign-in-choice", _gateway(chatPage={}), False),
+    ("chat-page-open-false", _gateway(chatPage={"allowUnauthenticated": False}), False),
+    ("chat-page-both", _gateway(chatPage={"adminSecretRef": {"name": "a"}, "allowUnauthenticated": True}), False),
 ]
 
 

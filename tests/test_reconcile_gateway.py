@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
+from llm_operator import handlers
 from llm_operator.gateway_status import compute_gateway_status
 from llm_operator.reconcile_gateway import GatewayMemo, reconcile_gateway
 from llm_operator.render import RenderConfig
+from llm_operator.render.chat_page import chat_page_labels
 from llm_operator.render.gateway import GatewayRoute
 from support import manifest
 from test_gateway_render import gateway
@@ -44,6 +47,14 @@ class GatewayKube(MemoryKube):
         self.gets.append(kind)
         return super().get_child(kind, namespace, name)
 
+    def apply(self, obj, field_manager="llm-operator"):
+        stored = super().apply(obj, field_manager)
+        if obj["kind"] == "Service":  # the API server allocates a cluster IP
+            old = self.objects[("Service", obj["metadata"]["name"])]
+            old["spec"].setdefault("clusterIP", f"10.96.0.{len(self.objects)}")
+            stored["spec"]["clusterIP"] = old["spec"]["clusterIP"]
+        return stored
+
     def apply_status(self, namespace, name, status, kind="LLMDeployment"):
         assert kind == "LLMGateway"
         self.gateway["status"] = status
@@ -62,9 +73,10 @@ def test_first_reconcile_writes_everything_then_nothing_once_rolled_out():
     assert run(kube, memo).phase == "Ready"
     kube.applied.clear(), kube.gets.clear()
     assert run(kube, memo).writes == 0
-    # Its own Deployment and Service, and the model's Service (for its address): the rest is known
-    # not to have changed.
-    assert sorted(kube.gets) == ["Deployment", "Service", "Service"]
+    # Its own Deployment and Service, the model's Service (for its address), and a chat page's
+    # Deployment and Service left to delete (all from the watch caches): the rest is known not to
+    # have changed.
+    assert sorted(kube.gets) == ["Deployment", "Deployment", "Service", "Service", "Service"]
     assert list(kube.gateway["status"]["models"]) == ["chat-a"]  # "other" is not selected
 
 
@@ -171,3 +183,74 @@ def test_a_refused_object_is_failed():
                                     apply_error="Role shared-gateway: forbidden")
     assert status["phase"] == "Failed"
     assert condition(status, "Degraded")["message"].startswith("The API server refused Role shared-gateway")
+
+
+# ---------------------------------------------------------------- the chat page
+
+
+def with_chat_page(kube, **page):
+    kube.gateway["spec"]["chatPage"] = page or {"adminSecretRef": {"name": "chat-admin"}}
+    kube.gateway["metadata"]["generation"] += 1
+
+
+def test_a_chat_page_is_part_of_the_gateway_and_ready_only_with_its_pod():
+    kube, memo = GatewayKube([deployment("chat", "chat-a")]), GatewayMemo()
+    with_chat_page(kube)
+    assert run(kube, memo).phase == "Pending"
+    # The gateway's Service had no address yet for the page to reach: its pod waits for the next round.
+    assert {key for key in kube.applied if key[1] == "shared-chat"} == {
+        ("PersistentVolumeClaim", "shared-chat"), ("Service", "shared-chat")}
+    assert run(kube, memo).phase == "Pending"
+    page_pod = kube.objects[("Deployment", "shared-chat")]["spec"]["template"]["spec"]["containers"][0]
+    gateway_ip = kube.objects[("Service", "shared-gateway")]["spec"]["clusterIP"]
+    assert {"name": "OPENAI_API_BASE_URL", "value": f"http://{gateway_ip}:8000/v1"} in page_pod["env"]
+    page = kube.gateway["status"]["chatPage"]
+    assert page == {"url": "http://shared-chat.ns.svc:8080", "ready": False, "models": ["chat-a"]}
+    ready = next(c for c in kube.gateway["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+    kube.roll_out()
+    assert run(kube, memo).phase == "Ready"
+    assert kube.gateway["status"]["chatPage"]["ready"] is True
+
+
+def test_removing_the_chat_page_deletes_its_pod_and_service_but_keeps_its_data():
+    kube, memo = GatewayKube([deployment("chat", "chat-a")]), GatewayMemo()
+    with_chat_page(kube)
+    run(kube, memo), run(kube, memo)
+    kube.roll_out()
+    assert ("Deployment", "shared-chat") in kube.objects
+    del kube.gateway["spec"]["chatPage"]
+    kube.gateway["metadata"]["generation"] += 1
+    result = run(kube, memo)
+    assert result.phase == "Ready" and result.writes >= 2
+    left = {key for key in kube.objects if key[1] == "shared-chat"}
+    assert left == {("PersistentVolumeClaim", "shared-chat")}
+    assert "chatPage" not in kube.gateway["status"]
+
+
+def test_a_chat_page_name_the_gateway_did_not_make_is_never_deleted():
+    kube, memo = GatewayKube([deployment("chat", "chat-a")]), GatewayMemo()
+    someone_elses = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "shared-chat", "namespace": "ns",
+                                                                          "labels": {"app": "theirs"}}}
+    kube.objects[("Service", "shared-chat")] = someone_elses
+    run(kube, memo)
+    assert kube.objects[("Service", "shared-chat")] == someone_elses
+
+
+def test_an_expanded_chat_page_claim_keeps_its_size():
+    kube, memo = GatewayKube([deployment("chat", "chat-a")]), GatewayMemo()
+    with_chat_page(kube)
+    run(kube, memo)
+    kube.objects[("PersistentVolumeClaim", "shared-chat")]["spec"]["resources"]["requests"]["storage"] = "5Gi"
+    kube.gateway["metadata"]["generation"] += 1
+    run(kube, GatewayMemo())  # a restarted operator reads the claim again
+    assert kube.objects[("PersistentVolumeClaim", "shared-chat")]["spec"]["resources"]["requests"]["storage"] == "5Gi"
+
+
+def test_a_change_of_the_chat_page_queues_its_gateway():
+    """Its pod getting ready (a change of its Deployment) is what turns the gateway Ready."""
+    queued = []
+    context = SimpleNamespace(queue=SimpleNamespace(add_soon=lambda key, delay: queued.append(key)))
+    chat_deployment = {"metadata": {"namespace": "ns", "name": "shared-chat", "labels": chat_page_labels("shared")}}
+    handlers._changed(context, "Deployment", "MODIFIED", chat_deployment)
+    assert queued == [handlers.GATEWAY_KEY + handlers._key("ns", "shared")]

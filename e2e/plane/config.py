@@ -90,7 +90,7 @@ class Config:
     kubelet_healthz_port: int = 16248
     kube_proxy_healthz_port: int = 16256
     kube_proxy_metrics_port: int = 16249
-    local_volumes: int = 6
+    local_volumes: int = 8
     local_volume_size: str = "50Gi"
 
     # Prometheus and KEDA (operator + external metrics adapter) as host processes on loopback:

@@ -9,7 +9,7 @@ from typing import Any, Iterable, TextIO
 
 import yaml
 
-from llm_runtime.versions import GATEWAY_IMAGE, OPERATOR_VERSION, RUNTIME_CPU_IMAGE, RUNTIME_IMAGE, VLLM_VERSION
+from llm_runtime.versions import CHAT_PAGE_IMAGE, GATEWAY_IMAGE, OPERATOR_VERSION, RUNTIME_CPU_IMAGE, RUNTIME_IMAGE, VLLM_VERSION
 
 from .api import KIND, InvalidSpec, parse_llmdeployment
 from .api.crd import KINDS, crd_yaml
@@ -40,6 +40,7 @@ def render_config(args: argparse.Namespace) -> RenderConfig:
     endpoints = {scheme: url for scheme, url in (("modelscope", args.modelscope_endpoint), ("hf", args.hf_endpoint)) if url}
     return RenderConfig(image=args.image or RUNTIME_IMAGE, cpu_image=args.cpu_image or RUNTIME_CPU_IMAGE,
                         gateway_image=args.gateway_image or GATEWAY_IMAGE,
+                        chat_page_image=args.chat_page_image or CHAT_PAGE_IMAGE,
                         gpu_resource=args.gpu_resource, hub_endpoints=endpoints,
                         prometheus_url=args.prometheus_url)
 
@@ -117,6 +118,7 @@ def _add_render_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", help=f"default runtime image (default {RUNTIME_IMAGE})")
     parser.add_argument("--cpu-image", help=f"runtime image of device CPU roles (default {RUNTIME_CPU_IMAGE})")
     parser.add_argument("--gateway-image", help=f"image of LLMGateways (default {GATEWAY_IMAGE})")
+    parser.add_argument("--chat-page-image", help=f"image of LLMGateways' chat pages (default {CHAT_PAGE_IMAGE})")
     parser.add_argument("--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="GPU extended resource name")
     parser.add_argument("--modelscope-endpoint", help="ModelScope mirror handed to download init containers")
     parser.add_argument("--hf-endpoint", help="Hugging Face mirror handed to download init containers")

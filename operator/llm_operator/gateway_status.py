@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from .api.gateway import LLMGateway
-from .render.gateway import GatewayRoute, gateway_url
+from .render.chat_page import chat_page_url
+from .render.gateway import GatewayRoute, chat_models, gateway_url
 from .status import DEGRADED, PROGRESSING, READY, Problem, short_message
 
 
@@ -44,8 +45,10 @@ def _deployment_problem(name: str, routes: list[GatewayRoute], llmd: dict[str, A
 
 def compute_gateway_status(gateway: LLMGateway, routes: list[GatewayRoute], route_problems: list[str],
                            llmds: dict[str, dict[str, Any]], deployment: dict[str, Any] | None,
-                           apply_error: str | None = None, name_conflicts: list[str] | None = None) -> dict[str, Any]:
-    """`llmds`: the selected LLMDeployments as read (by name); `deployment`: the gateway's own."""
+                           apply_error: str | None = None, name_conflicts: list[str] | None = None,
+                           chat_deployment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`llmds`: the selected LLMDeployments as read (by name); `deployment`: the gateway's own;
+    `chat_deployment`: its chat page's, when spec.chatPage is set."""
     generation = gateway.metadata.generation
     models = {}
     for route in routes:
@@ -70,6 +73,14 @@ def compute_gateway_status(gateway: LLMGateway, routes: list[GatewayRoute], rout
     seen = deployment is not None and (deployment.get("status") or {}).get("observedGeneration") == \
         (deployment.get("metadata") or {}).get("generation")
     pods_ready = _gateway_ready(deployment, seen)
+    chat_page = None
+    if gateway.spec.chatPage is not None:
+        chat_seen = chat_deployment is not None and (chat_deployment.get("status") or {}).get("observedGeneration") == \
+            (chat_deployment.get("metadata") or {}).get("generation")
+        chat_page = {"url": chat_page_url(gateway), "ready": _gateway_ready(chat_deployment, chat_seen),
+                     "models": chat_models(routes)}
+        if not chat_page["ready"]:
+            waiting.append(Problem("ChatPageStarting", "Waiting for the chat page's pod to be ready."))
     if apply_error:
         phase, problems = "Failed", [Problem("ApplyFailed", f"The API server refused {apply_error}"), *problems]
     elif problems:
@@ -95,7 +106,7 @@ def compute_gateway_status(gateway: LLMGateway, routes: list[GatewayRoute], rout
         (DEGRADED, "True" if first else "False", first.reason if first else "AsExpected",
          short_message(first.message) if first else "No problem detected."),
     ]
-    return {
+    result = {
         "observedGeneration": generation,
         "phase": phase,
         "url": gateway_url(gateway),
@@ -103,3 +114,6 @@ def compute_gateway_status(gateway: LLMGateway, routes: list[GatewayRoute], rout
         "conditions": [{"type": kind, "status": status, "reason": reason, "message": message,
                         "observedGeneration": generation} for kind, status, reason, message in conditions],
     }
+    if chat_page is not None:
+        result["chatPage"] = chat_page
+    return result

@@ -19,10 +19,11 @@ from .api import InvalidSpec, parse_llmdeployment
 from .api.gateway import GATEWAY_KIND, LLMGateway
 from .gateway_status import compute_gateway_status
 from .k8s import ApplyRejected, Kube
-from .names import HASH_ANNOTATION
-from .reconcile import FAILED_RETRY_SECONDS, Result, name_conflict, needs_apply, write_status
+from .names import CHAT_PAGE_LABEL, HASH_ANNOTATION
+from .reconcile import FAILED_RETRY_SECONDS, Result, keep_expanded_claim, name_conflict, needs_apply, write_status
 from .render import RenderConfig, render_gateway
-from .render.gateway import GatewayRoute, gateway_routes, selects
+from .render.chat_page import chat_page_name
+from .render.gateway import GatewayRoute, gateway_name, gateway_routes, selects
 from .render.meta import child_name
 from .status import invalid_spec_status
 
@@ -66,16 +67,31 @@ def _selected(kube: Kube, gateway: LLMGateway, namespace: str) -> tuple[dict[str
     return raws, parsed
 
 
+def _service_address(kube: Kube, namespace: str, name: str) -> str | None:
+    """A Service's "clusterIP:port", once it has one."""
+    spec = (kube.get_child("Service", namespace, name) or {}).get("spec") or {}
+    ip, ports = spec.get("clusterIP"), spec.get("ports") or []
+    return f"{ip}:{ports[0]['port']}" if ip and ip != "None" and ports else None
+
+
 def _with_service_addresses(kube: Kube, namespace: str, routes: list[GatewayRoute]) -> list[GatewayRoute]:
     """Each route with its role Service's "clusterIP:port", where the Service has one yet."""
-    addressed = []
-    for route in routes:
-        service = kube.get_child("Service", namespace, child_name(route.llmdeployment, route.role)) or {}
-        spec = service.get("spec") or {}
-        ip, ports = spec.get("clusterIP"), spec.get("ports") or []
-        address = f"{ip}:{ports[0]['port']}" if ip and ip != "None" and ports else None
-        addressed.append(dataclasses.replace(route, service=address))
-    return addressed
+    return [dataclasses.replace(route, service=_service_address(kube, namespace, child_name(route.llmdeployment, route.role)))
+            for route in routes]
+
+
+def _remove_chat_page(kube: Kube, namespace: str, name: str) -> list[str]:
+    """Deletes the chat page's Deployment and Service, if this gateway made them, once spec.chatPage
+    is gone. Its claim stays: it holds the page's users and chats (deleted with the gateway)."""
+    deleted = []
+    for kind in ("Deployment", "Service"):
+        live = kube.get_child(kind, namespace, chat_page_name(name))
+        if live and (live["metadata"].get("labels") or {}).get(CHAT_PAGE_LABEL) == name:
+            kube.delete(kind, namespace, chat_page_name(name))
+            deleted.append(f"{kind} {chat_page_name(name)}")
+    if deleted:
+        log.info("Deleted %s of LLMGateway %s/%s: chatPage is no longer in the spec", ", ".join(deleted), namespace, name)
+    return deleted
 
 
 def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: str, memo: GatewayMemo) -> Result:
@@ -91,9 +107,11 @@ def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: st
     llmds, selected = _selected(kube, gateway, namespace)
     routes, route_problems = gateway_routes(selected)
     routes = _with_service_addresses(kube, namespace, routes)
-    desired = render_gateway(gateway, routes, config)
+    # The chat page reaches the gateway by its Service's address, which needs no cluster DNS.
+    own_address = _service_address(kube, namespace, gateway_name(name)) if gateway.spec.chatPage else None
+    desired = render_gateway(gateway, routes, config, own_address)
 
-    writes, apply_error, conflicts, applied, deployment = 0, None, [], [], None
+    writes, apply_error, conflicts, applied, deployments = 0, None, [], [], {}
     for obj in desired:
         kind, child = obj["kind"], obj["metadata"]["name"]
         if kind not in _CACHED_KINDS and memo.matches(namespace, name, obj):
@@ -103,6 +121,7 @@ def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: st
         if conflict:
             conflicts.append(conflict)
             continue
+        obj = keep_expanded_claim(obj, live)
         if needs_apply(obj, live):
             try:
                 live = kube.apply(obj)
@@ -113,10 +132,13 @@ def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: st
             applied.append(f"{kind} {child}")
         memo.remember(namespace, name, obj)
         if kind == "Deployment":
-            deployment = live
+            deployments[child] = live
     if applied:
         log.info("Applied %s for LLMGateway %s/%s", ", ".join(applied), namespace, name)
-    status = compute_gateway_status(gateway, routes, route_problems, llmds, deployment, apply_error, conflicts)
+    if gateway.spec.chatPage is None and apply_error is None:
+        writes += len(_remove_chat_page(kube, namespace, name))
+    status = compute_gateway_status(gateway, routes, route_problems, llmds, deployments.get(gateway_name(name)),
+                                    apply_error, conflicts, deployments.get(chat_page_name(name)))
     if status["phase"] != "Ready":
         memo.forget(namespace, name)  # something may be missing that no watch reports: read all again next time
     result = write_status(kube, raw, status, writes, GATEWAY_KIND)

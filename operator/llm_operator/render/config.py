@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from llm_runtime.versions import GATEWAY_IMAGE, RUNTIME_CPU_IMAGE, RUNTIME_IMAGE
+from llm_runtime.versions import CHAT_PAGE_IMAGE, GATEWAY_IMAGE, RUNTIME_CPU_IMAGE, RUNTIME_IMAGE
 
 from ..api.models import ModelSpec, RoleSpec
 
@@ -32,6 +32,7 @@ class RenderConfig:
     image: str = RUNTIME_IMAGE
     cpu_image: str = RUNTIME_CPU_IMAGE  # roles with device CPU
     gateway_image: str = GATEWAY_IMAGE  # LLMGateways
+    chat_page_image: str = CHAT_PAGE_IMAGE  # LLMGateways' chatPage
     gpu_resource: str = DEFAULT_GPU_RESOURCE
     # Mirrors for the hubs, handed to the download init container (MODELSCOPE_ENDPOINT / HF_ENDPOINT).
     hub_endpoints: dict[str, str] = field(default_factory=dict)

@@ -29,11 +29,12 @@ from typing import Any
 
 from ..api.gateway import GATEWAY_KIND, ROUTING_POLICIES, LLMGateway
 from ..api.models import API_VERSION, LLMDeployment, SecretKeySelector
-from ..names import GATEWAY_LABEL, HASH_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL
+from ..names import GATEWAY_LABEL, HASH_ANNOTATION
 from .config import CONTAINER_PORT, DEFAULT_SERVICE_PORT, RenderConfig, served_name
 from .autoscaling import scales_to_zero
-from .meta import content_hash, object_meta, selector_labels, upstream_stat_name
-from .pod import container_security, pod_security
+from .chat_page import render_chat_page
+from .meta import app_labels, content_hash, object_meta, selector_labels, upstream_stat_name
+from .pod import container_security, placement, pod_security
 
 ENVOY_CONTAINER = "envoy"
 API_PORT = 8080  # Envoy, for clients
@@ -52,6 +53,7 @@ MAX_REQUEST_BYTES = 32 * 2**20
 # that sends nothing for a while is not cut.
 REQUEST_IDLE_SECONDS = 1800
 DEFAULT_POLICY = "PrefixAware"
+CHAT_ROLE = "llm"  # the role whose models a chat page lists
 DRAIN_SECONDS = 5
 # A model scaled to zero: how long the gateway holds a request while the autoscaler starts a pod,
 # retrying about once a second; then the client gets the 503 with Retry-After (docs/autoscaling.md).
@@ -99,19 +101,17 @@ def gateway_routes(llmds: list[LLMDeployment]) -> tuple[list[GatewayRoute], list
     return routes, problems
 
 
+def chat_models(routes: list[GatewayRoute]) -> list[str]:
+    """The served names of the gateway's chat models (its `llm` roles), sorted: what its chat page lists."""
+    return sorted(route.served_name for route in routes if route.role == CHAT_ROLE)
+
+
 def gateway_name(gateway: str) -> str:
     return f"{gateway}-gateway"
 
 
 def gateway_labels(gateway: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "llm-gateway",
-        "app.kubernetes.io/instance": gateway,
-        "app.kubernetes.io/component": "gateway",
-        MANAGED_BY_LABEL: MANAGED_BY,
-        "app.kubernetes.io/part-of": "llm-operator",
-        GATEWAY_LABEL: gateway,
-    }
+    return {**app_labels("llm-gateway", gateway, "gateway"), GATEWAY_LABEL: gateway}
 
 
 def service_port(gateway: LLMGateway) -> int:
@@ -354,11 +354,7 @@ def _pod_spec(gateway: LLMGateway, containers: list[dict[str, Any]], volumes: li
         "enableServiceLinks": False,
         "securityContext": pod_security(),
     }
-    scheduling = gateway.spec.scheduling
-    placement = scheduling.model_dump(exclude_none=True, by_alias=True) if scheduling else {}
-    for field in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "runtimeClassName"):
-        if placement.get(field):
-            spec[field] = placement[field]
+    spec.update(placement(gateway.spec.scheduling))
     spec["containers"] = containers
     spec["volumes"] = volumes
     return spec
@@ -418,11 +414,16 @@ def _hash(data: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def render_gateway(gateway: LLMGateway, routes: list[GatewayRoute], config: RenderConfig | None = None) -> list[dict[str, Any]]:
-    """Every object of the gateway: ServiceAccount, Role, RoleBinding, ConfigMap, Deployment, Service."""
+def render_gateway(gateway: LLMGateway, routes: list[GatewayRoute], config: RenderConfig | None = None,
+                   address: str | None = None) -> list[dict[str, Any]]:
+    """Every object of the gateway: ServiceAccount, Role, RoleBinding, ConfigMap, Deployment, Service,
+    and with spec.chatPage the page's PersistentVolumeClaim, Service and, once the gateway's Service
+    has an `address` ("clusterIP:port") for it to reach, its Deployment."""
     config = config or RenderConfig()
     settings = config_map(gateway, routes)
-    objects = [*rbac(gateway), settings, deployment(gateway, routes, config, _hash(settings["data"])), service(gateway)]
+    endpoint = f"http://{address}/v1" if address else None
+    objects = [*rbac(gateway), settings, deployment(gateway, routes, config, _hash(settings["data"])), service(gateway),
+               *render_chat_page(gateway, endpoint, chat_models(routes), config.chat_page_image)]
     for obj in objects:
         if gateway.metadata.uid:
             obj["metadata"]["ownerReferences"] = [{"apiVersion": API_VERSION, "kind": GATEWAY_KIND, "name": gateway.metadata.name,

@@ -53,6 +53,17 @@ def labels(owner: str, component: str) -> dict[str, str]:
     }
 
 
+def app_labels(app: str, instance: str, component: str) -> dict[str, str]:
+    """The app.kubernetes.io labels of an object that is not a role's (gateway, chat page)."""
+    return {
+        "app.kubernetes.io/name": app,
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/component": component,
+        MANAGED_BY_LABEL: MANAGED_BY,
+        "app.kubernetes.io/part-of": "llm-operator",
+    }
+
+
 def object_meta(name: str, namespace: str | None, object_labels: dict[str, str]) -> dict[str, object]:
     """metadata of a child; the namespace is left out when rendering offline without one."""
     meta: dict[str, object] = {"name": name}

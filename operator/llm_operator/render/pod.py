@@ -37,6 +37,13 @@ def pod_security() -> dict[str, Any]:
             "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
 
 
+def placement(scheduling: Any) -> dict[str, Any]:
+    """The pod spec fields of a `Scheduling` (nodeSelector, tolerations, ...), those that are set."""
+    fields = scheduling.model_dump(exclude_none=True, by_alias=True) if scheduling else {}
+    return {field: fields[field] for field in
+            ("nodeSelector", "tolerations", "affinity", "priorityClassName", "runtimeClassName") if fields.get(field)}
+
+
 def loader_resources() -> dict[str, Any]:
     # Downloading waits on the network and the disk: a small CPU request leaves room for vLLM.
     return {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "8Gi"}}
