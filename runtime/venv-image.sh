@@ -88,7 +88,8 @@ build_venv_image() {
   nice -n 10 mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "${DEBIAN_PACKAGES[*]}")" "${SLIM[@]}" \
     --customize-hook="copy-in $wheels /tmp" \
     --customize-hook="chroot \"\$1\" python3 -m venv $VENV" \
-    --customize-hook="chroot \"\$1\" /bin/sh -c '$VENV/bin/pip install --quiet --disable-pip-version-check --no-index --no-deps /tmp/$(basename "$wheels")/*.whl'" \
+    --customize-hook="chroot \"\$1\" /bin/sh -c '$VENV/bin/pip install --quiet --disable-pip-version-check --no-index --no-deps --no-compile /tmp/$(basename "$wheels")/*.whl'" \
+    --customize-hook="chroot \"\$1\" /bin/sh -c '$VENV/bin/python $BYTECODE /usr/lib/python3.11 $VENV/lib > /dev/null 2>&1 || true'" \
     --customize-hook="rm -rf \"\$1/tmp/$(basename "$wheels")\"" \
     --customize-hook="chroot \"\$1\" $VENV/bin/pip check --disable-pip-version-check > $work/pip-check.txt || true" \
     --customize-hook="chroot \"\$1\" useradd --uid 1000 --gid 0 --no-create-home --home-dir /tmp $IMAGE_USER_NAME" \

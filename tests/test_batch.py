@@ -89,8 +89,11 @@ def test_the_job_loads_the_model_as_serving_does_and_runs_the_batch_runner():
     assert runner["env"] == container(serving)["env"]
     assert runner["securityContext"] == container(serving)["securityContext"]
     assert runner["command"] == ["llm-runtime", "batch"]
-    assert runner["args"][:5] == ["--input", "/batch/input/requests.jsonl", "--output",
-                                  "/batch/output/tag-docs/answers.jsonl", "--"]
+    assert runner["args"][:4] == ["--input", "/batch/input/requests.jsonl", "--output", "/batch/output/tag-docs/answers.jsonl"]
+    # The same compile cache as the serving pods: what either compiled, the other reuses.
+    served_args = container(serving)["args"]
+    assert runner["args"][4:runner["args"].index("--")] == served_args[:served_args.index("--")]
+    assert runner["volumeMounts"][:len(container(serving)["volumeMounts"])] == container(serving)["volumeMounts"]
     assert "startupProbe" not in runner and "ports" not in runner
     assert pod["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] == 2
@@ -195,6 +198,16 @@ def test_succeeded_with_the_runner_s_counts_and_malformed_lines():
     assert "Answered 20 of 21 requests (1 failed)" in status["conditions"][0]["message"]
     assert batch_transitions({"phase": "Running"}, status)[0][:2] == ("Normal", "Completed")
     assert batch_transitions(status, status) == []
+
+
+def test_succeeded_says_whether_the_engine_reused_compiled_files():
+    line = "Compile cache Reused: 30 compiled files from /compile-cache/x, nothing compiled; healthy 20.0 s after start"
+    done = pod("p1", "t1", engine={"terminated": {"exitCode": 0, "message": json.dumps({**REPORT, "compileCache": line})}},
+               phase="Succeeded")
+    status = compute_batch_status(batch(), job([("Complete", "")], succeeded=1), [done])
+    assert status["compileCache"] == {"pod": "p1", "result": "Reused", "message": line.split(": ", 1)[1]}
+    without = pod("p1", "t1", engine={"terminated": {"exitCode": 0, "message": json.dumps(REPORT)}}, phase="Succeeded")
+    assert "compileCache" not in compute_batch_status(batch(), job([("Complete", "")], succeeded=1), [without])
 
 
 def test_a_retry_says_why_the_last_attempt_failed():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import copy
 
-from llm_operator.k8s import CHILD_KINDS, ApplyRejected
-from llm_operator.reconcile import FAILED_RETRY_SECONDS, reconcile
+from llm_operator.k8s import CHILD_KINDS, ApplyRejected, now
+from llm_operator.reconcile import FAILED_RETRY_SECONDS, START_LINE_RETRY_SECONDS, reconcile
 from llm_operator.render import RenderConfig
 from support import manifest
 
@@ -25,6 +25,7 @@ class MemoryKube:
         self.pods = []
         self.refuse = set()  # kinds whose apply the "API server" refuses
         self.applied, self.events = [], []
+        self.logs, self.log_reads = {}, []  # pod name -> its engine's log; the pods whose log was read
 
     def get_llmdeployment(self, namespace, name):
         return copy.deepcopy(self.llmd)
@@ -59,6 +60,10 @@ class MemoryKube:
 
     def post_event(self, llmd, event_type, reason, message, kind="LLMDeployment"):
         self.events.append(reason)
+
+    def read_log_head(self, namespace, pod, container, limit_bytes):
+        self.log_reads.append(pod)
+        return self.logs.get(pod, "")
 
     def roll_out(self):
         """What the Deployment controller and kubelet do once the pods are up."""
@@ -245,3 +250,77 @@ def test_a_child_that_matched_its_render_is_compared_again_only_once_it_changed(
     service["spec"]["ports"][0]["port"] = 9999
     assert compared_in_a_reconcile() == ["Service"]
     assert kube.objects[("Service", "team-llm")]["spec"]["ports"][0]["port"] != 9999
+
+
+# ------------------------------------------------------------------ engine starts and the compile cache
+
+CACHED = {**SPEC, "cache": {"size": "10Gi"}}
+LONG_AGO = "2026-01-01T00:00:00Z"
+
+
+def engine_pod(name, started, ready_since=LONG_AGO, ready=True):
+    return {"metadata": {"name": name, "labels": {"llmops.dev/role": "llm"}},
+            "status": {"conditions": [{"type": "Ready", "status": str(ready), "lastTransitionTime": ready_since}],
+                       "containerStatuses": [{"name": "vllm", "ready": ready, "state": {"running": {"startedAt": started}}}]}}
+
+
+def compile_status(kube):
+    return kube.llmd["status"]["roles"]["llm"].get("compileCache")
+
+
+def test_each_engine_start_is_read_once_into_status_and_an_event():
+    kube = MemoryKube(resource(CACHED))
+    run(kube)
+    kube.roll_out()
+    kube.pods = [engine_pod("team-llm-a", "2026-01-01T00:00:05Z")]
+    kube.logs["team-llm-a"] = ("INFO vLLM starting\n2026-01-01T00:00:40+0000 INFO Compile cache Compiled: 30 files (1.1 MiB) "
+                               "compiled in 35.0 s and stored in /compile-cache/x; the next start of this model reuses them\n")
+    run(kube)
+    assert compile_status(kube) == {
+        "pod": "team-llm-a", "startedAt": "2026-01-01T00:00:05Z", "result": "Compiled",
+        "message": "30 files (1.1 MiB) compiled in 35.0 s and stored in /compile-cache/x; the next start of this model "
+                   "reuses them"}
+    assert "CompiledFilesStored" in kube.events
+    # Nothing new: the log is not read again, and nothing is written.
+    reads, events = len(kube.log_reads), len(kube.events)
+    assert run(kube).writes == 0 and len(kube.log_reads) == reads and len(kube.events) == events
+    # A second replica that reused the files.
+    kube.pods.append(engine_pod("team-llm-b", "2026-01-01T00:03:00Z"))
+    kube.logs["team-llm-b"] = "Compile cache Reused: 30 compiled files from /compile-cache/x, nothing compiled\n"
+    run(kube)
+    assert kube.log_reads[reads:] == ["team-llm-b"]
+    assert (compile_status(kube)["pod"], compile_status(kube)["result"]) == ("team-llm-b", "Reused")
+    assert kube.events[events:] == ["CompiledFilesReused"]
+
+
+def test_a_start_whose_line_is_not_logged_yet_is_looked_at_again_soon():
+    kube = MemoryKube(resource(CACHED))
+    run(kube)
+    kube.roll_out()
+    kube.pods = [engine_pod("team-llm-a", "2026-01-01T00:00:05Z", ready_since=now())]
+    kube.logs["team-llm-a"] = "INFO vLLM is healthy\n"  # llm-runtime serve has not logged its line yet
+    result = run(kube)
+    assert result.requeue_after == START_LINE_RETRY_SECONDS and compile_status(kube) is None
+    kube.logs["team-llm-a"] += "Compile cache NotStored: 30 files (1.1 MiB) compiled and not stored: read-only\n"
+    run(kube)
+    assert compile_status(kube)["result"] == "NotStored" and "CompiledFilesNotStored" in kube.events
+
+
+def test_a_start_whose_log_cannot_be_read_is_unknown_without_an_event():
+    kube = MemoryKube(resource(CACHED))
+    run(kube)
+    kube.roll_out()
+    kube.pods = [engine_pod("team-llm-a", "2026-01-01T00:00:05Z"), engine_pod("team-llm-b", "2026-01-01T00:00:09Z", ready=False)]
+    result = run(kube)  # no log at all (a node whose kubelet serves none)
+    assert compile_status(kube)["result"] == "Unknown" and result.requeue_after is None
+    assert kube.log_reads == ["team-llm-a"]  # a pod not ready yet is not read
+    assert not [e for e in kube.events if e.startswith("Compiled")]
+
+
+def test_without_a_compile_cache_no_log_is_read():
+    kube = MemoryKube(resource({**SPEC, "cache": {"size": "10Gi", "compileCache": False}}))
+    run(kube)
+    kube.roll_out()
+    kube.pods = [engine_pod("team-llm-a", "2026-01-01T00:00:05Z")]
+    run(kube)
+    assert kube.log_reads == [] and compile_status(kube) is None

@@ -22,12 +22,16 @@ from support import EXAMPLES, container, llmd, load_example
 
 
 def serve_lines(objects):
-    """(deployment name, args after `vllm serve`) for every rendered Deployment."""
+    """(deployment name, args after `vllm serve`) for every rendered Deployment: the container's own,
+    or what follows `--` when `llm-runtime serve` runs vLLM (with a compile cache)."""
     for obj in objects:
         if obj["kind"] == "Deployment":
             vllm = container(obj)
-            assert vllm["command"] == ["vllm", "serve"]
-            yield obj["metadata"]["name"], vllm["args"]
+            if vllm["command"] == ["llm-runtime", "serve"]:
+                yield obj["metadata"]["name"], vllm["args"][vllm["args"].index("--") + 1:]
+            else:
+                assert vllm["command"] == ["vllm", "serve"]
+                yield obj["metadata"]["name"], vllm["args"]
 
 
 def assert_vllm_reads_what_the_operator_set(vllm_parser, llmd):

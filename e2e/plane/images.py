@@ -186,7 +186,19 @@ def import_image(cfg: Config, archive: Path, name: str) -> bool:
         if got != digest:
             raise PlaneError(f"Importing {archive} gave {name} the digest {got}, expected {digest}")
         ctr(cfg, "images", "label", name, f"{UNPACKED_LABEL}={digest}")
+        if previous and previous != digest:
+            _forget_ids_of(cfg, previous)
     finally:
         if previous:
             ctr(cfg, "images", "rm", alias, check=False)
     return True
+
+
+def _forget_ids_of(cfg: Config, manifest: str) -> None:
+    """Remove the kubelet's `sha256:<image ID>` names of a replaced image. The kubelet names every
+    image it runs by its ID too; after an import moved `name` on, that name alone kept the old image
+    and all its layers, so each rebuilt image left several GiB behind for good."""
+    for line in ctr(cfg, "images", "ls").stdout.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 3 and fields[0].startswith("sha256:") and fields[2] == manifest:
+            ctr(cfg, "images", "rm", fields[0], check=False)

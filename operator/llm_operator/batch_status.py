@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llm_runtime.contract import BATCH_PROGRESS_PATTERN
+from llm_runtime.contract import BATCH_PROGRESS_PATTERN, COMPILE_CACHE_PATTERN
 
 from .api.batch import LLMBatch
 from .names import ENGINE_CONTAINER, LOADER_CONTAINERS
@@ -113,11 +113,14 @@ def compute_batch_status(batch: LLMBatch, job: dict[str, Any] | None, pods: list
     failed_pods = job_status.get("failed", 0)
     status["attempts"] = failed_pods + job_status.get("succeeded", 0) + job_status.get("active", 0)
     by_start = sorted(pods, key=lambda p: ((p.get("status") or {}).get("startTime") or "", p["metadata"]["name"]))
-    report = next((r for r in map(batch_report, reversed(by_start)) if r), None)
+    reporter, report = next(((p, r) for p in reversed(by_start) if (r := batch_report(p))), (None, None))
     last_failure = next((f for f in map(pod_failure, reversed(by_start)) if f), None)
     if report:
         status.update(total=report["total"], completed=report["total"], succeeded=report.get("succeeded", 0),
                       failed=report.get("failed", 0))
+        found = COMPILE_CACHE_PATTERN.fullmatch(str(report.get("compileCache") or ""))
+        if found:
+            status["compileCache"] = {"pod": reporter["metadata"]["name"], "result": found[1], "message": found[2]}
         if report.get("malformed"):
             status["malformed"] = [{"line": m["line"], "error": str(m["error"])} for m in report["malformed"]
                                    if isinstance(m, dict) and isinstance(m.get("line"), int)]

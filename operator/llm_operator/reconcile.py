@@ -8,6 +8,7 @@ import copy
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
@@ -15,15 +16,19 @@ from kubernetes.utils.quantity import parse_quantity
 from .api import InvalidSpec, parse_llmdeployment
 from .api.models import KIND
 from .k8s import FIELD_MANAGER, ApplyRejected, Kube, now
-from .names import HASH_ANNOTATION, ROLE_LABEL
+from .names import ENGINE_CONTAINER, HASH_ANNOTATION, ROLE_LABEL
 from .render import RenderConfig, render
 from .status import (
     Observed,
+    compile_cache_entry,
+    compile_cache_event,
     compute_status,
     invalid_spec_status,
     render_failed_status,
+    roles_keeping_compiled_files,
     same_status,
     transitions,
+    unread_starts,
     with_transition_times,
 )
 
@@ -35,6 +40,10 @@ log = logging.getLogger("llm_operator.reconcile")
 FAILED_RETRY_SECONDS = 120.0
 CONFLICT_RETRY_SECONDS = 30.0
 REPLICAS_HANDOFF_MANAGER = "llm-operator-replicas-handoff"
+# An engine logs its compile cache line within this much of its log's start (vLLM's start-up lines
+# come first); and once ready without the line, it is looked for again this soon.
+LOG_HEAD_BYTES = 1 << 20
+START_LINE_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -273,12 +282,53 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
             observed.claims.append(child)
     for pod in kube.list_pods(namespace, name):
         observed.pods.setdefault(pod["metadata"].get("labels", {}).get(ROLE_LABEL), []).append(pod)
-    result = write_status(kube, raw, compute_status(llmd, observed, config.gpu_resource), writes)
+    observed.compile_cache, events, line_pending = read_engine_starts(
+        kube, raw, roles_keeping_compiled_files(desired), observed.pods)
+    result = write_status(kube, raw, compute_status(llmd, observed, config.gpu_resource), writes + events)
     # Look again later for what no watch reports: a refused object may be accepted after an
     # operator upgrade or a permission grant, and a conflicting object is not labelled as ours.
     if apply_error:
         return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
-    return Result(result.phase, result.writes, CONFLICT_RETRY_SECONDS if conflicts else None)
+    if conflicts:
+        return Result(result.phase, result.writes, CONFLICT_RETRY_SECONDS)
+    return Result(result.phase, result.writes, START_LINE_RETRY_SECONDS if line_pending else None)
+
+
+def _seconds_since(stamp: str | None, now: str) -> float:
+    if not stamp:
+        return 0.0
+    parse = lambda text: datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")  # noqa: E731 - the API server's format
+    return (parse(now) - parse(stamp)).total_seconds()
+
+
+def read_engine_starts(kube: Kube, raw: dict[str, Any], roles: list[str],
+                       pods: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, dict[str, Any]], int, bool]:
+    """By role, the newest engine start that status tells of: what status says already, or a start
+    since, read once from the head of its engine's log (one Event per start read). Returns them, the
+    Events posted, and whether a ready engine has not logged its line yet (look again soon)."""
+    recorded = (raw.get("status") or {}).get("roles") or {}
+    namespace, stamp = raw["metadata"]["namespace"], now()
+    newest: dict[str, dict[str, Any]] = {}
+    events, pending = 0, False
+    for role in roles:
+        latest = (recorded.get(role) or {}).get("compileCache")
+        for pod, started in unread_starts(pods.get(role, []), latest):
+            name = pod["metadata"]["name"]
+            ready_since = next((c.get("lastTransitionTime") for c in (pod.get("status") or {}).get("conditions") or []
+                                if c.get("type") == "Ready"), started)
+            entry = compile_cache_entry(name, started, kube.read_log_head(namespace, name, ENGINE_CONTAINER, LOG_HEAD_BYTES),
+                                        _seconds_since(ready_since, stamp))
+            if entry is None:
+                pending = True
+                break
+            event = compile_cache_event(entry)
+            if event:
+                kube.post_event(raw, *event)
+                events += 1
+            latest = entry
+        if latest:
+            newest[role] = latest
+    return newest, events, pending
 
 
 def write_status(kube: Kube, raw: dict[str, Any], status: dict[str, Any], writes: int, kind: str = KIND,

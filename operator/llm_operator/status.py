@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_runtime.contract import COMPILE_CACHE_PATTERN, CompileResult
+
 from .api.models import LLMDeployment, RoleSpec
 from .render import service_url
 from .render.config import served_name
@@ -46,6 +48,7 @@ class Observed:
     apply_error: str | None = None  # the API server refused a rendered object
     name_conflicts: list[str] = field(default_factory=list)  # objects in the way that the operator did not make
     unserved: list[dict[str, Any]] = field(default_factory=list)  # rendered, but of a kind the cluster lacks (KEDA's)
+    compile_cache: dict[str, dict[str, Any]] = field(default_factory=dict)  # by role: the newest start read
 
 
 def short_message(text: str) -> str:
@@ -139,6 +142,70 @@ def _pod_problem(role: str, pod: dict[str, Any], gpu_resource: str) -> Problem |
     return None
 
 
+# ------------------------------------------------------------------ engine starts and the compile cache
+#
+# An engine run by `llm-runtime serve` logs one line saying whether it reused compiled files
+# (llm_runtime.contract.COMPILE_CACHE_LINE) right after it answers /health. The operator reads it
+# once per start, from the head of the log, when the engine container is ready.
+
+COMPILE_LOG_GRACE_SECONDS = 120  # ready this long without the line: its log will not say (rotated, another image)
+_COMPILE_EVENTS = {
+    str(CompileResult.REUSED): ("Normal", "CompiledFilesReused"),
+    str(CompileResult.COMPILED): ("Normal", "CompiledFilesStored"),
+    str(CompileResult.NOT_STORED): ("Warning", "CompiledFilesNotStored"),
+    str(CompileResult.NOTHING_COMPILED): ("Normal", "NothingCompiled"),
+}
+
+
+def _engine_status(pod: dict[str, Any]) -> dict[str, Any]:
+    return next((s for s in _statuses(pod, "containerStatuses") if s.get("name") == ENGINE_CONTAINER), {})
+
+
+def roles_keeping_compiled_files(desired: list[dict[str, Any]]) -> list[str]:
+    """The roles whose rendered engine runs under `llm-runtime serve`, which logs what it did with
+    the compile cache. (The operator's pod cache keeps no pod specs: the render tells.)"""
+    roles = []
+    for obj in desired:
+        if obj["kind"] != "Deployment":
+            continue
+        containers = obj["spec"]["template"]["spec"]["containers"]
+        if any(c["name"] == ENGINE_CONTAINER and c.get("command") == ["llm-runtime", "serve"] for c in containers):
+            roles.append(obj["metadata"]["labels"][ROLE_LABEL])
+    return roles
+
+
+def unread_starts(pods: list[dict[str, Any]], recorded: dict[str, Any] | None) -> list[tuple[dict[str, Any], str]]:
+    """(pod, engine start time) of every ready engine that started after the start status records,
+    oldest first. Times are RFC 3339 in UTC, so they sort as strings."""
+    after = (recorded or {}).get("startedAt") or ""
+    starts = []
+    for pod in pods:
+        engine = _engine_status(pod)
+        started = ((engine.get("state") or {}).get("running") or {}).get("startedAt")
+        if engine.get("ready") and started and started > after and not pod["metadata"].get("deletionTimestamp"):
+            starts.append((pod, started))
+    return sorted(starts, key=lambda start: start[1])
+
+
+def compile_cache_entry(pod_name: str, started: str, log: str, ready_seconds: float) -> dict[str, Any] | None:
+    """What status says of one start, from the head of its engine's log; None while the line may
+    still come (the kubelet can see the engine ready a moment before `llm-runtime serve` does)."""
+    found = COMPILE_CACHE_PATTERN.findall(log)
+    if found:
+        result, message = found[-1]
+    elif log.strip() and ready_seconds < COMPILE_LOG_GRACE_SECONDS:
+        return None
+    else:
+        result, message = "Unknown", "the engine's log does not say (its start is no longer in the log the kubelet keeps)"
+    return {"pod": pod_name, "startedAt": started, "result": result, "message": short_message(message)}
+
+
+def compile_cache_event(entry: dict[str, Any]) -> tuple[str, str, str] | None:
+    """The Event that tells of one start: (type, reason, message); None when nothing is known."""
+    kind = _COMPILE_EVENTS.get(entry["result"])
+    return (*kind, f"Pod {entry['pod']}: {entry['message']}") if kind else None
+
+
 def _pod_stage(pod: dict[str, Any]) -> str:
     """Pending (not scheduled or not started), Downloading (init running) or Starting (engine loading)."""
     status = pod.get("status") or {}
@@ -213,6 +280,8 @@ def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str) -
             "url": service_url(llmd, role),
             "servedName": served_name(spec.model),
         }
+        if role in observed.compile_cache:
+            roles_status[role]["compileCache"] = observed.compile_cache[role]
         if ready:
             continue
         pods = [p for p in observed.pods.get(role, []) if not p["metadata"].get("deletionTimestamp")]

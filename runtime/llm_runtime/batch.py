@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Sequence
 
+from .compile_cache import CompileCache
 from .contract import BATCH_PROGRESS
 
 log = logging.getLogger("llm_runtime.batch")
@@ -31,6 +32,7 @@ log = logging.getLogger("llm_runtime.batch")
 # The status lists at most this many malformed lines; the counts include all of them.
 MALFORMED_REPORTED = 20
 ERROR_TEXT_LIMIT = 160
+COMPILE_LINE_LIMIT = 400
 
 
 @dataclass
@@ -141,11 +143,14 @@ def merge(requests: Requests, answers: list[dict[str, Any]]) -> list[dict[str, A
     return [by_line[number] for number in sorted(by_line)]
 
 
-def summary(requests: Requests, output: list[dict[str, Any]], limit: int) -> str:
-    """The termination message: counts and the first malformed lines, as one JSON object that fits `limit`."""
+def summary(requests: Requests, output: list[dict[str, Any]], limit: int, compile_line: str | None = None) -> str:
+    """The termination message: counts, the first malformed lines and what the engine did with the
+    compile cache (its result line), as one JSON object that fits `limit`."""
     good = sum(1 for answer in output if succeeded(answer))
-    report = {"total": requests.total, "succeeded": good, "failed": len(output) - good,
-              "malformed": [{"line": number, "error": error} for number, error, _ in requests.malformed[:MALFORMED_REPORTED]]}
+    report: dict[str, Any] = {"total": requests.total, "succeeded": good, "failed": len(output) - good}
+    if compile_line:
+        report["compileCache"] = compile_line[:COMPILE_LINE_LIMIT]
+    report["malformed"] = [{"line": number, "error": error} for number, error, _ in requests.malformed[:MALFORMED_REPORTED]]
     text = json.dumps(report)
     while len(text) > limit and report["malformed"]:
         report["malformed"].pop()
@@ -199,12 +204,13 @@ class ProgressBarReader:
         self._thread.join(timeout=5)
 
 
-def run_reporting_progress(command: list[str], answered: str, requests: Requests, every: float) -> int:
+def run_reporting_progress(command: list[str], answered: str, requests: Requests, every: float,
+                           env: dict[str, str] | None = None) -> int:
     """Run vLLM; every `every` seconds, log how many requests are done when that changed (malformed
     lines count as done: their answer is known). The count is the larger of what vLLM's progress
     bar last showed and the lines of its output file (vLLM 0.33 writes answers as they finish; the
     0.32 CPU build only at its end). The operator reads the last such line from the pod's log."""
-    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env)
     bar = ProgressBarReader(process.stderr)
     reported = -1
     while True:
@@ -224,8 +230,9 @@ def run_reporting_progress(command: list[str], answered: str, requests: Requests
 
 def run(input_path: str, output_path: str, vllm_args: Sequence[str], termination_log: str | None,
         message_limit: int, vllm: Sequence[str] = ("vllm",), validate: Validator | None = None,
-        progress_seconds: float = 5.0) -> int:
-    """Check, run vLLM over the good lines, write the output; vLLM's exit code when it fails."""
+        progress_seconds: float = 5.0, compile_cache: CompileCache | None = None) -> int:
+    """Check, run vLLM over the good lines, write the output; vLLM's exit code when it fails. With a
+    compile cache, vLLM runs on its private copy and what it compiled is stored once it succeeded."""
     from .cli import write_termination_message
 
     requests = read_requests(input_path, validate)
@@ -233,21 +240,27 @@ def run(input_path: str, output_path: str, vllm_args: Sequence[str], termination
     for number, error, _ in requests.malformed[:MALFORMED_REPORTED]:
         log.warning("Set aside line %d: %s", number, error)
     answers: list[dict[str, Any]] = []
+    compile_line = None
     if requests.valid:
         with tempfile.TemporaryDirectory(prefix="llm-batch-") as work:
             given, answered = os.path.join(work, "requests.jsonl"), os.path.join(work, "answers.jsonl")
             Path(given).write_text("".join(text + "\n" for _, text in requests.valid), encoding="utf-8")
             command = [*vllm, "run-batch", "-i", given, "-o", answered, *vllm_args]
+            env = None
+            if compile_cache:
+                env = compile_cache.prepare(dict(os.environ))
             log.info("Running vllm run-batch over %d requests", len(requests.valid))
-            code = run_reporting_progress(command, answered, requests, progress_seconds)
+            code = run_reporting_progress(command, answered, requests, progress_seconds, env)
             if code != 0:
                 log.error("Failed: vllm run-batch exited with code %d", code)
                 return code
+            if compile_cache:
+                compile_line = compile_cache.finish()
             with open(answered, encoding="utf-8") as lines:
                 answers = [json.loads(line) for line in lines if line.strip()]
     output = merge(requests, answers)
     write_atomically(output_path, output)
-    message = summary(requests, output, message_limit)
+    message = summary(requests, output, message_limit, compile_line)
     log.info("Wrote %d answers to %s: %s", len(output), output_path, message)
     write_termination_message(termination_log, message)
     return 0

@@ -1,11 +1,15 @@
 """`llm-runtime`: what the runtime image runs besides vLLM itself.
 
     llm-runtime download --source SRC [--revision REV] [--file FILE] [--allow-pattern P ...]
-                         [--ignore-pattern P ...] --cache-dir DIR [--termination-log PATH]
+                         [--ignore-pattern P ...] --cache-dir DIR [--make-dir DIR] [--termination-log PATH]
                          [--max-workers N] [--no-lock]
     llm-runtime gc --cache-dir DIR --older-than DURATION [--keep SOURCE[@REV] ...] [--dry-run]
     llm-runtime batch --input FILE --output FILE [--termination-log PATH] [--progress-interval S]
-                      -- VLLM-RUN-BATCH-ARGS...
+                      [COMPILE-CACHE-OPTIONS] -- VLLM-RUN-BATCH-ARGS...
+    llm-runtime serve [COMPILE-CACHE-OPTIONS] -- VLLM-SERVE-ARGS...
+
+COMPILE-CACHE-OPTIONS: --compile-cache DIR --model-key KEY --device CPU|GPU [--work-dir DIR] keep what
+vLLM compiles in DIR for the next start (llm_runtime.compile_cache).
 
 Tokens come from MODELSCOPE_API_TOKEN / HF_TOKEN and endpoints from MODELSCOPE_ENDPOINT /
 HF_ENDPOINT, never from flags, and never appear in a log line: the process's stdout and stderr
@@ -20,6 +24,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from typing import Sequence, TextIO
 
 from .contract import TOKEN_ENV
@@ -67,6 +72,24 @@ def _setup_logging() -> None:
     root.setLevel(logging.INFO)
 
 
+def _add_compile_cache_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--compile-cache", required=required, metavar="DIR",
+                        help="the writable compile directory of the weights volume (llm_runtime.compile_cache)")
+    parser.add_argument("--model-key", required=required, metavar="KEY",
+                        help="the model's directory below the weights cache, e.g. modelscope/Qwen/Qwen3-8B/master")
+    parser.add_argument("--device", choices=("CPU", "GPU"), default="GPU", help="what the engine runs on (default GPU)")
+    parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "compile-cache"),
+                        help="this start's private copy, on the pod's own disk (default: compile-cache in $TMPDIR)")
+
+
+def _compile_cache(args: argparse.Namespace):
+    from .compile_cache import CompileCache
+
+    if not args.compile_cache:
+        return None
+    return CompileCache(root=args.compile_cache, model_key=args.model_key, private=args.work_dir, device=args.device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import cleanup
     from .download import DEFAULT_STALE_SECONDS
@@ -80,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--allow-pattern", action="append", default=[], metavar="GLOB", help="only files matching")
     d.add_argument("--ignore-pattern", action="append", default=[], metavar="GLOB", help="skip files matching")
     d.add_argument("--cache-dir", required=True, help="root of the weights volume")
+    d.add_argument("--make-dir", metavar="DIR", help="also make this directory, owned by this pod's user: the "
+                   "compile cache's, which the engine mounts by subPath (the kubelet would make it root's)")
     d.add_argument("--termination-log", default=DEFAULT_TERMINATION_LOG if os.path.exists(DEFAULT_TERMINATION_LOG)
                    else None, help="file that receives the one-line failure reason (default: "
                    f"{DEFAULT_TERMINATION_LOG} when it exists, as in every Kubernetes container)")
@@ -115,8 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{DEFAULT_TERMINATION_LOG} when it exists)")
     b.add_argument("--progress-interval", type=float, default=float(os.environ.get("LLM_RUNTIME_PROGRESS_SECONDS", 5)),
                    help="seconds between progress lines while vLLM runs (default 5)")
+    _add_compile_cache_options(b, required=False)
     b.add_argument("vllm_args", nargs=argparse.REMAINDER, metavar="-- VLLM-RUN-BATCH-ARGS",
                    help="arguments of vllm run-batch after its -i and -o (--model and the engine settings)")
+    s = sub.add_parser("serve", help="run vllm serve, keeping what it compiles on the weights volume")
+    _add_compile_cache_options(s, required=True)
+    s.add_argument("vllm_args", nargs=argparse.REMAINDER, metavar="-- VLLM-SERVE-ARGS",
+                   help="arguments of vllm serve (the model path and the engine settings)")
     return parser
 
 
@@ -157,6 +187,11 @@ def download(args: argparse.Namespace) -> int:
         stale_after=max(0.0, args.stale_after),
     )
     secrets = env_secrets(os.environ)
+    if args.make_dir:
+        try:
+            os.makedirs(args.make_dir, exist_ok=True)
+        except OSError as err:  # the engine says what this costs (no compile cache); the model still loads
+            log.warning("Could not make %s: %s", args.make_dir, err)
     try:
         dl.run(opts)
         return 0
@@ -183,24 +218,34 @@ def gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _after_dashes(args: list[str]) -> list[str]:
+    return args[1:] if args[:1] == ["--"] else args
+
+
 def batch(args: argparse.Namespace) -> int:
     from .batch import run, vllm_validator
 
-    vllm_args = args.vllm_args[1:] if args.vllm_args[:1] == ["--"] else args.vllm_args
     try:
-        return run(args.input, args.output, vllm_args, args.termination_log, TERMINATION_MESSAGE_LIMIT,
-                   validate=vllm_validator(), progress_seconds=max(0.1, args.progress_interval))
+        return run(args.input, args.output, _after_dashes(args.vllm_args), args.termination_log,
+                   TERMINATION_MESSAGE_LIMIT, validate=vllm_validator(),
+                   progress_seconds=max(0.1, args.progress_interval), compile_cache=_compile_cache(args))
     except OSError as err:  # an input missing from its volume, an output claim that is full or read-only
         log.error("Failed: %s", err)
         write_termination_message(args.termination_log, f"batch failed: {err}")
         return EXIT_FAILED
 
 
+def serve(args: argparse.Namespace) -> int:
+    from .serve import run
+
+    return run(_after_dashes(args.vllm_args), _compile_cache(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _redact_std_streams(env_secrets(os.environ))
     _setup_logging()
-    return {"download": download, "gc": gc, "batch": batch}[args.command](args)
+    return {"download": download, "gc": gc, "batch": batch, "serve": serve}[args.command](args)
 
 
 def _redact_std_streams(secrets: Sequence[str]) -> None:

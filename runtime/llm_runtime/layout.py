@@ -17,6 +17,8 @@ Assumptions:
 - Names beside a model directory that end in `.lock` or `.partial`, or contain '~', belong to the
   runtime (lock, partial downloads); a revision spelled like that is not plain, so it is hashed.
 - A `pvc://` model is mounted at `cache_root` and used in place: `<cache_root>/<path>`.
+- What vLLM compiles is kept under `<cache_root>/compile/` (llm_runtime.compile_cache), below a
+  model key: the model directory's path relative to `cache_root`. No hub is named `compile`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ PVC_SOURCE_PATTERN = r"^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[^/].*$"
 SOURCE_PATTERN = rf"({HUB_SOURCE_PATTERN})|({PVC_SOURCE_PATTERN})"
 
 DEFAULT_REVISION = {"modelscope": "master", "hf": "main"}
+COMPILE_DIR = "compile"
 
 
 @dataclass(frozen=True)
@@ -103,3 +106,8 @@ def model_path(cache_root: str, source: ModelSource, revision: str | None, file:
     """What `vllm serve` is given: the model directory, or the single file in it (GGUF)."""
     directory = model_dir(cache_root, source, revision)
     return str(PurePosixPath(directory) / file) if file else directory
+
+
+def model_key(source: ModelSource, revision: str | None) -> str:
+    """A hub model's directory relative to the cache root: where its compiled files are kept."""
+    return model_dir("", source, revision).lstrip("/")

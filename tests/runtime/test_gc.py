@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_runtime import cleanup
+from llm_runtime import cleanup, compile_cache
 from llm_runtime import download as dl
 from llm_runtime import layout
 from llm_runtime.marker import MARKER_NAME, Request, build_marker
@@ -151,6 +151,53 @@ def test_gc_beside_a_running_download_without_lock_leaves_its_partial(ms_hub, ru
     ms_hub.rate = None
     assert runner.run(source, hub=ms_hub).returncode == 0
     assert (target / MARKER_NAME).exists()
+
+
+def make_compiled(cache: Path, version: str, device: str, source: str, used_ago: float) -> Path:
+    """A key directory of the compile cache as engine starts leave it, last used `used_ago` seconds ago."""
+    key = cache / layout.COMPILE_DIR / version / device / layout.model_key(layout.parse_source(source), None)
+    (key / "inductor" / "3b").mkdir(parents=True)
+    (key / "inductor" / "3b" / "kernel.so").write_bytes(b"k" * 1000)
+    stamp = Path(str(key) + compile_cache.USED_SUFFIX)
+    stamp.touch()
+    _age(stamp, used_ago)
+    return key
+
+
+def test_gc_ages_out_compiled_files_no_start_used(cache):
+    unused = make_compiled(cache, "0.32.0", "cpu-a", "modelscope://org/a", used_ago=3 * HOUR)
+    old_vllm = make_compiled(cache, "0.31.0", "cpu-a", "modelscope://org/a", used_ago=30 * HOUR)
+    used = make_compiled(cache, "0.32.0", "cpu-a", "modelscope://org/b", used_ago=60)
+    kept = make_compiled(cache, "0.32.0", "cpu-b", "hf://org/kept", used_ago=30 * HOUR)
+    half = used / "inductor" / "3b" / f".kernel2.so.llmops-{'0' * 12}.tmp"  # its publisher died
+    half.write_bytes(b"half")
+    _age(half, 2 * HOUR)
+    fresh_half = used / "inductor" / f".other.so.llmops-{'1' * 12}.tmp"  # being published right now
+    fresh_half.write_bytes(b"half")
+    everything = sorted(cache.rglob("*"))
+
+    r = run_gc(cache, "--older-than", "2h", "--keep", "hf://org/kept", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert sorted(cache.rglob("*")) == everything and r.stderr.count("Would remove") == 3, r.stderr
+
+    r = run_gc(cache, "--older-than", "2h", "--keep", "hf://org/kept")
+    assert r.returncode == 0, r.stderr
+    assert "Removed unused compiled files " + str(unused) in r.stderr
+    assert "Removed half-published compiled file " + str(half) in r.stderr
+    for gone in (unused, old_vllm, half, Path(str(unused) + compile_cache.USED_SUFFIX)):
+        assert not gone.exists(), gone
+    assert not (cache / layout.COMPILE_DIR / "0.31.0").exists()  # emptied version directories go too
+    for there in (used, kept, fresh_half, used / "inductor" / "3b" / "kernel.so"):
+        assert there.exists(), there
+
+
+def test_gc_puts_back_compiled_files_an_engine_start_used_while_they_were_judged(cache):
+    key = make_compiled(cache, "0.32.0", "cpu-a", "modelscope://org/a", used_ago=3 * HOUR)
+    stamp = str(key) + compile_cache.USED_SUFFIX
+    judged = cleanup.Removal(str(key), "compiled", 0, 3 * HOUR, os.stat(stamp).st_mtime)
+    dl.touch(stamp)  # an engine started meanwhile
+    assert cleanup._remove(judged) is False
+    assert (key / "inductor" / "3b" / "kernel.so").exists() and not list(cache.rglob("*~old-*"))
 
 
 @pytest.mark.parametrize("text,seconds", [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800),

@@ -250,3 +250,29 @@ def test_chat_page_lock_pins_every_package_once_and_leaves_out_torch():
     assert "open-webui" not in names  # pinned in versions.py
     assert not {"torch", "accelerate", "sentence-transformers", "triton"} & names  # the lock file says why
     assert {"fastapi", "uvicorn", "python-socketio", "openai", "chromadb"} <= names
+
+
+def _bytecode_flags() -> str:
+    match = re.search(r'^BYTECODE="-m compileall ([^"]*)"$', (RUNTIME / "debian.sh").read_text(), flags=re.M)
+    assert match, "BYTECODE=... not found in runtime/debian.sh"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.cpu", "Dockerfile.gateway", "Dockerfile.chat-page"])
+def test_dockerfiles_compile_bytecode_as_the_image_scripts_do(dockerfile):
+    """Every pip install leaves bytecode out and compileall writes it with runtime/debian.sh's flags,
+    which the scripts use (tests/runtime/test_images.py checks what the built images hold)."""
+    joined = re.sub(r"\\\n\s*", " ", (RUNTIME / dockerfile).read_text())
+    runs = [line for line in re.findall(r"^RUN\s+(.*)$", joined, flags=re.M) if "pip install" in line]
+    assert runs
+    flags = _bytecode_flags()
+    for run in runs:
+        assert "--no-compile" in run, f"{dockerfile}: pip install must leave bytecode to compileall: {run}"
+        compiles = re.findall(r"-m compileall ((?:-\S+ (?:\d+ )?|--invalidation-mode \S+ )+)", run)
+        assert compiles, f"{dockerfile}: no compileall after pip install: {run}"
+        # The first RUN compiles the whole venv with the scripts' flags; the thin top layer of our own
+        # package runs on one core (-j is left out) over our two packages only.
+        assert all(set(c.split()) <= set(flags.split()) for c in compiles), (compiles, flags)
+    for script in ("cpu-image.sh", "venv-image.sh"):
+        text = (RUNTIME / script).read_text()
+        assert "--no-compile" in text and "$BYTECODE /usr/lib/python3.11" in text, script

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .models import (
+    COMPILE_CACHE_DESCRIPTION,
+    CompileCacheStatus,
     Condition,
     GenerativeEngineSpec,
     ModelSpec,
@@ -92,6 +94,7 @@ class BatchCacheSpec(SpecModel):
     """The weights cache to use: name an LLMDeployment's claim (`<name>-cache`) to reuse what it downloaded."""
 
     existingClaim: ObjectName = Field(description="An existing PersistentVolumeClaim holding (or to hold) the weights.")
+    compileCache: bool | None = Field(None, description=COMPILE_CACHE_DESCRIPTION)
 
 
 class LLMBatchSpec(WorkerSpec):
@@ -154,6 +157,8 @@ class LLMBatchStatus(BaseModel):
     failed: int | None = Field(None, description="Requests that got an error, malformed lines included.")
     malformed: list[MalformedLine] | None = Field(None, description="The first malformed input lines, by line number.")
     output: str | None = Field(None, description="Where the answers are: `pvc://<claim>/<path>`.")
+    compileCache: CompileCacheStatus | None = Field(
+        None, description="Whether the batch's engine reused compiled files from the cache volume (once it succeeded).")
     conditions: list[Condition] | None = Field(None, description="Complete and Failed.")
 
 

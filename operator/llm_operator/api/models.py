@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
-from llm_runtime.contract import TOKEN_ENV
+from llm_runtime.contract import TOKEN_ENV, CompileResult
 from llm_runtime.layout import HUB_SOURCE_PATTERN, SOURCE_PATTERN, ModelSource, parse_source
 
 from .rules import Rule, SpecModel
@@ -543,6 +543,13 @@ class SecretReference(SpecModel):
     name: ObjectName = Field(description="Secret name.")
 
 
+COMPILE_CACHE_DESCRIPTION = (
+    "Keep what vLLM compiles when it starts (torch.compile graphs, Inductor and Triton kernels) on this volume too, "
+    "under `compile/`, keyed by vLLM version, device and model: a restart or another replica of the same model on "
+    "the same kind of device then skips compiling. Default true. Set false to compile at every start, as without "
+    "a cache volume (docs/cache.md).")
+
+
 class CacheSpec(SpecModel):
     """The volume that holds downloaded weights, shared by all pods and roles of this resource.
 
@@ -555,6 +562,7 @@ class CacheSpec(SpecModel):
         description="Access mode of the new claim. Default ReadWriteMany, so pods on different nodes share it.",
     )
     existingClaim: ObjectName | None = Field(None, description="Use this existing PersistentVolumeClaim instead of creating one.")
+    compileCache: bool | None = Field(None, description=COMPILE_CACHE_DESCRIPTION)
 
     RULES: ClassVar = (
         Rule(
@@ -643,6 +651,10 @@ class LLMDeploymentSpec(SpecModel):
 # ---------------------------------------------------------------- status
 
 
+# What CompileCacheStatus.result may say: the engine's results, and Unknown when its log does not say.
+COMPILE_RESULTS = tuple(str(result) for result in CompileResult) + ("Unknown",)
+
+
 class Condition(BaseModel):
     """A Kubernetes-style condition (kstatus)."""
 
@@ -658,6 +670,20 @@ class Condition(BaseModel):
     )
 
 
+class CompileCacheStatus(BaseModel):
+    """What one engine start did with the compile cache, as the engine logged it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pod: str | None = Field(None, description="The pod whose start this is.")
+    startedAt: str | None = Field(None, description="When its engine container started.")
+    result: Literal[COMPILE_RESULTS] | None = Field(  # type: ignore[valid-type]
+        None, description="Reused (every compiled file came from the volume), Compiled (compiled and stored for the next "
+                          "start), NotStored (compiled, and the volume refused the files: the message says why), "
+                          "NothingCompiled (the engine compiles nothing), Unknown (the engine's log does not say).")
+    message: str | None = Field(None, description="The engine's own line about it.")
+
+
 class RoleStatus(BaseModel):
     """What is running for one role."""
 
@@ -667,6 +693,8 @@ class RoleStatus(BaseModel):
     readyReplicas: int | None = Field(None, description="Pods ready to serve.")
     url: str | None = Field(None, description="In-cluster OpenAI-compatible base URL.")
     servedName: str | None = Field(None, description="Model name to send in requests.")
+    compileCache: CompileCacheStatus | None = Field(
+        None, description="The newest engine start of this role with a compile cache: whether it reused compiled files.")
 
 
 class LLMDeploymentStatus(BaseModel):

@@ -32,6 +32,8 @@ REQUEST_TIMEOUT = (10, 90)
 # Lease calls fail fast instead: a leader whose renewal hangs must stop leading before its Lease
 # (15 s) can expire and a follower take over (see handlers/leader.py).
 LEASE_REQUEST_TIMEOUT = (3, 5)
+# A log read that only informs status gives up soon rather than hold a reconcile.
+LOG_HEAD_TIMEOUT = (3, 10)
 APPLY = "application/apply-patch+yaml"
 CHILD_KINDS = ("Deployment", "Service", "PersistentVolumeClaim", "NetworkPolicy")
 # Children whose API comes from an add-on: watched, listed and applied only where the API server
@@ -173,6 +175,17 @@ class Kube:
                 return ""
             raise
         return response.data.decode("utf-8", "replace")
+
+    def read_log_head(self, namespace: str, pod: str, container: str, limit_bytes: int) -> str:
+        """The first bytes of a container's current log; "" when it cannot be read, for whatever
+        reason (gone, a node whose kubelet serves no logs): what is read here only informs."""
+        try:
+            response = self.request("GET", resource_path("Pod", namespace, pod, "log"),
+                                    {"container": container, "limitBytes": str(limit_bytes)},
+                                    timeout=LOG_HEAD_TIMEOUT)
+            return response.data.decode("utf-8", "replace")
+        except (ApiException, OSError):
+            return ""
 
     def list_batch_pods(self, namespace: str, batch: str) -> list[dict[str, Any]]:
         return self._get(resource_path("Pod", namespace), {"labelSelector": f"{BATCH_LABEL}={batch}"})["items"]

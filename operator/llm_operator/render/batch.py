@@ -15,11 +15,10 @@ from ..api.batch import BATCH_KIND, LLMBatch
 from ..api.models import API_VERSION, KIND, CacheSpec, LLMDeployment, LLMDeploymentSpec, LLMRoleSpec, WorkerSpec
 from ..names import BATCH_LABEL, ENGINE_CONTAINER, HASH_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL
 from . import vllm
-from .config import CACHE_MOUNT_PATH, RenderConfig
+from .config import RenderConfig
 from .meta import content_hash, object_meta
 from .plan import RolePlan, plan_role
-from .pod import container_security, engine_env, engine_resources, pod_spec
-from .storage import CACHE_VOLUME
+from .pod import compile_cache_args, container_security, engine_env, engine_mounts, engine_resources, pod_spec
 
 INPUT_VOLUME = "batch-input"
 OUTPUT_VOLUME = "batch-output"
@@ -55,7 +54,7 @@ def batch_plan(batch: LLMBatch, config: RenderConfig) -> RolePlan:
                        **{field: getattr(spec, field) for field in WorkerSpec.model_fields})
     serving = LLMDeploymentSpec(
         llm=role, image=spec.image, imagePullPolicy=spec.imagePullPolicy, credentialsSecretRef=spec.credentialsSecretRef,
-        cache=CacheSpec(existingClaim=spec.cache.existingClaim) if spec.cache else None)
+        cache=CacheSpec(existingClaim=spec.cache.existingClaim, compileCache=spec.cache.compileCache) if spec.cache else None)
     stand_in = LLMDeployment.model_construct(apiVersion=API_VERSION, kind=KIND, metadata=batch.metadata,
                                              spec=serving, status=None)
     return plan_role(stand_in, "llm", role, config)
@@ -95,7 +94,8 @@ def batch_container(plan: RolePlan, batch: LLMBatch) -> dict[str, Any]:
         container["imagePullPolicy"] = batch.spec.imagePullPolicy
     container.update({
         "command": ["llm-runtime", "batch"],
-        "args": ["--input", input_path(batch), "--output", output_path(batch), "--", *vllm.run_batch_args(plan)],
+        "args": ["--input", input_path(batch), "--output", output_path(batch), *compile_cache_args(plan),
+                 "--", *vllm.run_batch_args(plan)],
         "env": engine_env(plan),
         "resources": engine_resources(plan),
         "securityContext": container_security(),
@@ -103,9 +103,7 @@ def batch_container(plan: RolePlan, batch: LLMBatch) -> dict[str, Any]:
         # before writing one, its last log lines are, and status quotes them.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [
-            {"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT_PATH, "readOnly": True},
-            {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": "tmp", "mountPath": "/tmp"},
+            *engine_mounts(plan),
             {"name": INPUT_VOLUME, "mountPath": INPUT_MOUNT_PATH, "readOnly": True},
             {"name": OUTPUT_VOLUME, "mountPath": OUTPUT_MOUNT_PATH},
         ],

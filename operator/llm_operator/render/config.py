@@ -16,6 +16,8 @@ from ..api.models import ModelSpec, RoleSpec
 
 CONTAINER_PORT = 8000
 CACHE_MOUNT_PATH = "/models"
+# Where the engine mounts, writable, the compile directory of the weights volume (and nothing else of it).
+COMPILE_MOUNT_PATH = "/compile-cache"
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_SERVICE_PORT = 8000
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 1800

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_runtime.contract import ENDPOINT_ENV, TOKEN_ENV
-from llm_runtime.layout import ModelSource, model_dir
+from llm_runtime.layout import COMPILE_DIR, ModelSource, model_dir
 
 from ..api.models import LLMDeploymentSpec, ModelSpec, TokenizerSpec
 from ..names import MODEL_CHECK_CONTAINER, MODEL_DOWNLOAD_CONTAINER, TOKENIZER_CONTAINER
@@ -41,8 +41,10 @@ def _value_flag(flag: str, value: str) -> str:
     return f"{flag}={value}"
 
 
-def download_args(model: ModelSpec) -> list[str]:
-    """Arguments after `llm-runtime download`. A pvc:// source is only checked, not downloaded."""
+def download_args(model: ModelSpec, compile_dir: bool = False) -> list[str]:
+    """Arguments after `llm-runtime download`. A pvc:// source is only checked, not downloaded. With
+    `compile_dir`, the loader also makes the compile directory, which the engine mounts by subPath:
+    made by the kubelet instead, it would belong to root and the engine could not write it."""
     args = ["--source", model.source, "--cache-dir", CACHE_MOUNT_PATH]
     if model.revision:
         args += ["--revision", model.revision]
@@ -50,6 +52,8 @@ def download_args(model: ModelSpec) -> list[str]:
         args.append(_value_flag("--file", model.file))
     args += [_value_flag("--allow-pattern", pattern) for pattern in model.allowPatterns or ()]
     args += [_value_flag("--ignore-pattern", pattern) for pattern in model.ignorePatterns or ()]
+    if compile_dir:
+        args.append(_value_flag("--make-dir", f"{CACHE_MOUNT_PATH}/{COMPILE_DIR}"))
     return args
 
 
@@ -81,12 +85,13 @@ def download_env(spec: LLMDeploymentSpec, source: ModelSource, config: RenderCon
     return env
 
 
-def loaders(spec: LLMDeploymentSpec, model: ModelSpec, config: RenderConfig) -> tuple[Loader, ...]:
+def loaders(spec: LLMDeploymentSpec, model: ModelSpec, config: RenderConfig,
+            compile_dir: bool = False) -> tuple[Loader, ...]:
     """The model's loader, then the tokenizer's when the model names another tokenizer."""
     source = model.parsed_source
     model_loader = Loader(
         name=MODEL_DOWNLOAD_CONTAINER if source.is_hub else MODEL_CHECK_CONTAINER,
-        args=download_args(model),
+        args=download_args(model, compile_dir),
         env=download_env(spec, source, config),
         read_only=not source.is_hub,
     )

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llm_runtime.layout import ModelSource, model_path
+from llm_runtime.layout import ModelSource, model_key, model_path
 
 from ..api.models import LLMDeployment, LLMDeploymentSpec, RoleSpec
 from . import loader
 from .config import CACHE_MOUNT_PATH, RenderConfig, image, on_cpu, parallelism, served_name
 from .meta import child_name, labels, selector_labels
-from .storage import cache_volume
+from .storage import cache_volume, keeps_compiled_files
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,14 @@ class RolePlan:
     tokenizer_path: str | None
     loaders: tuple[loader.Loader, ...]
     cache_volume: dict[str, Any]
+    compile_key: str | None  # the model key of the compile cache (llm_runtime.compile_cache); None: no cache
 
 
 def plan_role(llmd: LLMDeployment, role_name: str, role: RoleSpec, config: RenderConfig) -> RolePlan:
     owner = llmd.metadata.name
     model = role.model
     tensor, pipeline = parallelism(role)
+    compile_key = model_key(model.parsed_source, model.revision) if keeps_compiled_files(llmd, model.parsed_source) else None
     return RolePlan(
         role_name=role_name,
         role=role,
@@ -66,6 +68,7 @@ def plan_role(llmd: LLMDeployment, role_name: str, role: RoleSpec, config: Rende
         tensor_parallel=tensor,
         pipeline_parallel=pipeline,
         tokenizer_path=loader.tokenizer_path(model.tokenizer),
-        loaders=loader.loaders(llmd.spec, model, config),
+        loaders=loader.loaders(llmd.spec, model, config, compile_dir=compile_key is not None),
         cache_volume=cache_volume(llmd, model.parsed_source),
+        compile_key=compile_key,
     )

@@ -10,8 +10,11 @@ from typing import Any
 
 from ..names import ENGINE_CONTAINER
 from . import vllm
+from llm_runtime.layout import COMPILE_DIR
+
 from .config import (
     CACHE_MOUNT_PATH,
+    COMPILE_MOUNT_PATH,
     CONTAINER_PORT,
     STARTUP_PROBE_PERIOD_SECONDS,
     cpu_kv_cache_gib,
@@ -84,6 +87,23 @@ def loader_container(plan: RolePlan, loader: Loader) -> dict[str, Any]:
     return container
 
 
+def compile_cache_args(plan: RolePlan) -> list[str]:
+    """The options of `llm-runtime serve` and `llm-runtime batch` that keep compiled files on the volume."""
+    if plan.compile_key is None:
+        return []
+    return [f"--compile-cache={COMPILE_MOUNT_PATH}", f"--model-key={plan.compile_key}",
+            f"--device={'CPU' if plan.gpu_resource is None else 'GPU'}"]
+
+
+def engine_mounts(plan: RolePlan) -> list[dict[str, Any]]:
+    """The engine reads the weights and never writes them; with a compile cache it may write the
+    volume's compile directory, and nothing else of it."""
+    mounts = [{"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT_PATH, "readOnly": True}]
+    if plan.compile_key is not None:
+        mounts.append({"name": CACHE_VOLUME, "mountPath": COMPILE_MOUNT_PATH, "subPath": COMPILE_DIR})
+    return mounts + [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "tmp", "mountPath": "/tmp"}]
+
+
 def engine_env(plan: RolePlan) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         # Weights are local: never let vLLM or transformers reach a hub from the serving pod.
@@ -99,6 +119,10 @@ def engine_env(plan: RolePlan) -> list[dict[str, Any]]:
         # the others idle. Without the static CPU manager a container may use every core, so leave the
         # placement to the kernel. engine.env may set it back (with exclusive cpusets, "auto" is right).
         env.append({"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"})
+        # vLLM's CPU build (0.32) saves torch.compile's AOT artifact and then cannot load it ("'function'
+        # object has no attribute 'finalize_loading'"): every start would trace and compile again after
+        # a failed load. Without AOT, Inductor's own cache, which the compile cache keeps, serves restarts.
+        env.append({"name": "VLLM_USE_AOT_COMPILE", "value": "0"})
     key_ref = plan.spec.apiKeySecretRef
     if key_ref:
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": key_ref.name, "key": key_ref.key}}})
@@ -122,11 +146,17 @@ def engine_resources(plan: RolePlan) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
+def engine_command(plan: RolePlan) -> dict[str, list[str]]:
+    """`vllm serve`, run by `llm-runtime serve` when compiled files are kept on the volume."""
+    if plan.compile_key is None:
+        return {"command": ["vllm", "serve"], "args": vllm.serve_args(plan)}
+    return {"command": ["llm-runtime", "serve"], "args": [*compile_cache_args(plan), "--", *vllm.serve_args(plan)]}
+
+
 def engine_container(plan: RolePlan) -> dict[str, Any]:
     container = _with_pull_policy({"name": ENGINE_CONTAINER, "image": plan.image}, plan)
     container.update({
-        "command": ["vllm", "serve"],
-        "args": vllm.serve_args(plan),
+        **engine_command(plan),
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "env": engine_env(plan),
         "resources": engine_resources(plan),
@@ -137,11 +167,7 @@ def engine_container(plan: RolePlan) -> dict[str, Any]:
         "startupProbe": _health_probe(STARTUP_PROBE_PERIOD_SECONDS, 5, startup_failure_threshold(plan.role)),
         "readinessProbe": _health_probe(5, 5, 3),
         "livenessProbe": _health_probe(15, 10, 4),
-        "volumeMounts": [
-            {"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT_PATH, "readOnly": True},
-            {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": engine_mounts(plan),
     })
     return container
 

@@ -24,6 +24,14 @@ def cache_volume(llmd: LLMDeployment, source: ModelSource) -> dict[str, Any]:
     return {"name": CACHE_VOLUME, "emptyDir": {}}
 
 
+def keeps_compiled_files(llmd: LLMDeployment, source: ModelSource) -> bool:
+    """The compile cache is on the weights volume when there is one to share (a claim, not a pod's
+    emptyDir), the model is downloaded into it (a pvc:// model's claim is mounted read-only), and
+    the spec does not turn it off."""
+    cache = llmd.spec.cache
+    return bool(source.is_hub and cache and (cache.size or cache.existingClaim) and cache.compileCache is not False)
+
+
 def wants_cache_claim(llmd: LLMDeployment) -> bool:
     """A new claim is made only when asked for and some role downloads from a hub into it."""
     cache = llmd.spec.cache
