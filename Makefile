@@ -11,7 +11,7 @@ export LLMOPS_CACHE_DIR := $(CACHE_DIR)
 
 BIN := $(VENV)/bin
 
-.PHONY: venv test unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-up cluster-down vllm-check-env hadolint cpu-image gateway-image chat-page-image tiny-models demo demo-down bench bench-gateway test-faults clean
+.PHONY: venv test test-setup unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-binaries host-packages cluster-up cluster-down vllm-check-env hadolint cpu-image gateway-image chat-page-image tiny-models demo demo-down bench bench-gateway test-faults clean
 
 ## Python environment of the operator, runtime and tests (fast when present).
 venv: $(VENV)/.installed
@@ -21,10 +21,23 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[runtime,test]'
 	touch $@
 
-## Every test. Builds (or reuses from the cache) the control plane, the vLLM check environment,
-## the CPU runtime image and the tiny models.
-test: venv cluster-tools vllm-check-env cpu-image gateway-image chat-page-image tiny-models
-	$(BIN)/pytest
+## Every test: the set-up (`test-setup`), then pytest. Its last line says how long each took; pytest
+## lists its 25 slowest steps just above it. Budget: pytest at most 30 min with warm caches, the whole
+## of it at most 60 min on a new machine (README, "Quick start").
+test:
+	@started=$$(date +%s); \
+	$(MAKE) --no-print-directory test-setup || exit $$?; \
+	setup=$$(( $$(date +%s) - started )); \
+	$(BIN)/pytest; status=$$?; \
+	echo "make test: set-up $$setup s, pytest $$(( $$(date +%s) - started - setup )) s, exit status $$status"; \
+	exit $$status
+
+## Everything the tests need, built or found in the cache: the host's packages first (apt allows one
+## install at a time), then the venv and the builds side by side. The Go builds keep both cores busy;
+## the others wait on the network and the disk much of the time. Warm: seconds.
+test-setup: host-packages
+	$(MAKE) --no-print-directory -j4 --output-sync=line venv cluster-binaries vllm-check-env cpu-image \
+		gateway-image chat-page-image tiny-models
 
 ## Unit tests only: no control plane, no vLLM environment.
 unit: venv
@@ -49,11 +62,18 @@ helm-lint: venv
 golden: venv
 	$(BIN)/pytest tests --update-golden -q
 
-## Build (or reuse from $(CACHE_DIR)/bin) etcd, kube-apiserver, kube-controller-manager,
-## kube-scheduler, kubectl, kubelet, kube-proxy, kwok, helm, Prometheus and KEDA (operator, adapter), and install the real node's Debian
-## packages (containerd, runc, CNI plugins, ...) when missing. Cold: see e2e/cluster/build.sh; warm: instant.
-cluster-tools:
+## The plane's binaries and the real node's packages: `cluster-binaries` and `host-packages`.
+cluster-tools: cluster-binaries host-packages
+
+## Build (or reuse from $(CACHE_DIR)/bin) etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+## kubectl, kubelet, kube-proxy, kwok, helm, Prometheus and KEDA (operator, adapter). Cold: see
+## e2e/cluster/build.sh; warm: instant.
+cluster-binaries:
 	bash e2e/cluster/build.sh
+
+## Install the Debian packages the real node and the image builds need (containerd, runc, CNI plugins,
+## Chromium, mmdebstrap, ...) when missing; warm: instant.
+host-packages:
 	bash e2e/cluster/install-node-deps.sh
 
 ## Start the local control plane on 127.0.0.1 with simulated GPU nodes and the real node (needs
@@ -68,7 +88,10 @@ cluster-down:
 ## The main job: the plane with its real node, the CRD, the operator, examples/cpu-rag-stack.yaml
 ## serving tiny models on the real node, one request to each endpoint and one through its LLMGateway
 ## (examples/gateway.yaml), the answers printed.
-demo: cluster-up cpu-image gateway-image chat-page-image tiny-models
+demo: host-packages
+	$(MAKE) --no-print-directory -j4 --output-sync=line venv cluster-binaries cpu-image gateway-image chat-page-image \
+		tiny-models
+	$(MAKE) --no-print-directory cluster-up
 	$(BIN)/python e2e/demo.py up
 
 ## The operator at scale against the plane's own limit, one table (not part of `make test`; see

@@ -8,10 +8,10 @@ delay it is 1 pod again; with `minReplicas: 0` it goes to zero and is Idle; one 
 gateway wakes it. Each step's time is printed. All along, the operator never writes `replicas`.
 
 vLLM runs with `--max-num-seqs 1`, so that a few concurrent requests are enough to queue
-(`vllm:num_requests_waiting`) on two cores. The load is a burst of BURST_SECONDS: while it runs,
-the first pod's engine keeps the two cores so busy that a second pod took 7 minutes to start; after
-it, about a minute and a half. The scale-down delay (DELAY) is what keeps the second pod meanwhile,
-as it would in production.
+(`vllm:num_requests_waiting`) on two cores. The load is a burst that ends once the autoscaler has
+asked for the second pod: while it runs, the first pod's engine keeps the two cores so busy that a
+second pod took 7 minutes to start. The scale-down delay (DELAY) is what keeps the second pod while
+it starts, as it would in production.
 """
 
 from __future__ import annotations
@@ -46,16 +46,15 @@ from workloads import get
 pytestmark = pytest.mark.usefixtures("real_node")
 
 NAME = "autoscaled"
-# scaleDownDelaySeconds while growing: the second pod finishes starting after the burst, on cores the
-# first pod no longer keeps busy, and must be ready before the delay is over (141 s after its creation,
-# measured on 2026-12-05).
-DELAY = 180
+# scaleDownDelaySeconds while growing: the second pod starts after the burst, on cores the first pod no
+# longer keeps busy, from the weights and compiled files in the cache, and must be ready before the
+# delay is over.
+DELAY = 90
 ZERO_DELAY = 30  # scaleDownDelaySeconds of the scale-to-zero step: short enough for CI
-BURST_SECONDS = 60  # how long the load lasts: a burst, as a nightly job or a demo would send
 LOAD_THREADS = 3  # with --max-num-seqs 1: one running, two waiting, twice the target of 1
 LOAD_MAX_SECONDS = 240  # the load stops by itself after this, whatever happens
 TIMES: dict[str, float] = {}
-LOAD_STOPPED: list[float] = []  # when the burst ended (time.monotonic())
+SECOND_ASKED: list[float] = []  # when the autoscaler was seen asking for the second pod (time.monotonic())
 
 
 def _manifest(**overrides) -> dict:
@@ -159,12 +158,10 @@ def test_a_queue_grows_the_role_to_two_pods_that_load_from_the_cache(scaled):
     with Load(_gateway_url(scaled), scaled.served_names()["llm"]) as load:
         started = time.monotonic()
         eventually(lambda: _replicas(scaled) == 2, 180, interval=1, what="the autoscaler asking for 2 pods")
-        TIMES["load -> 2 replicas asked"] = time.monotonic() - started
-        time.sleep(max(0.0, started + BURST_SECONDS - time.monotonic()))
+        SECOND_ASKED.append(time.monotonic())
+        TIMES["load -> 2 replicas asked"] = SECOND_ASKED[0] - started
     TIMES["load stopped"] = time.monotonic() - started
-    LOAD_STOPPED.append(time.monotonic())
-    # On two cores the first pod's engine, busy with the queue, leaves the second little CPU to start
-    # on; the autoscaler keeps it for DELAY after the queue is gone.
+    # The autoscaler keeps the second pod for DELAY after it last wanted it.
     eventually(lambda: len(_ready_pods(scaled)) == 2, DELAY, interval=1, what="2 ready pods")
     TIMES["load -> 2 pods ready"] = time.monotonic() - started
     print(f"\nLoad answers by HTTP status: {load.counts()}")
@@ -179,10 +176,12 @@ def test_a_queue_grows_the_role_to_two_pods_that_load_from_the_cache(scaled):
 
 
 def test_without_load_it_returns_to_one_pod_after_the_delay(scaled):
-    (started,) = LOAD_STOPPED
+    (asked,) = SECOND_ASKED
     eventually(lambda: _replicas(scaled) == 1, DELAY + 180, interval=1, what="back to 1 pod")
-    TIMES["load stopped -> 1 replica"] = time.monotonic() - started
-    assert TIMES["load stopped -> 1 replica"] >= DELAY - 5  # the HPA's stabilisation window held it
+    TIMES["2 replicas asked -> 1 replica"] = time.monotonic() - asked
+    # The HPA wanted 2 when it was seen asking for them (a poll of 1 s after it): its stabilisation
+    # window holds 2 for at least DELAY from then, whenever the queue emptied.
+    assert TIMES["2 replicas asked -> 1 replica"] >= DELAY - 5
     eventually(lambda: scaled.status().get("phase") == "Ready", 120, what="Ready with 1 pod")
 
 

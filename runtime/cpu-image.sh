@@ -96,12 +96,7 @@ missing=()
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v chroot >/dev/null || missing+=(coreutils)
-if ((${#missing[@]})); then
-  command -v apt-get >/dev/null || { echo "Install ${missing[*]} to build the CPU image (no apt-get here)" >&2; exit 1; }
-  echo "Installing the image build's packages: ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+((${#missing[@]} == 0)) || install_host_packages "${missing[@]}"
 
 mkdir -p "$DIR" "$WHEELS"
 exec 9>"$DIR/.lock"

@@ -20,3 +20,12 @@ SLIM=(--aptopt='APT::Install-Recommends "false"' --dpkgopt='path-exclude=/usr/sh
 # them out. The stdlib is compiled again too (Debian compiles it at install, checked by time).
 # The Dockerfiles run the same command.
 BYTECODE="-m compileall -q -f -j 0 --invalidation-mode unchecked-hash"
+
+# Installs Debian packages on this machine (the build's own tools), one apt at a time: `make test`
+# runs the image builds side by side, and a second apt-get would fail on dpkg's lock.
+install_host_packages() {
+  command -v apt-get >/dev/null || { echo "Install $* to build the image (no apt-get here)" >&2; return 1; }
+  echo "Installing the image build's packages: $*"
+  flock "${TMPDIR:-/tmp}/llm-operator-apt.lock" env DEBIAN_FRONTEND=noninteractive \
+    sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@"' _ "$@"
+}

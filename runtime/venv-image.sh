@@ -58,12 +58,7 @@ build_venv_image() {
     return 0
   fi
   [[ $(id -u) == 0 ]] || { echo "$(basename "$0") needs root (mmdebstrap)" >&2; return 1; }
-  if ! command -v mmdebstrap >/dev/null; then
-    command -v apt-get >/dev/null || { echo "Install mmdebstrap to build $CACHE_NAME (no apt-get here)" >&2; return 1; }
-    echo "Installing the image build's package: mmdebstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap
-  fi
+  command -v mmdebstrap >/dev/null || install_host_packages mmdebstrap
 
   mkdir -p "$dir"
   exec 9>"$dir/.lock"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the plane's real node needs, each only when it is missing, so a warm
 # run does nothing (and never touches apt): containerd, runc, the CNI plugins, iptables, conntrack,
-# iproute2, gcc + libc6-dev for the static pause binary, and Chromium for the chat page's browser
-# test (e2e/browser.py). Idempotent; needs root to install.
+# iproute2, gcc + libc6-dev for the static pause binary, Chromium for the chat page's browser test
+# (e2e/browser.py), and mmdebstrap for the image builds. Idempotent; needs root to install.
 #
 # LLMOPS_REAL_NODE=0 skips it (the plane then runs without its real node). Without root it only
 # says what is missing; `python -m plane up` refuses to start the real node until it is there.
@@ -28,6 +28,9 @@ have ip || need+=(iproute2)
 have gcc || need+=(gcc)
 compgen -G "/usr/lib/*/libc.a" >/dev/null || need+=(libc6-dev)
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
+# The image builds' own tool (runtime/debian.sh): installed here too, so that the builds `make test`
+# runs side by side never start apt at the same time.
+have mmdebstrap || need+=(mmdebstrap)
 
 if ((${#need[@]} == 0)); then
   exit 0
