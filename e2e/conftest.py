@@ -10,6 +10,8 @@
                outside CI when the real node cannot run here (not root, packages missing,
                LLMOPS_REAL_NODE=0), fails with CI=true.
     namespace  function: a fresh namespace (its default ServiceAccount exists), deleted after.
+    measured   session: measured(line) adds a line to the "measured" section pytest prints at
+               the end of the run, where CI's log shows it (a passing test's output is not).
 
 A failing test that used `namespace` gets the namespace's events, the YAML of its objects
 and the tail of every component's log appended to its report.
@@ -229,3 +231,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             report.sections.append(("Cluster state", _dump(cluster, ns)))
         except Exception as err:  # the dump must never hide the test's own failure
             report.sections.append(("Cluster state", f"Could not dump the cluster state: {err!r}"))
+
+
+MEASURED = pytest.StashKey[list]()
+
+
+@pytest.fixture(scope="session")
+def measured(request: pytest.FixtureRequest):
+    return request.config.stash.setdefault(MEASURED, []).append
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if lines := config.stash.get(MEASURED, []):
+        terminalreporter.section("measured")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -221,9 +221,9 @@ def test_a_request_through_the_gateway_wakes_it(scaled):
     eventually(lambda: scaled.status().get("phase") == "Ready", 120, what="Ready again")
 
 
-def test_the_operator_never_wrote_replicas(scaled):
+def test_the_operator_never_wrote_replicas(scaled, measured):
     writes = {k: v for k, v in audit_writes(scaled.cluster.audit_log, OPERATOR_USER, since_line=scaled.audit_from,
                                             namespace=scaled.namespace, name=f"{NAME}-llm").items()
               if k.split(" ", 1)[1].startswith("deployments")}
-    print("\nAutoscaling, step by step: " + json.dumps({k: round(v, 1) for k, v in TIMES.items()}))
+    measured("Autoscaling, step by step (s): " + json.dumps({k: round(v, 1) for k, v in TIMES.items()}))
     assert writes == {}, f"the operator wrote Deployments while the autoscaler owned them: {writes}"
