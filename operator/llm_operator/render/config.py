@@ -24,7 +24,9 @@ DEFAULT_STARTUP_TIMEOUT_SECONDS = 1800
 SHM_GI_PER_GPU = 2
 CPU_SHM_SIZE = "1Gi"  # vLLM's CPU workers exchange little through /dev/shm; it counts against memory
 DEFAULT_CPU_KV_CACHE_GIB = 1
-STARTUP_PROBE_PERIOD_SECONDS = 10
+# A start that reuses the weights and compiled files takes seconds: a long period would add up to
+# itself to every such start. Before vLLM listens a probe is refused at once, so probing often is cheap.
+STARTUP_PROBE_PERIOD_SECONDS = 2
 
 
 @dataclass(frozen=True)

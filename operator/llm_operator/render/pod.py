@@ -164,7 +164,8 @@ def engine_container(plan: RolePlan) -> dict[str, Any]:
         # On a crash the last log lines become the termination message, which status quotes.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         # vLLM listens only once the weights are loaded: a long startup budget, then tight checks.
-        "startupProbe": _health_probe(STARTUP_PROBE_PERIOD_SECONDS, 5, startup_failure_threshold(plan.role)),
+        "startupProbe": _health_probe(STARTUP_PROBE_PERIOD_SECONDS, STARTUP_PROBE_PERIOD_SECONDS,
+                                      startup_failure_threshold(plan.role)),
         "readinessProbe": _health_probe(5, 5, 3),
         "livenessProbe": _health_probe(15, 10, 4),
         "volumeMounts": engine_mounts(plan),
