@@ -126,9 +126,10 @@ def on_real_node(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def post_json(url: str, body: dict[str, Any], api_key: str | None = None, timeout: float = 60) -> tuple[int, Any]:
+def post_json(url: str, body: dict[str, Any], api_key: str | None = None, timeout: float = 60,
+              content_type: str = "application/json") -> tuple[int, Any]:
     """POST JSON; return (HTTP status, decoded body). Used only for addresses on this machine."""
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": content_type}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")

@@ -5,7 +5,7 @@ serving the tiny chat model behind an LLMGateway.
 The tests build on one another, in order: bounded load (a few threads on this machine only) grows
 the role from 1 pod to 2, the new pod loads from the cache; the load stops and after the scale-down
 delay it is 1 pod again; with `minReplicas: 0` it goes to zero and is Idle; one request through the
-gateway wakes it. Each step's time is printed. All along, the operator never writes `replicas`.
+gateway to the role's Service (not its router) wakes it. Each step's time is printed. All along, the operator never writes `replicas`.
 
 vLLM runs with `--max-num-seqs 1`, so that a few concurrent requests are enough to queue
 (`vllm:num_requests_waiting`) on two cores. The load is a burst that ends once the autoscaler has
@@ -24,6 +24,7 @@ import time
 import pytest
 
 import serving
+from llm_operator.api.models import MAX_NAME_LENGTH
 from operator_process import OPERATOR_USER, audit_lines, audit_writes, eventually
 from test_serving import (  # noqa: F401 - module fixtures, used by name
     API_KEY,
@@ -45,7 +46,9 @@ from workloads import get
 
 pytestmark = pytest.mark.usefixtures("real_node")
 
-NAME = "autoscaled"
+# As long as the CRD allows (MAX_NAME_LENGTH): the API server cuts the pods' generated names, so the
+# ScaledObject must find its pods by their labels.
+NAME = "autoscaled-chat-with-a-name-as-long-as-the-crd-allows"
 # scaleDownDelaySeconds while growing: the second pod starts after the burst, on cores the first pod no
 # longer keeps busy, from the weights and compiled files in the cache, and must be ready before the
 # delay is over.
@@ -72,6 +75,7 @@ def _manifest(**overrides) -> dict:
 def scaled(cluster, operator, pod_hubs, cpu_image, gateway_image, autoscaling):  # noqa: F811
     """The chat role, autoscaled, behind a gateway, in a namespace of its own; the audit log line
     from which the operator's writes are counted."""
+    assert len(NAME) == MAX_NAME_LENGTH
     models = serving.tiny_models()
     manifest = _manifest()
     for repo, directory in serving.hub_repos(manifest, models).items():
@@ -209,14 +213,26 @@ def test_with_min_zero_it_goes_idle(scaled):
 
 
 def test_a_request_through_the_gateway_wakes_it(scaled):
+    """At zero, one request to an API the gateway sends to the role's Service, not its router (here
+    /tokenize; /v1/rerank and /v1/score go the same way), wakes the role by itself: at zero pods its
+    connection fails, so only its retries count as demand. A chat request sent while the pod starts
+    is held by the router path and answered too."""
     scaled.hub.reset_counts()
-    started = time.monotonic()
-    code, body = serving.post_json(_gateway_url(scaled) + "/v1/chat/completions", {
-        "model": scaled.served_names()["llm"], "max_tokens": 4, "messages": [{"role": "user", "content": "Awake?"}]},
-        GATEWAY_KEY, timeout=400)
+    url, model = _gateway_url(scaled), scaled.served_names()["llm"]
+    started, answers = time.monotonic(), {}
+    waking = threading.Thread(target=lambda: answers.update(tokenize=serving.post_json(
+        url + "/tokenize", {"model": model, "prompt": "Awake?"}, GATEWAY_KEY, timeout=400)), daemon=True)
+    waking.start()
+    eventually(lambda: _replicas(scaled) == 1, 180, interval=1, what="the autoscaler waking the role for /tokenize")
+    TIMES["request to the Service at zero -> 1 replica asked"] = time.monotonic() - started
+    code, body = serving.post_json(url + "/v1/chat/completions", {
+        "model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "Awake?"}]}, GATEWAY_KEY, timeout=400)
+    waking.join(400)
     TIMES["request at zero -> answer (cold start)"] = time.monotonic() - started
     assert code == 200, body
     assert body["choices"][0]["message"]["content"] is not None
+    tokenize_code, tokens = answers["tokenize"]
+    assert tokenize_code == 200 and tokens["count"] > 0, tokens
     assert _replicas(scaled) == 1 and scaled.hub.file_requests() == []
     eventually(lambda: scaled.status().get("phase") == "Ready", 120, what="Ready again")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import shlex
 import shutil
 import subprocess
 import time
@@ -27,6 +28,7 @@ from operator_process import (
     no_other_operator,
     service_account_kubeconfig,
 )
+from support import crd_hand_over_commands
 from workloads import apply, condition, deploy_rag_stack, example, get, wait_established, wait_ready
 
 CHART = REPO / "charts" / "llm-operator"
@@ -52,15 +54,14 @@ def template(cluster, *args: str) -> list[dict]:
 
 
 def adopt_crd(cluster, release: str, namespace: str) -> None:
-    """Hand an existing CRD (from `kubectl apply -f crds/` or an uninstalled release) to this release:
-    Helm refuses to install over an object without its ownership labels. The same two commands are
-    how a user moves from `kubectl apply -f crds/` to the chart (README, Install)."""
-    for crd in CRDS:
-        if cluster.kubectl("get", "crd", crd, check=False).returncode != 0:
-            continue
-        cluster.kubectl("annotate", "crd", crd, "--overwrite", f"meta.helm.sh/release-name={release}",
-                        f"meta.helm.sh/release-namespace={namespace}")
-        cluster.kubectl("label", "crd", crd, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+    """Hand the CRDs `crd_applied` applied from crds/ to this release, with the commands of
+    docs/gitops.md ("Moving from `kubectl apply -f crds/` to the chart"): Helm refuses to install
+    over an object without its ownership labels."""
+    for command in crd_hand_over_commands():
+        words = shlex.split(command.replace("release-name=llm-operator", f"release-name={release}")
+                            .replace("release-namespace=llm-operator", f"release-namespace={namespace}"))
+        assert words[0] == "kubectl", command
+        cluster.kubectl(*[str(REPO / "crds") if word == "crds/" else word for word in words[1:]])
 
 
 def user(namespace: str, service_account: str) -> str:

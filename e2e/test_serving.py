@@ -320,6 +320,15 @@ def test_gateway_serves_every_model_behind_one_key(stack, gateway_image):
     assert second["model"] == SECOND_CHAT and second["usage"]["completion_tokens"] > 0
 
 
+def test_gateway_reads_the_model_whatever_the_case_and_parameters_of_the_json_media_type(stack):
+    """As OkHttp, axios and .NET's StringContent send it, and as vLLM accepts it."""
+    for content_type in ("application/json; charset=utf-8", "Application/JSON"):
+        code, answer = serving.post_json(_gateway_url(stack) + "/v1/chat/completions", {
+            "model": SECOND_CHAT, "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]},
+            GATEWAY_KEY, content_type=content_type)
+        assert code == 200 and answer["model"] == SECOND_CHAT, (content_type, code, answer)
+
+
 def test_gateway_streams(stack):
     request = urllib.request.Request(_gateway_url(stack) + "/v1/chat/completions", method="POST", data=json.dumps({
         "model": SECOND_CHAT, "max_tokens": 6, "stream": True,

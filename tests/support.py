@@ -14,6 +14,15 @@ from kubernetes.utils.quantity import parse_quantity
 from llm_operator.api import parse_llmdeployment
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def crd_hand_over_commands() -> list[str]:
+    """The commands of docs/gitops.md that hand `kubectl apply -f crds/`'s CRDs to a Helm release
+    named and namespaced `llm-operator`, one per line, run from the repository's root."""
+    text = (REPO / "docs" / "gitops.md").read_text()
+    block = re.search(r"## Moving from `kubectl apply -f crds/` to the chart.*?```bash\n(.*?)```", text, re.S)
+    assert block, "the hand-over block is missing from docs/gitops.md"
+    return [line for line in block[1].replace("\\\n", " ").splitlines() if line.startswith("kubectl ")]
 # The LLMDeployment examples; examples/gateway.yaml is an LLMGateway (tests/test_gateway_render.py).
 EXAMPLES = [path for path in sorted((REPO / "examples").glob("*.yaml"))
             if yaml.safe_load(path.read_text()).get("kind") == "LLMDeployment"]

@@ -1,13 +1,11 @@
 """Autoscaling by KEDA: the ScaledObject a role gets, what its query selects, and what reconcile
 does with it in a cluster with KEDA and in one without."""
 
-import re
-
 import promql_parser
 
 from llm_operator.k8s import CHILD_KINDS
 from llm_operator.render import RenderConfig, render
-from llm_operator.render.autoscaling import SCALING_METRICS, pod_pattern
+from llm_operator.render.autoscaling import SCALING_METRICS, prometheus_namespace
 from support import by_kind_and_name, llmd
 from test_reconcile import MemoryKube, resource, run
 
@@ -60,11 +58,27 @@ def test_each_metric_query_parses_and_selects_only_the_roles_pods():
         (selector,) = selected
         assert selector.name == metric.series
         assert 'namespace="ns"' in query
-    pods = pod_pattern("team", "llm")  # PromQL anchors its regexes: so does fullmatch
-    assert re.fullmatch(pods, "team-llm-7d9c5b8f6-x2k4q")
-    for other in ("team-llm-x-llm-7d9c5b8f6-x2k4q", "team-embedding-7d9c5b8f6-x2k4q", "team-llm-cache-0",
-                  "steam-llm-7d9c5b8f6-x2k4q"):
-        assert not re.fullmatch(pods, other), other
+        matchers = {m.name: (str(m.op), m.value) for m in selector.matchers.matchers if m.name != "__name__"}
+        assert matchers == {"namespace": ("MatchOp.Equal", "ns"), "llmops_dev_deployment": ("MatchOp.Equal", "team"),
+                            "llmops_dev_role": ("MatchOp.Equal", "llm")}, query
+
+
+def test_the_query_picks_the_role_s_pods_by_the_labels_of_its_pod_template_whatever_the_name_s_length():
+    """The API server cuts a pod's generated name to 58 characters, which drops the `-` after the
+    ReplicaSet hash of a long LLMDeployment's pods: a name pattern would match none of them."""
+    name = "n" * 53  # the longest the CRD allows
+    rendered = objects({"autoscaling": {"maxReplicas": 2}}) | by_kind_and_name(render(llmd(
+        {"llm": {"model": MODEL, "autoscaling": {"maxReplicas": 2}}}, name, namespace="ns")))
+    for owner in ("team", name):
+        pod_labels = rendered[("Deployment", f"{owner}-llm")]["spec"]["template"]["metadata"]["labels"]
+        query = rendered[("ScaledObject", f"{owner}-llm")]["spec"]["triggers"][0]["metadata"]["query"]
+        selected = []
+        promql_parser.walk(promql_parser.parse(query), lambda node: selected.append(node)
+                           if isinstance(node, promql_parser.VectorSelector) else None)
+        series_labels = {m.name: m.value for m in selected[0].matchers.matchers}
+        assert "pod" not in series_labels
+        assert series_labels["llmops_dev_deployment"] == pod_labels["llmops.dev/deployment"] == owner
+        assert series_labels["llmops_dev_role"] == pod_labels["llmops.dev/role"] == "llm"
 
 
 def test_prometheus_url_comes_from_the_operator():
@@ -135,8 +149,39 @@ def test_scaling_to_zero_adds_a_demand_trigger_that_only_wakes():
     selected = []
     promql_parser.walk(promql_parser.parse(query), lambda node: selected.append(node.name)
                        if isinstance(node, promql_parser.VectorSelector) else None)
+    # At zero pods a request to the role's Service fails to connect: Envoy counts its retries only.
     assert set(selected) == {"envoy_cluster_upstream_rq_active", "envoy_cluster_upstream_rq_total",
-                             "vllm:num_requests_running"}
+                             "envoy_cluster_upstream_rq_retry", "vllm:num_requests_running"}
     assert 'envoy_cluster_name=~"team_llm(_service)?"' in query
     assert len(objects({"autoscaling": {"minReplicas": 1, "maxReplicas": 2}})[("ScaledObject", "team-llm")]
                ["spec"]["triggers"]) == 1
+
+
+def test_a_role_at_zero_under_an_external_autoscaler_is_not_said_to_wake_through_the_gateway():
+    kube = MemoryKube(resource({"llm": {"model": MODEL, "autoscaling": {"provider": "External"}}}))
+    run(kube)
+    kube.objects[("Deployment", "team-llm")]["spec"]["replicas"] = 0  # what the user's autoscaler did
+    kube.roll_out()
+    assert run(kube).phase == "Idle"
+    ready = next(c for c in kube.llmd["status"]["conditions"] if c["type"] == "Ready")
+    assert "LLMGateway" not in ready["message"] and "provider External" in ready["message"], ready["message"]
+
+
+def test_a_network_policy_that_keeps_prometheus_out_is_a_problem_named_with_its_fix():
+    """A NetworkPolicy cannot let in /metrics alone: Prometheus's namespace must be allowed."""
+    def with_namespaces(*namespaces):
+        kube = MemoryKube(resource({"llm": {"model": MODEL, "autoscaling": {"maxReplicas": 3}},
+                                    "service": {"allowedNamespaces": list(namespaces)}}))
+        kube.child_kinds = WITH_KEDA
+        run(kube)
+        kube.roll_out()
+        return run(kube), next(c for c in kube.llmd["status"]["conditions"] if c["type"] == "Degraded")
+
+    result, degraded = with_namespaces("team-a")
+    assert result.phase == "Degraded" and degraded["reason"] == "MetricsBlocked"
+    assert "Add monitoring to service.allowedNamespaces" in degraded["message"]  # the default --prometheus-url's
+    result, degraded = with_namespaces("team-a", "monitoring")
+    assert result.phase == "Ready" and degraded["status"] == "False"
+    assert prometheus_namespace("http://prometheus-operated.monitoring.svc:9090") == "monitoring"
+    assert prometheus_namespace("http://kube-prometheus.obs.svc.cluster.local:9090") == "obs"
+    assert prometheus_namespace("http://127.0.0.1:9090") is None

@@ -48,6 +48,8 @@ def job_of(b: LLMBatch) -> dict:
                 "persistentVolumeClaim": {"claimName": "c", "path": "in.jsonl"}}}, "input", "exactly one"),
     ({"input": {}}, "input", "exactly one"),
     ({"output": {"persistentVolumeClaim": {"claimName": "c", "path": "../etc/passwd"}}}, "path", "inside the claim"),
+    ({"output": {"persistentVolumeClaim": {"claimName": "c", "path": "."}}}, "path", "name a file"),
+    ({"output": {"persistentVolumeClaim": {"claimName": "c", "path": "out/."}}}, "path", "name a file"),
     ({"output": {"persistentVolumeClaim": {"claimName": "c", "path": "/abs.jsonl"}}}, "path", "pattern"),
     ({"engine": {"extraArgs": ["-o", "/tmp/x"]}}, "extraArgs", "the files are spec.input"),
     ({"engine": {"extraArgs": ["--output_file=/tmp/x"]}}, "extraArgs", "the files are spec.input"),
@@ -308,3 +310,74 @@ def test_a_refused_job_is_reported_and_retried_later():
     result = reconcile_once(kube)
     assert result.phase == "Failed" and result.requeue_after
     assert "The Job was refused: Job tag-docs-batch: refused" in kube.batch["status"]["conditions"][1]["message"]
+
+
+def finish(kube, report=REPORT):
+    kube.pods = [pod("tag-docs-batch-x", "t1", phase="Succeeded",
+                     engine={"terminated": {"exitCode": 0, "message": json.dumps(report)}})]
+    kube.objects[("Job", "tag-docs-batch")]["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    assert reconcile_once(kube).phase == "Succeeded"
+
+
+def test_a_finished_batch_whose_job_and_pods_are_deleted_keeps_its_status_and_is_not_run_again():
+    kube = BatchKube()
+    reconcile_once(kube)
+    finish(kube)
+    kept = copy.deepcopy(kube.batch["status"])
+    kube.pods = []  # the pod garbage-collected: its termination message held the counts
+    assert reconcile_once(kube).writes == 0 and kube.batch["status"] == kept
+    del kube.objects[("Job", "tag-docs-batch")]  # a TTL, a policy engine, or a user's cleanup
+    result = reconcile_once(kube)
+    assert kube.applied == [("Job", "tag-docs-batch")], "the batch ran again, overwriting its answers"
+    assert result.phase == "Succeeded" and result.writes == 0 and kube.batch["status"] == kept
+    assert (kept["succeeded"], kept["malformed"][0]["line"]) == (20, 7)
+
+
+def test_a_failed_batch_keeps_vllm_s_error_once_its_pods_are_gone():
+    kube = BatchKube()
+    reconcile_once(kube)
+    kube.pods = [pod("tag-docs-batch-x", "t1", phase="Failed",
+                     engine={"terminated": {"exitCode": 1, "message": "ValueError: max_model_len is too large"}})]
+    kube.objects[("Job", "tag-docs-batch")]["status"] = {"failed": 1, "conditions": [
+        {"type": "Failed", "status": "True", "message": "Job has reached the specified backoff limit"}]}
+    assert reconcile_once(kube).phase == "Failed"
+    kube.pods = []
+    reconcile_once(kube)
+    assert "max_model_len is too large" in kube.batch["status"]["conditions"][1]["message"]
+
+
+def test_deleting_the_job_of_a_running_batch_cancels_it_and_keeps_its_progress():
+    kube = BatchKube()
+    reconcile_once(kube)
+    kube.pods = [pod("tag-docs-batch-x", "t1", engine={"running": {}})]
+    kube.logs["tag-docs-batch-x"] = "INFO Batch progress: 5/20 requests done\n"
+    reconcile_once(kube)
+    del kube.objects[("Job", "tag-docs-batch")]
+    kube.pods = []
+    result = reconcile_once(kube)
+    assert kube.applied == [("Job", "tag-docs-batch")], "the batch ran again"
+    status = kube.batch["status"]
+    assert result.phase == "Failed" and result.requeue_after is None and status["completed"] == 5
+    assert status["conditions"][1]["reason"] == "JobDeleted" and "was deleted" in status["conditions"][1]["message"]
+    assert kube.events[-1] == "Failed"
+    assert reconcile_once(kube).writes == 0 and kube.applied == [("Job", "tag-docs-batch")]
+
+
+def test_a_job_that_was_never_created_is_created_once_the_refusal_ends():
+    kube = BatchKube()
+    kube.refuse.add("Job")
+    assert reconcile_once(kube).phase == "Failed"
+    kube.refuse.discard("Job")
+    assert reconcile_once(kube).phase == "Pending" and kube.applied == [("Job", "tag-docs-batch")]
+
+
+def test_a_batch_finished_under_an_older_operator_gains_the_gitops_conditions_once():
+    kube = BatchKube()
+    kube.batch["status"] = {"phase": "Succeeded", "attempts": 1, "total": 3, "conditions": [
+        {"type": "Complete", "status": "True", "reason": "Completed", "message": "Answered 3 of 3 requests."},
+        {"type": "Failed", "status": "False", "reason": "Completed", "message": "Answered 3 of 3 requests."}]}
+    assert reconcile_once(kube).writes == 1 and kube.applied == []
+    conditions = {c["type"]: c["status"] for c in kube.batch["status"]["conditions"]}
+    assert conditions == {"Complete": "True", "Failed": "False", "Ready": "True", "Stalled": "False"}
+    assert kube.batch["status"]["total"] == 3 and kube.events == []
+    assert reconcile_once(kube).writes == 0

@@ -508,3 +508,21 @@ def test_the_response_of_a_write_is_returned_whole_while_the_cache_keeps_it_slim
     returned = cache.apply(deployment)
     assert returned["metadata"]["managedFields"] == managed
     assert cache.stores["Deployment"].get("ns", "x-llm")["metadata"]["managedFields"] == []
+
+
+def test_a_write_s_response_from_before_a_delete_does_not_bring_the_object_back():
+    """The watch's DELETED event is handled while the operator's apply is in flight, and its
+    response, older than the deletion, is stored after it: no ghost (a user's delete would
+    otherwise never be acted on, and a name would stay in NameConflict)."""
+    store = Store()
+    store.upsert(obj("a", 10))
+    with store.writing():
+        assert store.remove(obj("a", 12))  # the DELETED event
+        assert not store.upsert(obj("a", 11), written=True)  # the apply's response
+        assert store.get("ns", "a") is None
+    assert store.upsert(obj("a", 13), written=True)  # created again afterwards: kept
+    with store.writing():
+        assert store.remove(obj("b", 14)) is False  # deleted before its create's response was stored
+        assert not store.upsert(obj("b", 13), written=True)
+        assert store.upsert(obj("b", 15))  # a newer incarnation is kept
+    assert store.get("ns", "b")["metadata"]["resourceVersion"] == "15"

@@ -11,7 +11,7 @@ import tomllib
 
 import yaml
 
-from support import REPO
+from support import REPO, crd_hand_over_commands
 
 CHART = REPO / "charts" / "llm-operator"
 
@@ -117,3 +117,16 @@ def test_rbac_has_no_wildcards_and_no_secrets():
     writes = {r for rule in rules for r in rule["resources"]
               if set(rule["verbs"]) & {"update", "patch", "create", "delete"}}
     assert "llmdeployments" not in writes, "the operator never writes the user's spec"
+
+
+def test_the_hand_over_to_helm_in_the_docs_covers_every_crd_of_crds_dir():
+    """docs/gitops.md: Helm refuses to install over a CRD it does not own, so the commands that hand
+    `kubectl apply -f crds/`'s CRDs to the release must reach every one of them (e2e/test_chart.py
+    runs them against the API server)."""
+    crds = {yaml.safe_load(path.read_text())["metadata"]["name"] for path in (REPO / "crds").glob("*.yaml")}
+    commands = [line.split() for line in crd_hand_over_commands()]
+    for verb in ("annotate", "label"):
+        (command,) = [words for words in commands if words[1] == verb]
+        files = [command[i + 1] for i, word in enumerate(command[:-1]) if word == "-f"]
+        reached = crds if files == ["crds/"] else set(command)
+        assert crds <= reached, f"kubectl {verb} leaves out {sorted(crds - reached)}"

@@ -96,7 +96,7 @@ def test_a_gateway_without_a_key_gives_the_page_none():
 
 
 def test_an_open_page_has_no_sign_in_and_no_admin():
-    variables = env(page_objects({"chatPage": {"allowUnauthenticated": True}}))
+    variables = env(page_objects({"chatPage": {"allowUnauthenticated": True}, "apiKeySecretRef": None}))
     assert variables["WEBUI_AUTH"] == "false"
     assert "WEBUI_ADMIN_EMAIL" not in variables and "WEBUI_ADMIN_PASSWORD" not in variables
 
@@ -156,7 +156,19 @@ def test_a_page_must_say_how_people_sign_in(page):
         gateway({"chatPage": page})
 
 
+def test_a_page_without_sign_in_never_holds_the_gateway_s_key():
+    """Every visitor of such a page is its administrator, and Open WebUI shows an administrator the
+    key of each connection (GET /openai/config)."""
+    with pytest.raises(ValidationError, match="chatPage.allowUnauthenticated: true makes every visitor"):
+        gateway({"chatPage": {"allowUnauthenticated": True}, "apiKeySecretRef": {"name": "gw", "key": "key"}})
+
+
 def test_the_spec_parses_as_the_crd_has_it():
     parsed = LLMGateway.model_validate({"apiVersion": "llmops.dev/v1alpha1", "kind": "LLMGateway",
                                         "metadata": {"name": "g"}, "spec": {"selector": {}, "chatPage": ADMIN}})
     assert parsed.spec.chatPage.adminSecretRef.name == "chat-admin"
+
+
+def test_an_ipv6_gateway_address_is_bracketed_in_the_page_s_url():
+    variables = env(page_objects({"chatPage": ADMIN}, address="fd00:10:96::a1b2:8000"))
+    assert variables["OPENAI_API_BASE_URL"] == "http://[fd00:10:96::a1b2]:8000/v1"

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from support import REPO
 
 CLI = str(Path(sys.executable).parent / "llm-operator")
@@ -24,6 +26,32 @@ def test_render_reads_stdin_and_exits_2_on_bad_input():
               "metadata: {name: x}\nspec: {llm: {model: {source: 'hf://a/b'}, gpus: 2, tensorParallelSize: 3}}\n")
     assert bad.returncode == 2
     assert "spec.llm.tensorParallelSize" in bad.stderr and bad.stdout == ""
+
+
+def test_render_renders_every_kind_and_a_gateway_routes_to_the_models_it_selects():
+    stack = yaml.safe_load((REPO / "examples" / "cpu-rag-stack.yaml").read_text())
+    stack["metadata"]["labels"] = {"gateway": "shared"}
+    text = "---\n".join(yaml.safe_dump(d) for d in [stack]) + "---\n" + \
+        (REPO / "examples" / "gateway.yaml").read_text() + "---\n" + (REPO / "examples" / "batch.yaml").read_text()
+    result = run("render", "-f", "-", input=text)
+    assert result.returncode == 0, result.stderr
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(result.stdout) if o}
+    assert ("Deployment", "cpu-rag-llm") in objects and ("Deployment", "shared-gateway") in objects
+    batch = next(o for (kind, _), o in objects.items() if kind == "Job")
+    assert batch["metadata"]["labels"]["llmops.dev/batch"]
+    lua = objects[("ConfigMap", "shared-gateway")]["data"]["gateway.lua"]
+    served = [role["model"]["servedName"] for role in (stack["spec"][r] for r in ("llm", "embedding", "rerank"))]
+    assert all(f"[ [[{name}]] ]" in lua for name in served), lua[:400]
+
+
+def test_render_names_the_field_of_an_invalid_gateway_or_batch():
+    gateway = (REPO / "examples" / "gateway.yaml").read_text().replace("policy: PrefixAware", "policy: Random")
+    result = run("render", "-f", "-", input=gateway)
+    assert result.returncode == 2 and "LLMGateway 'shared' is invalid" in result.stderr and "spec.policy" in result.stderr
+    batch = yaml.safe_load((REPO / "examples" / "batch.yaml").read_text())
+    batch["spec"]["output"]["persistentVolumeClaim"]["path"] = "."
+    result = run("render", "-f", "-", input=yaml.safe_dump(batch))
+    assert result.returncode == 2 and "LLMBatch" in result.stderr and "persistentVolumeClaim.path" in result.stderr
 
 
 def test_render_missing_file_is_a_clear_error():

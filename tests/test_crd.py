@@ -1,5 +1,7 @@
 """The CRD in crds/ is exactly what the models generate, and is a structural schema."""
 
+import re
+
 import kubernetes_validate
 import pytest
 import yaml
@@ -78,3 +80,27 @@ def test_cross_field_rules_are_published_as_cel():
     ]
     llm_rules = spec["properties"]["llm"]["x-kubernetes-validations"]
     assert any("tensorParallelSize" in r["rule"] and r["fieldPath"] == ".tensorParallelSize" for r in llm_rules)
+
+
+def _condition_types(kind: str) -> set[str]:
+    """The condition types the operator writes for `kind`, from its status code."""
+    from llm_operator.batch_status import invalid_batch_status
+    from llm_operator.gateway_status import compute_gateway_status
+    from llm_operator.status import invalid_spec_status
+    from test_gateway_render import gateway
+
+    status = {"LLMDeployment": lambda: invalid_spec_status(1, ["x"]),
+              "LLMGateway": lambda: compute_gateway_status(gateway(), [], [], {}, None),
+              "LLMBatch": lambda: invalid_batch_status(1, ["x"])}[kind]()
+    return {condition["type"] for condition in status["conditions"]}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_reference_names_the_condition_types_each_kind_writes(kind):
+    schema = crd_manifest(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    conditions = schema["properties"]["status"]["properties"]["conditions"]
+    named = set(re.findall(r"[A-Z][a-z]+", conditions["description"]))
+    assert named == _condition_types(kind), conditions["description"]
+    # The item's type is shared by every kind: it names none of them.
+    every_type = set().union(*(_condition_types(k) for k in KINDS))
+    assert not set(re.findall(r"[A-Z][a-z]+", conditions["items"]["properties"]["type"]["description"])) & every_type

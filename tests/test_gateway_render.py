@@ -19,6 +19,7 @@ from llm_operator.render.gateway import (
     WAKE_HOLD_SECONDS,
     ROUTER_BASE_PORT,
     GatewayRoute,
+    config_map,
     envoy_config,
     gateway_routes,
     gateway_url,
@@ -115,9 +116,10 @@ def test_keys_reach_the_pod_only_as_files_from_their_secrets():
     pod = by_kind_and_name(objects)[("Deployment", "shared-gateway")]["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["gateway-key"]["secret"] == {"secretName": "gw", "items": [{"key": "token", "path": "key"}]}
-    # One file per LLMDeployment with a key, named after it; "other" has none.
+    # One file per LLMDeployment with a key, named after it; "other" has none. Optional: one missing
+    # Secret must not keep the gateway's pods (and so every other model) from starting.
     assert volumes["upstream-keys"]["projected"]["sources"] == [
-        {"secret": {"name": "llm-api-key", "items": [{"key": "api-key", "path": "rag"}]}}]
+        {"secret": {"name": "llm-api-key", "optional": True, "items": [{"key": "api-key", "path": "rag"}]}}]
     assert all("env" not in c or all("valueFrom" not in e for e in c["env"]) for c in pod["containers"])
     assert all(c["securityContext"]["readOnlyRootFilesystem"] for c in pod["containers"])
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -171,7 +173,8 @@ def test_envoy_has_a_loopback_cluster_per_router_and_one_per_service_with_an_add
     assert route["match"] == {"prefix": "/"} and route["route"]["cluster_header"] == "x-llm-gateway-upstream"
     assert route["route"]["retry_policy"]["retriable_status_codes"] == [503]
     assert [f["name"] for f in api["http_filters"]] == [
-        "envoy.filters.http.json_to_metadata", "envoy.filters.http.lua", "envoy.filters.http.router"]
+        "llm-gateway.content-type", "envoy.filters.http.json_to_metadata", "envoy.filters.http.lua",
+        "envoy.filters.http.router"]
 
 
 def test_only_envoys_statistics_leave_the_pod_and_only_through_the_metrics_port():
@@ -354,3 +357,17 @@ def test_a_missing_upstream_key_file_is_a_503(front):
     (front.tmp_path / "rag").unlink()
     handle = front()
     assert handle.status == "503" and error_of(handle)["type"] == "server_error"
+
+
+def test_a_json_media_type_with_parameters_or_capitals_reaches_json_to_metadata_bare():
+    """content_type.lua runs before json_to_metadata, which reads the model only from exactly
+    "application/json" (checked in Envoy itself by the gateway test on the real node)."""
+    lua = lupa.LuaRuntime()
+    lua.execute(config_map(gateway(), ROUTES)["data"]["content_type.lua"])
+    lua.execute(HARNESS)
+    for sent, seen in [("application/json; charset=utf-8", "application/json"), ("Application/JSON", "application/json"),
+                       (" application/json;charset=UTF-8", "application/json"), ("application/json", "application/json"),
+                       ("text/plain", "text/plain"), ("application/jsonl", "application/jsonl")]:
+        handle = lua.globals().request(lua.table_from({":method": "POST", "content-type": sent}), None)
+        assert handle.sent["content-type"] == seen, sent
+    assert lua.globals().request(lua.table_from({":method": "GET"}), None).sent["content-type"] is None

@@ -7,6 +7,7 @@ import pytest
 import yaml
 from lupa import LuaRuntime
 
+from llm_operator.batch_status import compute_batch_status
 from llm_operator.gateway_status import compute_gateway_status
 from llm_operator.render.gateway import GatewayRoute
 from llm_operator.status import Observed, compute_status, invalid_spec_status
@@ -81,3 +82,20 @@ def test_argo_cd_health_of_a_gateway(llmd_phase, deployment, expected):
     assert status == expected, message
     if llmd_phase != "Ready":
         assert "LLMDeployment chat is " + llmd_phase in message
+
+
+def batch_health(job_status, pods=()):
+    from test_batch import batch, job
+
+    status = compute_batch_status(batch(), job(**job_status), list(pods))
+    return assess({"metadata": {"name": "tag-docs", "generation": 1}, "status": status}, "LLMBatch")
+
+
+@pytest.mark.parametrize("job_status,expected", [
+    ({"active": 1}, "Progressing"),  # waiting for its pod, or running
+    ({"conditions": [("Complete", "")], "succeeded": 1}, "Healthy"),
+    ({"conditions": [("Failed", "BackoffLimitExceeded")], "failed": 3}, "Degraded"),
+])
+def test_argo_cd_health_of_a_batch(job_status, expected):
+    status, message = batch_health(job_status)
+    assert status == expected, message

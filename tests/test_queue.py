@@ -117,3 +117,41 @@ def test_stop_ends_idle_workers_at_once():
     started = time.monotonic()
     queue.stop()
     assert time.monotonic() - started < 1 and not any(t.is_alive() for t in queue._threads)
+
+
+def test_a_requeuing_key_keeps_one_timer_whatever_the_extra_events():
+    """A reconcile that asks to be requeued each time (a running batch, a rejected apply): extra
+    events for the key reconcile it at once, but leave one requeue chain, not one more per event."""
+    period, calls = 0.2, []
+    queue = None
+
+    def process(key):
+        calls.append(time.monotonic())
+        queue.add_after(key, period)
+
+    queue = WorkQueue(process, workers=2)
+    queue.start()
+    queue.add("ns/a")
+    for _ in range(10):  # each finds the key idle: a reconcile, which asks for its requeue again
+        time.sleep(0.03)
+        queue.add("ns/a")
+    time.sleep(0.5)
+    window_start = time.monotonic()
+    time.sleep(6 * period)
+    queue.stop()
+    in_window = [t for t in calls if t >= window_start]
+    assert 4 <= len(in_window) <= 8, f"{len(in_window)} reconciles in 6 periods: one requeue chain gives 6"
+
+
+def test_add_soon_after_a_later_requeue_comes_due_at_its_own_time():
+    calls = []
+    queue = WorkQueue(lambda key: calls.append(time.monotonic() - started), workers=1)
+    queue.start()
+    started = time.monotonic()
+    queue.add_after("ns/a", 5.0)  # a requeue far off
+    queue.add_soon("ns/a", 0.1)  # then a change: the earlier time wins
+    time.sleep(0.3)
+    queue.add_soon("ns/a", 0.05)  # answered, so a new burst is taken again
+    time.sleep(0.2)
+    queue.stop()
+    assert len(calls) == 2 and 0.1 <= calls[0] < 0.3, calls

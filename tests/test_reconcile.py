@@ -118,11 +118,16 @@ def test_objects_of_others_are_left_alone_and_named_in_status():
     result = run(kube)
     assert kube.objects[("PersistentVolumeClaim", "team-cache")] == users_claim
     assert ("PersistentVolumeClaim", "team-cache") not in kube.applied
-    assert ("Deployment", "team-llm") in kube.applied  # the rest is still served
+    # Its pods would mount that claim read-write and download into it: not applied until it clears.
+    assert ("Deployment", "team-llm") not in kube.applied and ("Service", "team-llm") in kube.applied
     degraded = next(c for c in kube.llmd["status"]["conditions"] if c["type"] == "Degraded")
     assert result.phase == "Degraded" and degraded["reason"] == "NameConflict"
     assert "PersistentVolumeClaim team-cache already exists" in degraded["message"]
+    assert "applies nothing that would use it" in degraded["message"]
     assert result.requeue_after
+    del kube.objects[("PersistentVolumeClaim", "team-cache")]  # the user renamed theirs
+    run(kube)
+    assert {("PersistentVolumeClaim", "team-cache"), ("Deployment", "team-llm")} <= set(kube.applied)
 
 
 def test_settled_resource_gets_no_write():

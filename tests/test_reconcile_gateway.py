@@ -121,6 +121,28 @@ def test_an_object_of_another_owner_is_left_alone_and_reported():
     assert degraded["reason"] == "NameConflict" and "not created by this LLMGateway" in degraded["message"]
 
 
+def test_nothing_runs_as_binds_to_or_mounts_an_object_of_another_owner():
+    kube, memo = GatewayKube([deployment("chat", "chat-a")]), GatewayMemo()
+    kube.objects[("ServiceAccount", "shared-gateway")] = {"kind": "ServiceAccount", "metadata": {"name": "shared-gateway"}}
+    run(kube, memo)
+    applied = {kind for kind, _ in kube.applied}
+    assert "ServiceAccount" not in applied and "Deployment" not in applied and "RoleBinding" not in applied
+    assert {"Role", "ConfigMap", "Service"} <= applied
+    del kube.objects[("ServiceAccount", "shared-gateway")]
+    run(kube, memo)
+    assert {"ServiceAccount", "Deployment", "RoleBinding"} <= {kind for kind, _ in kube.applied}
+
+
+def test_a_chat_page_claim_of_another_owner_is_not_mounted():
+    kube, memo = GatewayKube([deployment("chat", "chat-a")]), GatewayMemo()
+    with_chat_page(kube)
+    kube.objects[("PersistentVolumeClaim", "shared-chat")] = {"kind": "PersistentVolumeClaim", "metadata": {"name": "shared-chat"}}
+    run(kube, memo)
+    kube.roll_out()
+    run(kube, memo)  # the gateway's Service has an address now: the page's Deployment is rendered
+    assert ("Deployment", "shared-chat") not in kube.applied and ("Service", "shared-chat") in kube.applied
+
+
 # ---------------------------------------------------------------- status
 
 ROUTE = GatewayRoute("chat-a", "chat", "llm", None)
@@ -169,6 +191,15 @@ def test_a_selected_llmdeployment_that_is_degraded_degrades_the_gateway():
     degraded = condition(status, "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "LLMDeploymentNotReady")
     assert degraded["message"].startswith("LLMDeployment chat is Degraded (chat-a 0/1 replicas ready)")
+
+
+def test_a_model_whose_key_secret_is_missing_is_named_with_the_secret():
+    broken = deployment("chat", "chat-a", ready=False)
+    broken["status"]["phase"] = "Degraded"
+    broken["status"]["conditions"] = [{"type": "Degraded", "status": "True", "reason": "SecretMissing",
+                                       "message": 'Pods of role llm cannot start: secret "chat-key" not found.'}]
+    status = compute_gateway_status(gateway(), [ROUTE], [], {"chat": broken}, READY_DEPLOYMENT)
+    assert 'SecretMissing: Pods of role llm cannot start: secret "chat-key" not found' in condition(status, "Degraded")["message"]
 
 
 def test_no_models_and_name_conflicts_are_reasons():
@@ -254,3 +285,24 @@ def test_a_change_of_the_chat_page_queues_its_gateway():
     chat_deployment = {"metadata": {"namespace": "ns", "name": "shared-chat", "labels": chat_page_labels("shared")}}
     handlers._changed(context, "Deployment", "MODIFIED", chat_deployment)
     assert queued == [handlers.GATEWAY_KEY + handlers._key("ns", "shared")]
+
+
+def test_a_gateway_without_a_key_does_not_open_a_guarded_model_to_anyone():
+    keyed = deployment("keyed", "keyed-chat")
+    keyed["spec"]["apiKeySecretRef"] = {"name": "llm-api-key", "key": "api-key"}
+    fenced = deployment("fenced", "fenced-chat")
+    fenced["spec"]["service"] = {"allowedNamespaces": ["team-a"]}
+    kube, memo = GatewayKube([keyed, fenced, deployment("open", "open-chat")]), GatewayMemo()
+    run(kube, memo)
+    kube.roll_out()
+    result = run(kube, memo)
+    lua = kube.objects[("ConfigMap", "shared-gateway")]["data"]["gateway.lua"]
+    assert "[[open-chat]]" in lua and "keyed-chat" not in lua and "fenced-chat" not in lua
+    degraded = condition(kube.gateway["status"], "Degraded")
+    assert result.phase == "Degraded" and degraded["reason"] == "GatewayKeyRequired"
+    assert degraded["message"].startswith("LLMDeployment keyed has an API key (apiKeySecretRef), and this gateway has no key")
+    assert "(1 more problems)" in condition(kube.gateway["status"], "Ready")["message"]  # fenced
+    kube.gateway["spec"]["apiKeySecretRef"] = {"name": "gateway-key", "key": "api-key"}
+    kube.gateway["metadata"]["generation"] = 2
+    run(kube, memo)
+    assert set(kube.gateway["status"]["models"]) == {"keyed-chat", "fenced-chat", "open-chat"}

@@ -53,6 +53,8 @@ def test_hub_tokens_go_only_to_the_downloader_by_reference():
     assert download_env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hub-tokens", "key": "HF_TOKEN", "optional": True}
     assert "value" not in download_env["HF_TOKEN"]
     assert not {"HF_TOKEN", "MODELSCOPE_API_TOKEN"} & {e["name"] for e in container(deployment)["env"]}
+    # The Secret's name, so that the downloader can say it is missing (its keys are optional).
+    assert download_env["LLMOPS_CREDENTIALS_SECRET"] == {"name": "LLMOPS_CREDENTIALS_SECRET", "value": "hub-tokens"}
 
 
 def test_parallelism_defaults_and_gpu_limits():

@@ -1,7 +1,10 @@
 """Status is a pure function of what was observed: one table row per situation a user meets."""
 
+import re
+
 import pytest
 
+from llm_operator.metrics import ALL_PHASES
 from llm_operator.status import (
     Observed,
     compute_status,
@@ -11,7 +14,7 @@ from llm_operator.status import (
     transitions,
     with_transition_times,
 )
-from support import llmd
+from support import REPO, llmd
 
 GPU = "nvidia.com/gpu"
 SPEC = {"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}, "replicas": 2},
@@ -234,3 +237,44 @@ RuntimeError: Engine core initialization failed. See root cause above. Failed co
 ], ids=["pydantic-detail", "skips-wrapper", "no-exception", "empty"])
 def test_engine_crash_quotes_the_line_that_says_why(log, expected):
     assert last_log_line(log) == expected
+
+
+def test_every_phase_and_reason_the_operator_writes_is_in_docs_status_md():
+    """What `kubectl get llmd` and the conditions show must be explained where users look it up."""
+    docs = (REPO / "docs" / "status.md").read_text()
+    source = (REPO / "operator" / "llm_operator" / "status.py").read_text()
+    reasons = set(re.findall(r'Problem\(\s*"(\w+)"', source)) | set(re.findall(r'_stalled_status\(\s*\w+,\s*"(\w+)"', source))
+    assert {"InvalidSpec", "RenderFailed", "NameConflict"} <= reasons  # the patterns still find them
+    documented = set(re.findall(r"^\| `(\w+)` \|", docs, re.M))
+    assert set(ALL_PHASES) - documented == set(), "phases missing from docs/status.md"
+    assert reasons - documented == set(), "reasons missing from docs/status.md"
+
+
+AUTOSCALED = {"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}, "autoscaling": {"maxReplicas": 4}}}
+READY_POD = pod(conditions=[{"type": "Ready", "status": "True"}], containers=[ENGINE_LOADING])
+
+
+@pytest.mark.parametrize("waiting, why", [(pod(conditions=[UNSCHEDULABLE]), "2 Insufficient nvidia.com/gpu"),
+                                          (pod(init=[DOWNLOAD_RUNNING]), "their pods are starting")])
+def test_an_autoscaled_role_serving_while_its_scale_up_waits_is_ready_not_degraded(waiting, why):
+    """At GPU capacity the autoscaler may want more pods than fit: the model still serves."""
+    observed = Observed(deployments={"llm": deployment(4, 2, spec_replicas=4)},
+                        pods={"llm": [READY_POD, READY_POD, waiting, waiting]})
+    status = compute_status(resource(AUTOSCALED), observed, GPU)
+    assert status["phase"] == "Ready" and _condition(status, "Ready")["status"] == "True"
+    assert _condition(status, "Degraded")["status"] == "False"
+    progressing = _condition(status, "Progressing")
+    assert progressing["status"] == "True" and progressing["reason"] == "ScalingUp"
+    assert "the autoscaler wants 4 replicas; 2 serve, 2 wait" in progressing["message"] and why in progressing["message"]
+    # Without autoscaling, the same pods are a problem: the replicas asked for are the user's own.
+    fixed = {"llm": {**AUTOSCALED["llm"], "replicas": 4}}
+    del fixed["llm"]["autoscaling"]
+    assert compute_status(resource(fixed), observed, GPU)["phase"] != "Ready"
+
+
+def test_an_autoscaled_role_below_its_floor_is_not_ready():
+    observed = Observed(deployments={"llm": deployment(4, 1, spec_replicas=4)},
+                        pods={"llm": [READY_POD, *[pod(conditions=[UNSCHEDULABLE])] * 3]})
+    floor_two = {"llm": {**AUTOSCALED["llm"], "autoscaling": {"minReplicas": 2, "maxReplicas": 4}}}
+    status = compute_status(resource(floor_two), observed, GPU)
+    assert status["phase"] == "Degraded" and _condition(status, "Ready")["reason"] == "InsufficientGPU"

@@ -71,6 +71,10 @@ def prometheus_config(cfg: Config) -> dict[str, Any]:
                 {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
                 {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
                 {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
+                # As the chart's PodMonitor (podTargetLabels) does: what a role's ScaledObject selects by.
+                {"source_labels": ["__meta_kubernetes_pod_label_llmops_dev_deployment"],
+                 "target_label": "llmops_dev_deployment"},
+                {"source_labels": ["__meta_kubernetes_pod_label_llmops_dev_role"], "target_label": "llmops_dev_role"},
             ],
         }],
     }

@@ -18,6 +18,7 @@ from .render.batch import DEFAULT_BACKOFF_LIMIT, job_name, output_location
 from .status import last_log_line, short_message
 
 COMPLETE, FAILED = "Complete", "Failed"
+READY, STALLED = "Ready", "Stalled"
 
 
 def _container_statuses(pod: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -96,6 +97,15 @@ def _condition(kind: str, true: bool, reason: str, message: str, generation: int
             "message": short_message(message), "observedGeneration": generation}
 
 
+def _conditions(phase: str, reason: str, message: str, generation: int | None) -> list[dict[str, Any]]:
+    """Complete and Failed, as a Job has them; Ready and Stalled, as GitOps tools read any resource
+    (Flux's kstatus, the Argo CD health check in docs/gitops.md): Ready once the batch succeeded,
+    Stalled once it failed, neither while it waits or runs."""
+    truth = {COMPLETE: phase == "Succeeded", FAILED: phase == "Failed",
+             READY: phase == "Succeeded", STALLED: phase == "Failed"}
+    return [_condition(kind, true, reason, message, generation) for kind, true in truth.items()]
+
+
 def compute_batch_status(batch: LLMBatch, job: dict[str, Any] | None, pods: list[dict[str, Any]],
                          problem: str | None = None, progress: tuple[int, int] | None = None) -> dict[str, Any]:
     """`problem`: why the Job could not be created (refused, or a name held by another object).
@@ -105,8 +115,7 @@ def compute_batch_status(batch: LLMBatch, job: dict[str, Any] | None, pods: list
                               "output": output_location(batch)}
     if problem:
         status["phase"] = "Failed"
-        status["conditions"] = [_condition(COMPLETE, False, "JobNotCreated", problem, generation),
-                                _condition(FAILED, True, "JobNotCreated", problem, generation)]
+        status["conditions"] = _conditions("Failed", "JobNotCreated", problem, generation)
         return status
     job_status = (job or {}).get("status") or {}
     finished = {c.get("type") for c in job_status.get("conditions") or [] if c.get("status") == "True"}
@@ -129,15 +138,13 @@ def compute_batch_status(batch: LLMBatch, job: dict[str, Any] | None, pods: list
         message = (f"Answered {status['succeeded']} of {status['total']} requests ({status['failed']} failed); "
                    f"the answers are at {status['output']}." if report else
                    f"The Job completed, but its pod is gone: the counts are unknown. The answers are at {status['output']}.")
-        status["conditions"] = [_condition(COMPLETE, True, "Completed", message, generation),
-                                _condition(FAILED, False, "Completed", message, generation)]
+        status["conditions"] = _conditions("Succeeded", "Completed", message, generation)
     elif FAILED in finished:
         status["phase"] = "Failed"
         why = last_failure or next((c.get("message", "") for c in job_status.get("conditions") or []
                                     if c.get("type") == FAILED), "")
         message = f"The batch failed after {status['attempts']} attempts: {why}"
-        status["conditions"] = [_condition(COMPLETE, False, "Failed", message, generation),
-                                _condition(FAILED, True, "Failed", message, generation)]
+        status["conditions"] = _conditions("Failed", "Failed", message, generation)
     else:
         running = running_pod(by_start) is not None
         status["phase"] = "Running" if running else "Pending"
@@ -148,17 +155,48 @@ def compute_batch_status(batch: LLMBatch, job: dict[str, Any] | None, pods: list
         if failed_pods:
             limit = DEFAULT_BACKOFF_LIMIT if batch.spec.backoffLimit is None else batch.spec.backoffLimit
             message += f" Attempt {failed_pods + 1} of {limit + 1}; the last one failed: {last_failure or 'see the Job'}"
-        status["conditions"] = [_condition(COMPLETE, False, status["phase"], message, generation),
-                                _condition(FAILED, False, status["phase"], message, generation)]
+        status["conditions"] = _conditions(status["phase"], status["phase"], message, generation)
     return status
+
+
+def ran(previous: dict[str, Any] | None) -> bool:
+    """Whether an earlier reconcile saw the batch's Job: `attempts` is written only then."""
+    return (previous or {}).get("attempts") is not None
+
+
+def finished(previous: dict[str, Any] | None) -> bool:
+    """A batch runs once: after its Job ended, what was observed then is its status for good, even
+    once the Job's pods (which held the counts and vLLM's error) or the Job itself are deleted."""
+    return ran(previous) and (previous or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def with_gitops_conditions(previous: dict[str, Any]) -> dict[str, Any]:
+    """A finished status written before Ready and Stalled existed, with them added (from its Complete
+    condition), so that GitOps tools see the batch's health; any other status as it is."""
+    conditions = previous.get("conditions") or []
+    complete = next((c for c in conditions if c.get("type") == COMPLETE), None)
+    if complete is None or {READY, STALLED} <= {c.get("type") for c in conditions}:
+        return previous
+    return {**previous, "conditions": _conditions(previous["phase"], complete.get("reason", previous["phase"]),
+                                                  complete.get("message", ""), complete.get("observedGeneration"))}
+
+
+def cancelled_status(batch: LLMBatch, previous: dict[str, Any]) -> dict[str, Any]:
+    """A batch whose Job was deleted before it finished: that is how a user cancels one. The batch is
+    not run again (that would overwrite its output); what was observed so far is kept."""
+    generation = batch.metadata.generation
+    message = (f"The Job {job_name(batch.metadata.name)} was deleted before the batch finished, so the batch "
+               f"is cancelled; answers written so far are at {output_location(batch)}. To run it again, "
+               "delete this LLMBatch and create it anew.")
+    return {**previous, "observedGeneration": generation, "phase": "Failed",
+            "conditions": _conditions("Failed", "JobDeleted", message, generation)}
 
 
 def invalid_batch_status(generation: int | None, errors: list[str]) -> dict[str, Any]:
     """A batch the API server accepted but the operator cannot run (an older CRD, a newer operator)."""
     message = "The spec cannot be run: " + "; ".join(errors)
     return {"observedGeneration": generation, "phase": "Failed",
-            "conditions": [_condition(COMPLETE, False, "InvalidSpec", message, generation),
-                           _condition(FAILED, True, "InvalidSpec", message, generation)]}
+            "conditions": _conditions("Failed", "InvalidSpec", message, generation)}
 
 
 def batch_transitions(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -8,12 +8,19 @@ import sys
 from typing import Any, Iterable, TextIO
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from llm_runtime.versions import CHAT_PAGE_IMAGE, GATEWAY_IMAGE, OPERATOR_VERSION, RUNTIME_CPU_IMAGE, RUNTIME_IMAGE, VLLM_VERSION
 
 from .api import KIND, InvalidSpec, parse_llmdeployment
+from .api.batch import BATCH_KIND, LLMBatch
 from .api.crd import KINDS, crd_yaml
-from .render import RenderConfig, render
+from .api.gateway import GATEWAY_KIND, LLMGateway
+from .api.models import LLMDeployment
+from .api.validation import format_errors
+from .render import RenderConfig, render, render_gateway
+from .render.batch import render_batch
+from .render.gateway import gateway_routes, guarded_models, selects
 from .render.config import DEFAULT_GPU_RESOURCE
 
 EXIT_INVALID = 2
@@ -45,22 +52,59 @@ def render_config(args: argparse.Namespace) -> RenderConfig:
                         prometheus_url=args.prometheus_url)
 
 
+def _validated(model: type[BaseModel], document: Any) -> Any:
+    """An LLMGateway or LLMBatch, or InvalidSpec naming every field at fault."""
+    name = (document.get("metadata") or {}).get("name", "<unnamed>") if isinstance(document, dict) else "<not a mapping>"
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        raise InvalidSpec(name, format_errors(error), model.__name__) from None
+
+
+def _namespace(obj: Any) -> str:
+    return obj.metadata.namespace or "default"
+
+
+def render_documents(documents: list[tuple[str, Any]], config: RenderConfig, stderr: TextIO) -> list[dict[str, Any]] | None:
+    """Every kind, as the operator renders it. An LLMGateway routes to the LLMDeployments among the
+    same documents that it selects; the Services' cluster IPs are unknown here, so routes that go to
+    a Service show as not ready yet, and its chat page's Deployment (which needs the gateway's own
+    address) is left out. None, after one line per invalid document on `stderr`."""
+    output: list[dict[str, Any]] = []
+    llmds: list[LLMDeployment] = []
+    gateways: list[LLMGateway] = []
+    failed = False
+    for path, document in documents:
+        kind = document.get("kind") if isinstance(document, dict) else None
+        try:
+            if kind == GATEWAY_KIND:
+                gateways.append(_validated(LLMGateway, document))
+            elif kind == BATCH_KIND:
+                output += render_batch(_validated(LLMBatch, document), config)
+            else:
+                llmd = parse_llmdeployment(document)
+                llmds.append(llmd)
+                output += render(llmd, config)
+        except InvalidSpec as error:
+            failed = True
+            print(f"error: {path}: {error}", file=stderr)
+    for gateway in gateways:
+        selected = [llmd for llmd in llmds if _namespace(llmd) == _namespace(gateway)
+                    and selects(gateway, llmd.metadata.labels)]
+        routes, _ = gateway_routes(guarded_models(gateway, selected)[0])
+        output += render_gateway(gateway, routes, config)
+    return None if failed else output
+
+
 def cmd_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     config = render_config(args)
-    output: list[dict[str, Any]] = []
-    failed = False
     try:
         documents = list(_documents(args.filenames, stdin))
     except (OSError, yaml.YAMLError) as error:
         print(f"error: {error}", file=stderr)
         return EXIT_INVALID
-    for path, document in documents:
-        try:
-            output += render(parse_llmdeployment(document), config)
-        except InvalidSpec as error:
-            failed = True
-            print(f"error: {path}: {error}", file=stderr)
-    if failed:
+    output = render_documents(documents, config, stderr)
+    if output is None:
         return EXIT_INVALID
     stdout.write(_dump(output))
     return 0
@@ -145,9 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    render_parser = commands.add_parser("render", help="print the objects an LLMDeployment becomes (no cluster needed)")
+    render_parser = commands.add_parser("render", help="print the objects LLMDeployments, LLMGateways and LLMBatches become (no cluster needed)")
     render_parser.add_argument("-f", "--filename", dest="filenames", action="append", required=True,
-                               help="LLMDeployment YAML file ('-' for stdin); repeatable")
+                               help="YAML file of LLMDeployments, LLMGateways and LLMBatches ('-' for stdin); repeatable")
     _add_render_flags(render_parser)
     render_parser.set_defaults(func=cmd_render)
 

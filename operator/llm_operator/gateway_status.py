@@ -39,16 +39,22 @@ def _deployment_problem(name: str, routes: list[GatewayRoute], llmd: dict[str, A
     for route in routes:
         role = roles.get(route.role) or {}
         counts.append(f"{route.served_name} {role.get('readyReplicas') or 0}/{role.get('replicas') or '?'} replicas ready")
-    return Problem("LLMDeploymentNotReady", f"LLMDeployment {name} is {status.get('phase') or 'not reconciled yet'} "
-                                            f"({', '.join(counts)}): a model with none ready cannot answer; see its status.")
+    degraded = next((c for c in status.get("conditions") or [] if c.get("type") == "Degraded"
+                     and c.get("status") == "True"), None)
+    why = f" {degraded.get('reason')}: {degraded.get('message')}" if degraded else " See its status."
+    return Problem("LLMDeploymentNotReady", short_message(
+        f"LLMDeployment {name} is {status.get('phase') or 'not reconciled yet'} ({', '.join(counts)}): a model "
+        f"with none ready cannot answer.{why}"))
 
 
 def compute_gateway_status(gateway: LLMGateway, routes: list[GatewayRoute], route_problems: list[str],
                            llmds: dict[str, dict[str, Any]], deployment: dict[str, Any] | None,
                            apply_error: str | None = None, name_conflicts: list[str] | None = None,
-                           chat_deployment: dict[str, Any] | None = None) -> dict[str, Any]:
+                           chat_deployment: dict[str, Any] | None = None,
+                           unguarded: list[str] | None = None) -> dict[str, Any]:
     """`llmds`: the selected LLMDeployments as read (by name); `deployment`: the gateway's own;
-    `chat_deployment`: its chat page's, when spec.chatPage is set."""
+    `chat_deployment`: its chat page's, when spec.chatPage is set; `unguarded`: why selected models
+    are not routed (render.gateway.guarded_models)."""
     generation = gateway.metadata.generation
     models = {}
     for route in routes:
@@ -57,7 +63,8 @@ def compute_gateway_status(gateway: LLMGateway, routes: list[GatewayRoute], rout
                                      "readyReplicas": (roles.get(route.role) or {}).get("readyReplicas") or 0}
     problems = [Problem("NameConflict", message) for message in name_conflicts or ()]
     problems += [Problem("ModelNameConflict", message) for message in route_problems]
-    if not routes and not route_problems:
+    problems += [Problem("GatewayKeyRequired", message) for message in unguarded or ()]
+    if not routes and not route_problems and not unguarded:
         problems.append(Problem("NoModels", "The selector matches no LLMDeployment in this namespace: label the "
                                             "LLMDeployments to serve, or change spec.selector."))
     by_deployment: dict[str, list[GatewayRoute]] = {}

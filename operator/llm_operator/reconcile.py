@@ -18,6 +18,8 @@ from .api.models import KIND
 from .k8s import FIELD_MANAGER, ApplyRejected, Kube, now
 from .names import ENGINE_CONTAINER, HASH_ANNOTATION, ROLE_LABEL
 from .render import RenderConfig, render
+from .render.autoscaling import prometheus_namespace
+from .render.meta import references
 from .status import (
     Observed,
     compile_cache_entry,
@@ -108,7 +110,8 @@ def name_conflict(desired: dict[str, Any], existing: dict[str, Any], owner_uid: 
         if controller.get("kind") == owner["kind"] and controller.get("name") == owner["name"]:
             held += "; an old object of the same name still being deleted is the usual cause, and it clears by itself"
     return (f"{desired['kind']} {desired['metadata']['name']} already exists and {held}. "
-            f"The operator leaves it untouched: rename or delete it, or rename the {owner['kind']}.")
+            f"The operator leaves it untouched, and applies nothing that would use it: rename or delete it, "
+            f"or rename the {owner['kind']}.")
 
 
 def keep_expanded_claim(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
@@ -234,16 +237,21 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
             renders.put(raw, llmd, desired)
     live = {(c["kind"], c["metadata"]["name"]): c for c in kube.list_children(namespace, name, llmd.metadata.uid)}
     writes, apply_error, conflicts, applied, unserved = 0, None, [], [], []
+    held: set[tuple[str, str]] = set()  # in conflict, or using what is (desired lists what is used first)
     for obj in desired:
         key = (obj["kind"], obj["metadata"]["name"])
         if obj["kind"] not in kube.child_kinds:  # an add-on's kind (KEDA's) this cluster lacks: said in status
             unserved.append(obj)
+            continue
+        if references(obj) & held:
+            held.add(key)
             continue
         if key not in live:
             existing = kube.get_child(obj["kind"], namespace, key[1])
             conflict = existing and name_conflict(obj, existing, llmd.metadata.uid)
             if conflict:
                 conflicts.append(conflict)
+                held.add(key)
                 continue
             if existing:
                 live[key] = existing
@@ -284,7 +292,8 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
         observed.pods.setdefault(pod["metadata"].get("labels", {}).get(ROLE_LABEL), []).append(pod)
     observed.compile_cache, events, line_pending = read_engine_starts(
         kube, raw, roles_keeping_compiled_files(desired), observed.pods)
-    result = write_status(kube, raw, compute_status(llmd, observed, config.gpu_resource), writes + events)
+    result = write_status(kube, raw, compute_status(llmd, observed, config.gpu_resource,
+                                                    prometheus_namespace(config.prometheus_url)), writes + events)
     # Look again later for what no watch reports: a refused object may be accepted after an
     # operator upgrade or a permission grant, and a conflicting object is not labelled as ours.
     if apply_error:

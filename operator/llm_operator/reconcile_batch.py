@@ -1,7 +1,8 @@
 """One idempotent reconcile of one LLMBatch: create its Job once, then report what the Job and its
-pods show, and while it runs, the progress its pod logs. The Job is never updated: its pod template is immutable, and so is the batch's spec (CEL
-refuses a change), so a Job that differs from today's render can only come from an older operator,
-and it runs to its end as it was made."""
+pods show, and while it runs, the progress its pod logs. The Job is never updated: its pod template
+is immutable, and so is the batch's spec (CEL refuses a change), so a Job that differs from today's
+render can only come from an older operator, and it runs to its end as it was made. A batch runs
+once: its Job is never created again, and a finished batch's status is never rewritten."""
 
 from __future__ import annotations
 
@@ -11,7 +12,17 @@ from pydantic import ValidationError
 
 from .api.batch import BATCH_KIND, LLMBatch
 from .api.validation import format_errors
-from .batch_status import batch_transitions, compute_batch_status, invalid_batch_status, progress_in, running_pod
+from .batch_status import (
+    batch_transitions,
+    cancelled_status,
+    compute_batch_status,
+    finished,
+    invalid_batch_status,
+    progress_in,
+    ran,
+    running_pod,
+    with_gitops_conditions,
+)
 from .k8s import ApplyRejected, Kube
 from .names import ENGINE_CONTAINER
 from .reconcile import FAILED_RETRY_SECONDS, Result, name_conflict, write_status
@@ -34,8 +45,14 @@ def reconcile_batch(kube: Kube, config: RenderConfig, namespace: str, name: str)
     except ValidationError as error:
         status = invalid_batch_status(raw["metadata"].get("generation"), format_errors(error))
         return write_status(kube, raw, status, 0, BATCH_KIND, batch_transitions)
+    previous = raw.get("status")
+    if finished(previous):  # kept as observed; an older operator's status gains the GitOps conditions
+        return write_status(kube, raw, with_gitops_conditions(previous), 0, BATCH_KIND, batch_transitions)
     writes, problem = 0, None
-    job = kube.get_job(namespace, job_name(name))
+    job = kube.get_job(namespace, job_name(name))  # from the API server when the cache has none
+    if job is None and ran(previous):
+        log.info("Cancelled LLMBatch %s/%s: its Job was deleted before it finished", namespace, name)
+        return write_status(kube, raw, cancelled_status(batch, previous), 0, BATCH_KIND, batch_transitions)
     if job is None:
         try:
             job = kube.apply(render_batch(batch, config)[0])

@@ -23,8 +23,8 @@ from .names import CHAT_PAGE_LABEL, HASH_ANNOTATION
 from .reconcile import FAILED_RETRY_SECONDS, Result, keep_expanded_claim, name_conflict, needs_apply, write_status
 from .render import RenderConfig, render_gateway
 from .render.chat_page import chat_page_name
-from .render.gateway import GatewayRoute, gateway_name, gateway_routes, selects
-from .render.meta import child_name
+from .render.gateway import GatewayRoute, gateway_name, gateway_routes, guarded_models, selects
+from .render.meta import child_name, references
 from .status import invalid_spec_status
 
 log = logging.getLogger("llm_operator.reconcile")
@@ -105,21 +105,27 @@ def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: st
         errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
         return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), errors), 0, GATEWAY_KIND)
     llmds, selected = _selected(kube, gateway, namespace)
-    routes, route_problems = gateway_routes(selected)
+    guarded, unguarded = guarded_models(gateway, selected)
+    routes, route_problems = gateway_routes(guarded)
     routes = _with_service_addresses(kube, namespace, routes)
     # The chat page reaches the gateway by its Service's address, which needs no cluster DNS.
     own_address = _service_address(kube, namespace, gateway_name(name)) if gateway.spec.chatPage else None
     desired = render_gateway(gateway, routes, config, own_address)
 
     writes, apply_error, conflicts, applied, deployments = 0, None, [], [], {}
+    held: set[tuple[str, str]] = set()  # in conflict, or using what is (desired lists what is used first)
     for obj in desired:
         kind, child = obj["kind"], obj["metadata"]["name"]
+        if references(obj) & held:
+            held.add((kind, child))
+            continue
         if kind not in _CACHED_KINDS and memo.matches(namespace, name, obj):
             continue
         live = kube.get_child(kind, namespace, child)
         conflict = live and name_conflict(obj, live, gateway.metadata.uid)
         if conflict:
             conflicts.append(conflict)
+            held.add((kind, child))
             continue
         obj = keep_expanded_claim(obj, live)
         if needs_apply(obj, live):
@@ -138,7 +144,7 @@ def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: st
     if gateway.spec.chatPage is None and apply_error is None:
         writes += len(_remove_chat_page(kube, namespace, name))
     status = compute_gateway_status(gateway, routes, route_problems, llmds, deployments.get(gateway_name(name)),
-                                    apply_error, conflicts, deployments.get(chat_page_name(name)))
+                                    apply_error, conflicts, deployments.get(chat_page_name(name)), unguarded)
     if status["phase"] != "Ready":
         memo.forget(namespace, name)  # something may be missing that no watch reports: read all again next time
     result = write_status(kube, raw, status, writes, GATEWAY_KIND)

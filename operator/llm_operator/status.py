@@ -25,7 +25,9 @@ from llm_runtime.contract import COMPILE_CACHE_PATTERN, CompileResult
 
 from .api.models import LLMDeployment, RoleSpec
 from .render import service_url
+from .render.autoscaling import wants_scaled_object
 from .render.config import served_name
+from .render.service import allowed_namespaces
 from .names import ENGINE_CONTAINER, LOADER_CONTAINERS, ROLE_LABEL
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
@@ -238,6 +240,19 @@ def _role_ready(deployment: dict[str, Any] | None, wanted: int) -> tuple[bool, i
     return current and updated and settled and ready >= wanted, ready
 
 
+def _scaling_up(role: RoleSpec, deployment: dict[str, Any] | None, ready_count: int, wanted: int) -> bool:
+    """An autoscaled role that serves at least its floor (minReplicas, and at least one) on the
+    current template while more of its pods wait: an autoscaler asking for more than the cluster
+    fits yet, or pods still starting, is no fault of a model that serves."""
+    if role.autoscaling is None or deployment is None:
+        return False
+    status = deployment.get("status") or {}
+    current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    no_old_pods = status.get("updatedReplicas", 0) >= status.get("replicas", 0)
+    floor = max(role.autoscaling.minReplicas or 1, 1)
+    return current and no_old_pods and floor <= ready_count < wanted
+
+
 def _deployment_problem(role: str, deployment: dict[str, Any] | None, rolling: bool) -> Problem | None:
     """What the Deployment controller itself reports: pods it could not create (a ResourceQuota,
     a LimitRange, an admission denial) or a rollout past its deadline. The deadline counts only
@@ -261,12 +276,15 @@ def wanted_replicas(role: RoleSpec, deployment: dict[str, Any] | None) -> int:
     return 1 if role.replicas is None else role.replicas
 
 
-def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str) -> dict[str, Any]:
-    """The status to write, without timestamps (see `with_transition_times`)."""
+def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str,
+                   prometheus_namespace: str | None = None) -> dict[str, Any]:
+    """The status to write, without timestamps (see `with_transition_times`). `prometheus_namespace`:
+    where the Prometheus that KEDA asks runs, when the operator knows it."""
     generation = llmd.metadata.generation
     roles_status: dict[str, Any] = {}
     problems: list[Problem] = []
     stages: list[str] = []
+    scaling: list[str] = []  # autoscaled roles serving while more of their pods wait
     ready_roles = 0
     role_specs = llmd.spec.roles()
     for role, spec in role_specs.items():
@@ -286,6 +304,13 @@ def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str) -
             continue
         pods = [p for p in observed.pods.get(role, []) if not p["metadata"].get("deletionTimestamp")]
         role_gpu = spec.gpuResourceName or gpu_resource
+        if _scaling_up(spec, deployment, ready_count, wanted):
+            ready_roles += 1
+            why = next((p.message for p in (_pod_problem(role, pod, role_gpu) for pod in pods) if p),
+                       "their pods are starting.")
+            scaling.append(f"Role {role}: the autoscaler wants {wanted} replicas; {ready_count} serve, "
+                           f"{wanted - ready_count} wait: {why}")
+            continue
         pod_stages = [_pod_stage(pod) for pod in pods]
         problems += [p for p in (_pod_problem(role, pod, role_gpu) for pod in pods) if p]
         deployment_problem = _deployment_problem(role, deployment, rolling=bool(
@@ -303,10 +328,15 @@ def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str) -
     claim_problem = _claim_problem(observed.claims)
     if claim_problem:
         problems.append(claim_problem)
+    metrics_problem = _metrics_blocked(llmd, prometheus_namespace)
+    if metrics_problem:
+        problems.append(metrics_problem)
 
     total = len(role_specs)
     idle = sorted(role for role, spec in role_specs.items()
                   if spec.autoscaling is not None and roles_status[role]["replicas"] == 0)
+    # Only KEDA's ScaledObject carries the gateway's demand trigger; another autoscaler wakes a role itself.
+    woken_by_gateway = [role for role in idle if role_specs[role].autoscaling.provider != "External"]
     if observed.apply_error:
         phase = "Failed"
     elif problems:
@@ -322,9 +352,23 @@ def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str) -
         "observedGeneration": generation,
         "phase": phase,
         "rolesReady": f"{ready_roles}/{total}",
-        "conditions": _conditions(phase, problems, ready_roles, total, generation, idle),
+        "conditions": _conditions(phase, problems, ready_roles, total, generation, idle, woken_by_gateway, scaling),
         "roles": roles_status,
     }
+
+
+def _metrics_blocked(llmd: LLMDeployment, prometheus_namespace: str | None) -> Problem | None:
+    """Roles autoscaled by KEDA whose NetworkPolicy keeps Prometheus out: it cannot scrape their
+    /metrics (the serving port; a NetworkPolicy cannot tell paths apart), so they never scale."""
+    allowed = allowed_namespaces(llmd)
+    scaled = sorted(role for role, spec in llmd.spec.roles().items() if wants_scaled_object(spec))
+    if not (scaled and allowed and prometheus_namespace) or prometheus_namespace in allowed:
+        return None
+    return Problem("MetricsBlocked", short_message(
+        f"Roles {', '.join(scaled)} are autoscaled from Prometheus, which runs in namespace {prometheus_namespace}, "
+        f"but service.allowedNamespaces ({', '.join(allowed)}) keeps it from scraping their pods: their autoscaler "
+        f"reads nothing and never scales them. Add {prometheus_namespace} to service.allowedNamespaces (the API "
+        "key still guards the model's APIs)."))
 
 
 def _autoscaler_missing(unserved: list[dict[str, Any]]) -> Problem:
@@ -337,14 +381,25 @@ def _autoscaler_missing(unserved: list[dict[str, Any]]) -> Problem:
         "and run your own autoscaler (docs/autoscaling.md)."))
 
 
+def _idle_message(idle: list[str], woken_by_gateway: list[str]) -> str:
+    external = [role for role in idle if role not in woken_by_gateway]
+    parts = []
+    if woken_by_gateway:
+        parts.append(f"Roles {', '.join(woken_by_gateway)} are scaled to zero by their autoscaler; a request through "
+                     "an LLMGateway wakes them.")
+    if external:
+        parts.append(f"Roles {', '.join(external)} are at zero replicas, set by your own autoscaler (provider "
+                     "External): nothing here wakes them, and requests to them fail until it adds a pod.")
+    return " ".join(parts + ["The others are ready to serve."])
+
+
 def _conditions(phase: str, problems: list[Problem], ready: int, total: int, generation: int | None,
-                idle: list[str] = ()):
+                idle: list[str] = (), woken_by_gateway: list[str] = (), scaling: list[str] = ()):
     first = problems[0] if problems else None
     if phase == "Ready":
         ready_condition = ("True", "Ready", f"All {total} roles are ready to serve.")
     elif phase == "Idle":
-        ready_condition = ("True", "Idle", f"Roles {', '.join(idle)} are scaled to zero by their autoscaler; a request "
-                                           "through an LLMGateway wakes them. The others are ready to serve.")
+        ready_condition = ("True", "Idle", _idle_message(list(idle), list(woken_by_gateway)))
     elif first:
         more = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
         ready_condition = ("False", first.reason, first.message + more)
@@ -361,6 +416,8 @@ def _conditions(phase: str, problems: list[Problem], ready: int, total: int, gen
         (DEGRADED, "True" if first else "False", first.reason if first else "AsExpected",
          first.message if first else "No problem detected."),
     ]
+    if settled and scaling:  # serving, and growing: as a Deployment says while it scales up
+        conditions[1] = (PROGRESSING, "True", "ScalingUp", short_message(" ".join(scaling)))
     return [
         {"type": kind, "status": status, "reason": reason, "message": message, "observedGeneration": generation}
         for kind, status, reason, message in conditions

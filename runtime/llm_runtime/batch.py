@@ -33,6 +33,7 @@ log = logging.getLogger("llm_runtime.batch")
 MALFORMED_REPORTED = 20
 ERROR_TEXT_LIMIT = 160
 COMPILE_LINE_LIMIT = 400
+OUTPUT_UNWRITABLE = 3  # the exit code when the answers could not be written: vLLM was never run
 
 
 @dataclass
@@ -158,14 +159,36 @@ def summary(requests: Requests, output: list[dict[str, Any]], limit: int, compil
     return text
 
 
+def output_problem(path: str) -> str | None:
+    """Why the answers could not be written to `path`, or None: it is tried the way they will be
+    written (a temporary file beside it), so a read-only or foreign-owned claim is found too."""
+    target = Path(path)
+    if target.is_dir():
+        return "is a directory: output.persistentVolumeClaim.path must name a file"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}."):
+            pass
+    except OSError as error:
+        return f"cannot be written: {error.strerror or error} (the claim must be writable by the pod's user)"
+    return None
+
+
 def write_atomically(path: str, lines: list[dict[str, Any]]) -> None:
-    """Readers of the output see the old file or the whole new one, never half of it."""
+    """Readers of the output see the old file or the whole new one, never half of it. The file gets
+    the mode a plain write would give it: a temporary file is private (0600), and readers of the
+    claim usually run as another user."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    umask = os.umask(0)
+    os.umask(umask)  # only read: the runner is one thread
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.",
                                      delete=False) as tmp:
         for line in lines:
             tmp.write(json.dumps(line, ensure_ascii=False) + "\n")
+        tmp.flush()
+        os.fchmod(tmp.fileno(), 0o666 & ~umask)
+        os.fsync(tmp.fileno())
     os.replace(tmp.name, target)
 
 
@@ -235,6 +258,10 @@ def run(input_path: str, output_path: str, vllm_args: Sequence[str], termination
     compile cache, vLLM runs on its private copy and what it compiled is stored once it succeeded."""
     from .cli import write_termination_message
 
+    problem = output_problem(output_path)
+    if problem:  # found now, not after vLLM answered every request (and again on each retry)
+        log.error("Failed: the output %s %s", output_path, problem)
+        return OUTPUT_UNWRITABLE
     requests = read_requests(input_path, validate)
     log.info("Read %d requests from %s: %d malformed", requests.total, input_path, len(requests.malformed))
     for number, error, _ in requests.malformed[:MALFORMED_REPORTED]:

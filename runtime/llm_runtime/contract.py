@@ -11,6 +11,9 @@ from enum import Enum
 
 TOKEN_ENV = {"modelscope": "MODELSCOPE_API_TOKEN", "hf": "HF_TOKEN"}
 ENDPOINT_ENV = {"modelscope": "MODELSCOPE_ENDPOINT", "hf": "HF_ENDPOINT"}
+# The name (never the content) of the Secret spec.credentialsSecretRef names: its token keys are
+# optional, so a missing Secret means no token, and the downloader names it when the hub refuses.
+CREDENTIALS_SECRET_ENV = "LLMOPS_CREDENTIALS_SECRET"
 
 BATCH_PROGRESS = "Batch progress: {done}/{total} requests done"
 BATCH_PROGRESS_PATTERN = re.compile(r"Batch progress: (\d+)/(\d+) requests done")

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from . import layout
-from .contract import ENDPOINT_ENV, TOKEN_ENV
+from .contract import CREDENTIALS_SECRET_ENV, ENDPOINT_ENV, TOKEN_ENV
 from .errors import (
     CorruptError,
     DownloadError,
@@ -522,7 +522,8 @@ def _download(opts: Options, source: layout.ModelSource, revision: str, target: 
                 return _fetch_once(opts, hub, source.repo, revision, target, partial)
             except Exception as exc:  # noqa: BLE001 - every failure is classified below
                 err = classify(exc, source=opts.source, revision=revision, scheme=source.scheme,
-                               token_given=bool(token), endpoint=endpoint, secrets=env_secrets(os.environ))
+                               token_given=bool(token), endpoint=endpoint, secrets=env_secrets(os.environ),
+                               credentials_secret=os.environ.get(CREDENTIALS_SECRET_ENV, ""))
                 if not err.retryable or attempt >= opts.attempts:
                     if err.retryable:
                         err = type(err)(f"{err.message} (gave up after {attempt} attempts)")

@@ -123,11 +123,19 @@ def hub_words(exc: BaseException, limit: int = 200, secrets: Sequence[str] = ())
     return _short(exc, limit, secrets)
 
 
-def auth_message(source: str, status: int | None, scheme: str, token_given: bool, detail: str = "") -> str:
+def auth_message(source: str, status: int | None, scheme: str, token_given: bool, detail: str = "",
+                 credentials_secret: str = "") -> str:
+    """`credentials_secret`: the Secret spec.credentialsSecretRef names, if any."""
     env = TOKEN_ENV.get(scheme, "the hub token")
     code = f" (HTTP {status})" if status else ""
-    given = "the token given was refused" if token_given else "no token was given"
     hub_said = f"; the hub said: {detail}" if detail else ""
+    if credentials_secret and not token_given:
+        return (
+            f"private or gated model: the Secret {credentials_secret} of spec.credentialsSecretRef is missing or "
+            f"has no key {env}, so no token was sent for {source}{code}; create it with a token that can read "
+            f"the model{hub_said}"
+        )
+    given = "the token given was refused" if token_given else "no token was given"
     return (
         f"private or gated model: set spec.credentialsSecretRef to a Secret with {env} that can read {source}"
         f"{code}; {given}; for a gated model accept its license on the hub first{hub_said}"
@@ -150,7 +158,7 @@ def no_space_message(need: int, have: int, where: str) -> str:
 
 
 def classify(exc: BaseException, *, source: str, revision: str, scheme: str, token_given: bool,
-             endpoint: str = "", secrets: Sequence[str] = ()) -> DownloadError:
+             endpoint: str = "", secrets: Sequence[str] = (), credentials_secret: str = "") -> DownloadError:
     """Map any exception from a download attempt to the DownloadError a user can act on.
 
     Every quoted exception text has `secrets` redacted before it is shortened."""
@@ -163,7 +171,8 @@ def classify(exc: BaseException, *, source: str, revision: str, scheme: str, tok
     if any(s in (401, 403) for s in statuses) or names & _AUTH_NAMES:
         status = next((s for s in statuses if s in (401, 403)), 403 if "GatedRepoError" in names else 401)
         culprit = next((e for e in chain if _names(e) & _AUTH_NAMES or http_status(e) in (401, 403)), exc)
-        return AuthError(auth_message(source, status, scheme, token_given, hub_words(culprit, secrets=secrets)))
+        return AuthError(auth_message(source, status, scheme, token_given, hub_words(culprit, secrets=secrets),
+                                      credentials_secret))
     if 404 in statuses or names & _NOT_FOUND_NAMES:
         culprit = next((e for e in chain if _names(e) & _NOT_FOUND_NAMES or http_status(e) == 404), exc)
         return NotFoundError(not_found_message(source, revision, hub_words(culprit, secrets=secrets)))

@@ -194,3 +194,29 @@ def test_progress_is_logged_while_vllm_answers(tmp_path, vllm, caplog, how):
     assert {total for _, total in progress} == {11}
     assert [done for done, _ in progress] == sorted({done for done, _ in progress})
     assert progress[0][0] >= 1 and progress[-1][0] == 11
+
+
+def test_the_answers_file_has_the_mode_a_plain_write_gives(tmp_path):
+    """Readers of the claim (a notebook, a job) usually run as another user than the runner."""
+    given, answers = write_lines(tmp_path / "in.jsonl", ["{broken"]), tmp_path / "out" / "answers.jsonl"
+    previous = os.umask(0o022)
+    try:
+        assert run(given, str(answers), [], str(tmp_path / "msg"), 4000) == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(answers.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("make_output, words", [
+    (lambda tmp: tmp / "out", "is a directory"),  # the claim's root, or any directory
+    (lambda tmp: tmp / "a-file" / "answers.jsonl", "cannot be written"),  # its parent is a file
+])
+def test_an_output_that_cannot_be_written_fails_before_vllm_runs(tmp_path, caplog, make_output, words):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "a-file").write_text("")
+    given = write_lines(tmp_path / "in.jsonl", [request("a")])
+    ran = tmp_path / "vllm-ran"
+    vllm = [sys.executable, "-c", f"open({str(ran)!r}, 'w')"]
+    assert run(given, str(make_output(tmp_path)), [], str(tmp_path / "msg"), 4000, vllm=vllm) != 0
+    assert not ran.exists() and not (tmp_path / "msg").exists()
+    assert words in caplog.text

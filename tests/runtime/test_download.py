@@ -169,6 +169,18 @@ def test_private_model_without_valid_token_gives_actionable_401(hub, runner, tok
     assert not target_dir(runner.cache, hub.source).exists()
 
 
+def test_a_named_credentials_secret_that_gave_no_token_is_named_when_the_hub_refuses(hub, runner):
+    """The operator mounts the hub token keys optional (a Secret may hold one hub's token only), so a
+    missing Secret means no token: the message names it, not just "set credentialsSecretRef"."""
+    hub.token = "the-right-token"
+    r = runner.run(hub.source, hub=hub, LLMOPS_CREDENTIALS_SECRET="hub-tokens")
+    assert r.returncode == EXIT_AUTH, r.stderr
+    token_key = "MODELSCOPE_API_TOKEN" if hub.scheme == "modelscope" else "HF_TOKEN"
+    assert runner.message().startswith(
+        f"private or gated model: the Secret hub-tokens of spec.credentialsSecretRef is missing or has no key {token_key}")
+    assert "HTTP 401" in runner.message()
+
+
 def test_private_model_with_token_from_env(hub, runner, tiny):
     hub.token = "the-right-token"
     env = {("MODELSCOPE_API_TOKEN" if hub.scheme == "modelscope" else "HF_TOKEN"): "the-right-token"}

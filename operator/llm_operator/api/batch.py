@@ -46,8 +46,8 @@ RESERVED_BATCH_SHORT_FLAGS = ("-i", "-o")
 RELATIVE_PATH = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
 
 
-def _inside(path: str) -> bool:
-    return ".." not in path.split("/")
+def _names_a_file(path: str) -> bool:
+    return not {".", ".."} & set(path.split("/"))
 
 
 class ClaimFile(SpecModel):
@@ -57,8 +57,9 @@ class ClaimFile(SpecModel):
     path: str = Field(pattern=RELATIVE_PATH, max_length=1024, description="The file's path inside the claim, relative to its root.")
 
     RULES: ClassVar = (
-        Rule("!self.path.split('/').exists(s, s == '..')", "path must stay inside the claim: no '..' segment",
-             lambda f: _inside(f.path), ".path"),
+        Rule("!self.path.split('/').exists(s, s == '..' || s == '.')",
+             "path must name a file inside the claim: no '..' or '.' segment",
+             lambda f: _names_a_file(f.path), ".path"),
     )
 
 
@@ -159,7 +160,7 @@ class LLMBatchStatus(BaseModel):
     output: str | None = Field(None, description="Where the answers are: `pvc://<claim>/<path>`.")
     compileCache: CompileCacheStatus | None = Field(
         None, description="Whether the batch's engine reused compiled files from the cache volume (once it succeeded).")
-    conditions: list[Condition] | None = Field(None, description="Complete and Failed.")
+    conditions: list[Condition] | None = Field(None, description="Complete, Failed, Ready and Stalled.")
 
 
 class LLMBatch(SpecModel):

@@ -73,8 +73,8 @@ class ChatPageSpec(SpecModel):
     allowUnauthenticated: bool | None = Field(
         None,
         description=(
-            "Run the page without sign-in: whoever reaches its Service chats with the gateway's key. Only on a fresh "
-            "page (Open WebUI refuses to drop sign-in once accounts exist)."
+            "Run the page without sign-in, for a gateway without apiKeySecretRef only: every visitor is the page's "
+            "administrator. Only on a fresh page (Open WebUI refuses to drop sign-in once accounts exist)."
         ),
     )
     storage: ChatPageStorage | None = Field(None, description="The claim for the page's data. It is kept when chatPage is removed.")
@@ -131,6 +131,15 @@ class LLMGatewaySpec(SpecModel):
             or s.service.allowUnauthenticated is True,
             ".service.type",
         ),
+        Rule(
+            "!has(self.apiKeySecretRef) || !has(self.chatPage) || !has(self.chatPage.allowUnauthenticated)"
+            " || !self.chatPage.allowUnauthenticated",
+            "chatPage.allowUnauthenticated: true makes every visitor the page's administrator, who can read the key "
+            "it calls the gateway with (Open WebUI's GET /openai/config): on a gateway with apiKeySecretRef, sign "
+            "people in with chatPage.adminSecretRef instead",
+            lambda s: s.apiKeySecretRef is None or s.chatPage is None or s.chatPage.allowUnauthenticated is not True,
+            ".chatPage.allowUnauthenticated",
+        ),
     )
 
 
@@ -164,7 +173,7 @@ class LLMGatewayStatus(BaseModel):
     url: str | None = Field(None, description="In-cluster OpenAI-compatible base URL.")
     models: dict[str, GatewayModelStatus] | None = Field(None, description="Per served model name: where it comes from and its ready replicas.")
     chatPage: ChatPageStatus | None = Field(None, description="The chat page, when spec.chatPage is set.")
-    conditions: list[Condition] | None = Field(None, description="Ready and Degraded.")
+    conditions: list[Condition] | None = Field(None, description="Ready, Progressing and Degraded.")
 
 
 class LLMGateway(SpecModel):

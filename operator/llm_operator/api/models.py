@@ -616,7 +616,8 @@ class LLMDeploymentSpec(SpecModel):
         None, min_length=1, max_length=512, description="Runtime image (vLLM plus llm-runtime). Default: the image this operator version pins."
     )
     imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = Field(None, description="Pull policy of the runtime image.")
-    cache: CacheSpec | None = Field(None, description="Shared volume for downloaded weights.")
+    cache: CacheSpec | None = Field(None, description="Shared volume for downloaded weights. Without it each pod "
+                                    "downloads into its own emptyDir on the node's disk, again on every start.")
     apiKeySecretRef: SecretKeySelector | None = Field(
         None, description="Secret key holding the API key clients must send; given to vLLM as VLLM_API_KEY, never as an argument."
     )
@@ -660,7 +661,7 @@ class Condition(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(description="Ready, Progressing or Degraded.")
+    type: str = Field(description="One of the types `conditions` lists for this kind.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="One CamelCase word, for machines.")
     message: str = Field(description="What happened and what to do, for people.")

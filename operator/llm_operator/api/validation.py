@@ -10,12 +10,12 @@ from .models import LLMDeployment
 
 
 class InvalidSpec(ValueError):
-    """An LLMDeployment that does not validate; `errors` are "field.path: message" lines."""
+    """A resource that does not validate; `errors` are "field.path: message" lines."""
 
-    def __init__(self, name: str, errors: list[str]):
+    def __init__(self, name: str, errors: list[str], kind: str = "LLMDeployment"):
         self.name = name
         self.errors = errors
-        super().__init__(f"LLMDeployment {name!r} is invalid:\n" + "\n".join(f"  {e}" for e in errors))
+        super().__init__(f"{kind} {name!r} is invalid:\n" + "\n".join(f"  {e}" for e in errors))
 
 
 def _field_path(loc: tuple[Any, ...], rule_path: str) -> str:

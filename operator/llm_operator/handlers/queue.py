@@ -38,7 +38,12 @@ class WorkQueue:
         self._active: set[Hashable] = set()
         self._dirty: set[Hashable] = set()
         self._waiting: set[Hashable] = set()  # added with add_soon, not yet due
-        self._timers: list[tuple[float, int, Hashable, bool]] = []  # (due, order, key, from add_soon)
+        # One pending time per key, the earliest asked for (as client-go's delaying queue keeps): a
+        # reconcile that requeues asks again each time, so keeping every timer would start a new
+        # chain of reconciles with every extra event. A heap entry whose order is no longer the
+        # key's in `_pending` was replaced by an earlier one and is skipped when it comes due.
+        self._timers: list[tuple[float, int, Hashable]] = []  # (due, order, key)
+        self._pending: dict[Hashable, tuple[float, int]] = {}  # key -> (due, order) of its live timer
         self._order = itertools.count()
         self._failures: dict[Hashable, int] = {}
         self._threads: list[threading.Thread] = []
@@ -70,7 +75,7 @@ class WorkQueue:
 
     def add_after(self, key: Hashable, delay: float) -> None:
         with self._changed:
-            self._at(time.monotonic() + delay, key, soon=False)
+            self._at(time.monotonic() + delay, key)
 
     def add_soon(self, key: Hashable, delay: float) -> None:
         """Add `key` once, `delay` seconds from the first of any number of calls meanwhile.
@@ -82,7 +87,7 @@ class WorkQueue:
             if key in self._waiting or key in self._queued:
                 return
             self._waiting.add(key)
-            self._at(time.monotonic() + delay, key, soon=True)
+            self._at(time.monotonic() + delay, key)
 
     # ------------------------------------------------------------ under self._changed
 
@@ -94,8 +99,12 @@ class WorkQueue:
             self._ready.append(key)
             self._changed.notify()
 
-    def _at(self, due: float, key: Hashable, soon: bool) -> None:
-        timer = (due, next(self._order), key, soon)
+    def _at(self, due: float, key: Hashable) -> None:
+        pending = self._pending.get(key)
+        if pending and pending[0] <= due:
+            return  # the key comes due no later already
+        timer = (due, next(self._order), key)
+        self._pending[key] = timer[:2]
         heapq.heappush(self._timers, timer)
         if self._timers[0] is timer:  # a new earliest timer (rare: delays are mostly equal)
             self._changed.notify_all()  # the worker watching the timers must wake sooner
@@ -108,9 +117,11 @@ class WorkQueue:
         while not self._stopped:
             now = time.monotonic()
             while self._timers and self._timers[0][0] <= now:
-                _, _, key, soon = heapq.heappop(self._timers)
-                if soon:
-                    self._waiting.discard(key)
+                _, order, key = heapq.heappop(self._timers)
+                if self._pending.get(key, (0.0, -1))[1] != order:
+                    continue  # replaced by an earlier timer, which has fired
+                del self._pending[key]
+                self._waiting.discard(key)  # an add_soon in wait is answered by this reconcile too
                 self._add(key)
             if self._ready:
                 key = self._ready.popleft()

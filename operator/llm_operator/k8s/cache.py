@@ -148,6 +148,11 @@ class Store:
         # resourceVersions of the operator's writes whose watch events have not come yet
         self._echoes: set[int] = set()
         self._writes_in_flight = 0
+        # key -> resourceVersion of its deletion, seen while writes of this kind were in flight: a
+        # write's response older than that must not bring the object back. Only a write in flight
+        # when the DELETED event came can answer with an older version, so they are kept until no
+        # write is in flight.
+        self._tombstones: dict[Key, int] = {}
         self._lock = threading.Lock()
         self._write_done = threading.Condition(self._lock)
 
@@ -187,8 +192,11 @@ class Store:
             held = self._objects.get(key)
             if held is not None and (_older(obj, held) or _same_version(obj, held)):
                 return False
-            self._put(key, obj)
             version = resource_version(obj)
+            deleted_at = self._tombstones.get(key)
+            if deleted_at is not None and version is not None and version <= deleted_at:
+                return False  # a write's response from before the object was deleted
+            self._put(key, obj)
             if written and version is not None:
                 self._echoes.add(version)
             return True
@@ -203,6 +211,8 @@ class Store:
         finally:
             with self._lock:
                 self._writes_in_flight -= 1
+                if not self._writes_in_flight:
+                    self._tombstones.clear()
                 self._write_done.notify_all()
 
     def is_echo(self, version: int, wait: float = 0.0) -> bool:
@@ -228,7 +238,12 @@ class Store:
         key = _key(obj)
         with self._lock:
             held = self._objects.get(key)
-            if held is None or _older(obj, held):
+            if held is not None and _older(obj, held):
+                return False
+            version = resource_version(obj)
+            if self._writes_in_flight and version is not None:
+                self._tombstones[key] = max(version, self._tombstones.get(key, version))
+            if held is None:
                 return False
             self._drop(key)
             return True

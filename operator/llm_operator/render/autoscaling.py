@@ -1,11 +1,12 @@
 """A role's KEDA ScaledObject: its pods' own vLLM metric, read from Prometheus, sets the replicas.
 
 Assumptions, stated in docs/autoscaling.md:
-- Prometheus scrapes every vLLM pod and labels each series with the pod's `namespace` and `pod`
-  (what the chart's PodMonitor and the usual `kubernetes_sd` relabelling do).
-- A role's pods are the Deployment `<name>-<role>`'s, named `<name>-<role>-<hash>-<suffix>`: the
-  anchored pattern below matches those, and no pod of another LLMDeployment's roles (their names
-  have more dash-separated parts) or of a StatefulSet.
+- Prometheus scrapes every vLLM pod and labels each series with the pod's `namespace` and its
+  labels `llmops.dev/deployment` and `llmops.dev/role`, as `llmops_dev_deployment` and
+  `llmops_dev_role` (the chart's PodMonitor does, by `podTargetLabels`; so does the usual
+  `kubernetes_sd` relabelling, a `labelmap` of `__meta_kubernetes_pod_label_(.+)`).
+- Those two labels pick exactly the pods of the role's Deployment, whatever the length of the
+  LLMDeployment's name (pod names are cut to fit, so no pattern over them can).
 
 The query sums the metric over the role's pods. KEDA's Prometheus trigger divides the sum by the
 number of replicas (metric type AverageValue), so `target` is a per-pod value: the HPA adds pods
@@ -14,10 +15,13 @@ while the average waiting requests (or running requests, or KV-cache usage) per 
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 from ..api.models import LLMDeployment, RoleSpec
+from ..names import DEPLOYMENT_LABEL, ROLE_LABEL
 from .meta import child_name, labels, object_meta, upstream_stat_name
 
 KEDA_API_VERSION = "keda.sh/v1alpha1"
@@ -45,32 +49,42 @@ DEFAULT_MIN_REPLICAS = 1
 DEFAULT_SCALE_DOWN_DELAY_SECONDS = 300
 
 
-def pod_pattern(owner: str, role: str) -> str:
-    """A PromQL regex (anchored by PromQL) for the pod names of the role's Deployment only: its
-    ReplicaSets' pod-template-hash (6 to 10 characters) and the pod's 5-character suffix."""
-    return f"{child_name(owner, role)}-[a-z0-9]{{6,10}}-[a-z0-9]{{5}}"
+def series_label(pod_label: str) -> str:
+    """The Prometheus label a pod label becomes: every character a label name cannot hold is `_`."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", pod_label)
 
 
 def metric_query(series: str, namespace: str, owner: str, role: str) -> str:
     """The sum of one series over the role's pods. Label values here are Kubernetes names (DNS
     labels), so they need no escaping inside PromQL's double quotes."""
-    return f'sum({series}{{namespace="{namespace}",pod=~"{pod_pattern(owner, role)}"}})'
+    return (f'sum({series}{{namespace="{namespace}",{series_label(DEPLOYMENT_LABEL)}="{owner}",'
+            f'{series_label(ROLE_LABEL)}="{role}"}})')
 
 
 def demand_query(namespace: str, owner: str, role: str) -> str:
     """Whether anyone wants the role, for a role that may be at zero pods (where its pods' own
-    metrics do not exist): requests in flight through any gateway of the namespace and requests
-    those gateways sent in the last minute (a held request retries about once a second), plus
-    requests running on the role's pods (one that reached the Service directly included)."""
+    metrics do not exist): requests in flight through any gateway of the namespace, requests those
+    gateways sent in the last minute, and their retries in the last minute (a held request retries
+    about once a second), plus requests running on the role's pods (one that reached the Service
+    directly included). The retries are what a request to the role's Service shows at zero pods:
+    its connection fails, so Envoy counts no request, only the retry of one."""
     clusters = f'namespace="{namespace}",envoy_cluster_name=~"{upstream_stat_name(owner, role)}(_service)?"'
     parts = (f"sum(envoy_cluster_upstream_rq_active{{{clusters}}})",
              f"sum(increase(envoy_cluster_upstream_rq_total{{{clusters}}}[1m]))",
+             f"sum(increase(envoy_cluster_upstream_rq_retry{{{clusters}}}[1m]))",
              metric_query(SCALING_METRICS["RequestsRunning"].series, namespace, owner, role))
     return " + ".join(f"({part} or vector(0))" for part in parts)
 
 
 def scales_to_zero(role: RoleSpec) -> bool:
     return wants_scaled_object(role) and role.autoscaling.minReplicas == 0
+
+
+def prometheus_namespace(url: str) -> str | None:
+    """The namespace of an in-cluster Prometheus Service (`http://<service>.<namespace>.svc[...]`),
+    or None for any other address (an IP, a name outside the cluster)."""
+    parts = (urllib.parse.urlsplit(url).hostname or "").split(".")
+    return parts[1] if len(parts) >= 3 and parts[2] == "svc" else None
 
 
 def wants_scaled_object(role: RoleSpec) -> bool:

@@ -81,6 +81,27 @@ def selects(gateway: LLMGateway, labels: dict[str, str] | None) -> bool:
     return all(labels.get(key) == value for key, value in wanted.items())
 
 
+def guarded_models(gateway: LLMGateway, llmds: list[LLMDeployment]) -> tuple[list[LLMDeployment], list[str]]:
+    """The selected LLMDeployments this gateway may route to, and why each other one may not. A
+    gateway without apiKeySecretRef answers anyone who reaches it: fronting a model with an API key
+    would hand that key to them, and one with service.allowedNamespaces would let in every namespace
+    its NetworkPolicy keeps out."""
+    if gateway.spec.apiKeySecretRef is not None:
+        return llmds, []
+    allowed, refused = [], []
+    for llmd in llmds:
+        guards = [guard for guard, present in (
+            ("an API key (apiKeySecretRef)", llmd.spec.apiKeySecretRef is not None),
+            ("service.allowedNamespaces", bool(llmd.spec.service and llmd.spec.service.allowedNamespaces))) if present]
+        if guards:
+            refused.append(f"LLMDeployment {llmd.metadata.name} has {' and '.join(guards)}, and this gateway has no "
+                           "key: it is not routed, or the gateway would open it to anyone. Set spec.apiKeySecretRef "
+                           "on the gateway, or stop selecting it.")
+        else:
+            allowed.append(llmd)
+    return allowed, refused
+
+
 def gateway_routes(llmds: list[LLMDeployment]) -> tuple[list[GatewayRoute], list[str]]:
     """The routes of the selected LLMDeployments, by served name, and what keeps a model out: a name
     served by two roles is routed to neither (which one a client meant cannot be known)."""
@@ -213,9 +234,9 @@ def _hold_routes(routes: list[GatewayRoute]) -> list[dict[str, Any]]:
 
 
 def envoy_config(routes: list[GatewayRoute]) -> dict[str, Any]:
-    """Envoy's bootstrap: the API listener (json_to_metadata, then gateway.lua, then the cluster the
-    script picked by header), the health listener, and per model a cluster for its router on
-    loopback and one for its Service."""
+    """Envoy's bootstrap: the API listener (content_type.lua, json_to_metadata, gateway.lua, then the
+    cluster the script picked by header), the health listener, and per model a cluster for its
+    router on loopback and one for its Service."""
     # A router answers 503 before it has found a ready pod: for a moment after a gateway pod starts
     # (it lists the pods once running), or when a model has none. Retried for about two seconds (and
     # a refused connection too), a rollout of the gateway drops no request; nothing reached a model
@@ -225,6 +246,9 @@ def envoy_config(routes: list[GatewayRoute]) -> dict[str, Any]:
     api_routes = [*_hold_routes(routes), {"match": {"prefix": "/"},
                    "route": {"cluster_header": "x-llm-gateway-upstream", "timeout": "0s", "retry_policy": retry}}]
     api_filters = [
+        {"name": "llm-gateway.content-type", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"filename": f"{CONFIG_DIR}/content_type.lua"}}},
         {"name": "envoy.filters.http.json_to_metadata", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
             "request_rules": {"rules": [{"selectors": [{"key": "model"}],
@@ -332,7 +356,10 @@ def _volumes(gateway: LLMGateway, routes: list[GatewayRoute]) -> list[dict[str, 
     keyed = [route for route in routes if route.upstream_key]
     if keyed:
         # One file per LLMDeployment, named after it; its roles share its key.
-        sources = {route.llmdeployment: {"secret": {"name": route.upstream_key.name, "items": [
+        # Optional: one model's missing Secret must not keep every gateway pod from starting. Its
+        # requests get 503 upstream_key_missing, and its own LLMDeployment is Degraded (SecretMissing),
+        # which the gateway's status quotes.
+        sources = {route.llmdeployment: {"secret": {"name": route.upstream_key.name, "optional": True, "items": [
             {"key": route.upstream_key.key, "path": route.llmdeployment}]}} for route in keyed}
         volumes.append({"name": "upstream-keys", "projected": {"sources": [sources[owner] for owner in sorted(sources)]}})
     return volumes
@@ -343,6 +370,7 @@ def config_map(gateway: LLMGateway, routes: list[GatewayRoute]) -> dict[str, Any
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": object_meta(gateway_name(name), gateway.metadata.namespace, gateway_labels(name)),
             "data": {"envoy.json": json.dumps(envoy_config(routes), indent=1, sort_keys=True),
+                     "content_type.lua": resources.files(__package__).joinpath("content_type.lua").read_text(),
                      "gateway.lua": lua_script(gateway, routes)}}
 
 
@@ -414,6 +442,12 @@ def _hash(data: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _http_base(address: str) -> str:
+    """The URL of "clusterIP:port"; an IPv6 address is bracketed, as a URL needs (RFC 3986)."""
+    host, port = address.rsplit(":", 1)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def render_gateway(gateway: LLMGateway, routes: list[GatewayRoute], config: RenderConfig | None = None,
                    address: str | None = None) -> list[dict[str, Any]]:
     """Every object of the gateway: ServiceAccount, Role, RoleBinding, ConfigMap, Deployment, Service,
@@ -421,7 +455,7 @@ def render_gateway(gateway: LLMGateway, routes: list[GatewayRoute], config: Rend
     has an `address` ("clusterIP:port") for it to reach, its Deployment."""
     config = config or RenderConfig()
     settings = config_map(gateway, routes)
-    endpoint = f"http://{address}/v1" if address else None
+    endpoint = f"{_http_base(address)}/v1" if address else None
     objects = [*rbac(gateway), settings, deployment(gateway, routes, config, _hash(settings["data"])), service(gateway),
                *render_chat_page(gateway, endpoint, chat_models(routes), config.chat_page_image)]
     for obj in objects:

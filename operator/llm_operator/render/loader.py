@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llm_runtime.contract import ENDPOINT_ENV, TOKEN_ENV
+from llm_runtime.contract import CREDENTIALS_SECRET_ENV, ENDPOINT_ENV, TOKEN_ENV
 from llm_runtime.layout import COMPILE_DIR, ModelSource, model_dir
 
 from ..api.models import LLMDeploymentSpec, ModelSpec, TokenizerSpec
@@ -82,6 +82,9 @@ def download_env(spec: LLMDeploymentSpec, source: ModelSource, config: RenderCon
         secret = spec.credentialsSecretRef.name
         env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
                 for key in HUB_TOKEN_KEYS]
+        # Optional keys cannot tell a missing Secret from a missing key: the downloader names the
+        # Secret when the hub refuses a download that went without a token.
+        env.append({"name": CREDENTIALS_SECRET_ENV, "value": secret})
     return env
 
 

@@ -71,3 +71,26 @@ def object_meta(name: str, namespace: str | None, object_labels: dict[str, str])
         meta["namespace"] = namespace
     meta["labels"] = object_labels
     return meta
+
+
+def references(obj: dict[str, Any]) -> set[tuple[str, str]]:
+    """(kind, name) of every object of its namespace that `obj` uses: its pod template's claims,
+    ConfigMaps and service account, a RoleBinding's service accounts and Role. What refers to an object another
+    owner holds is not applied: it would mount that claim, run as that account, bind to it."""
+    found: set[tuple[str, str]] = set()
+    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for volume in pod.get("volumes") or []:
+        claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+        if claim:
+            found.add(("PersistentVolumeClaim", claim))
+        if (volume.get("configMap") or {}).get("name"):
+            found.add(("ConfigMap", volume["configMap"]["name"]))
+    if pod.get("serviceAccountName"):
+        found.add(("ServiceAccount", pod["serviceAccountName"]))
+    if obj.get("kind") == "RoleBinding":
+        found |= {("ServiceAccount", subject["name"]) for subject in obj.get("subjects") or []
+                  if subject.get("kind") == "ServiceAccount"}
+        role = obj.get("roleRef") or {}
+        if role.get("kind") == "Role":
+            found.add(("Role", role["name"]))
+    return found
