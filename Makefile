@@ -11,7 +11,7 @@ export LLMOPS_CACHE_DIR := $(CACHE_DIR)
 
 BIN := $(VENV)/bin
 
-.PHONY: venv test test-setup unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-binaries host-packages cluster-up cluster-down vllm-check-env hadolint cpu-image gateway-image chat-page-image tiny-models demo demo-down bench bench-gateway test-faults clean
+.PHONY: venv test test-setup unit crd chart-crds helm-lint render-examples golden cluster-tools cluster-binaries host-packages cluster-up cluster-down vllm-check-env hadolint cpu-image gateway-image chat-page-image tiny-models demo demo-down bench bench-gateway bench-watch-events test-faults clean
 
 ## Python environment of the operator, runtime and tests (fast when present).
 venv: $(VENV)/.installed
@@ -104,6 +104,11 @@ bench: cluster-up
 ## (not part of `make test`; see docs/performance.md). Bounded: a few hundred requests on this machine.
 bench-gateway: demo
 	$(BIN)/python e2e/bench_gateway.py
+
+## What one pod watch event costs the operator's watch cache, and kopf's watch and index, the
+## alternative weighed in docs/performance.md (no cluster needed; not part of `make test`).
+bench-watch-events: venv
+	$(BIN)/python e2e/bench_watch_events.py
 
 ## The fault suite alone (it runs in `make test` too): the operator killed mid-write, the API server
 ## and etcd restarted, a stalled watch, APF throttling, deletes racing reconciles. Prints the table of

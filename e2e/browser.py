@@ -59,6 +59,15 @@ class ChatPage:
             self.blocked.append(url)
             route.abort("blockedbyclient")
 
+    def visitor_get(self, path: str, timeout: float = 60) -> tuple[int, str]:
+        """(status, body) of a GET the page makes for a visitor who has not signed in (no token,
+        no cookie): what anyone who reaches the page can read."""
+        self.page.goto(self.origin + "/auth", timeout=timeout * 1000)
+        return tuple(self.page.evaluate("""async (path) => {
+            const response = await fetch(path, {credentials: 'omit'});
+            return [response.status, await response.text()];
+        }""", path))
+
     def sign_in(self, email: str, password: str, timeout: float = 60) -> None:
         self.page.goto(self.origin + "/auth", timeout=timeout * 1000)
         self.page.fill("#email", email)
@@ -74,6 +83,13 @@ class ChatPage:
         except Exception:  # noqa: BLE001 - not shown: nothing to dismiss
             return
         button.click()
+
+    def signed_in_get(self, path: str) -> tuple[int, str]:
+        """(status, body) of a GET the page makes with the signed-in user's token."""
+        return tuple(self.page.evaluate("""async (path) => {
+            const response = await fetch(path, {headers: {Authorization: 'Bearer ' + localStorage.token}});
+            return [response.status, await response.text()];
+        }""", path))
 
     def model_ids(self) -> list[str]:
         """The models the page offers, as its own API lists them to the signed-in user."""

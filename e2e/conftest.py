@@ -160,8 +160,10 @@ def operator_kubeconfig(cluster):
 
 @pytest.fixture(scope="session")
 def operator(cluster, crd, operator_kubeconfig, pod_hubs):
-    """The operator over every namespace, its init containers pointed at the local hubs (pod_hubs)."""
-    process = OperatorProcess(operator_kubeconfig, Path(cluster.state_dir) / "logs" / "operator.log")
+    """The operator over every namespace, its init containers pointed at the local hubs (pod_hubs),
+    reading pods' logs as the chart's operator.readPodLogs allows (batch progress, compile results)."""
+    process = OperatorProcess(operator_kubeconfig, Path(cluster.state_dir) / "logs" / "operator.log",
+                              extra_args=("--read-pod-logs",))
     process.start()
     yield process
     process.stop()

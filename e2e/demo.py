@@ -114,7 +114,7 @@ def start_hub(cfg: plane.Config, repos: dict[str, Path]) -> None:
 def start_operator(cfg: plane.Config) -> None:
     _start(cfg, "operator", [str(Path(sys.executable).parent / "llm-operator"), "run", f"--kubeconfig={cfg.kubeconfig}",
                              f"--metrics-address={METRICS}", f"--health-address={HEALTH}",
-                             *serving.operator_render_flags(cfg)],
+                             *serving.operator_render_flags(cfg), "--read-pod-logs"],
            lambda: _http_ok(f"http://{HEALTH}/healthz"))
 
 

@@ -233,6 +233,21 @@ def test_monitors_select_the_operator_the_vllm_pods_and_the_gateway_pods(cluster
     assert "PodMonitor" not in {doc["kind"] for doc in template(cluster)}
 
 
+def test_pod_logs_are_granted_and_read_only_when_enabled(cluster):
+    def log_rules_and_flag(*values):
+        docs = template(cluster, *values)
+        rules = [rule for doc in docs if doc["kind"] in ("Role", "ClusterRole") for rule in doc.get("rules") or []
+                 if "pods/log" in rule["resources"]]
+        [operator] = [doc for doc in docs if doc["kind"] == "Deployment"]
+        return rules, "--read-pod-logs" in operator["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    assert log_rules_and_flag() == ([], False)
+    for mode in ([], ["--set", "watchNamespaces={team-a,team-b}"]):
+        rules, flag = log_rules_and_flag("--set", "operator.readPodLogs=true", *mode)
+        assert flag and len(rules) == (2 if mode else 1)
+        assert all(rule["verbs"] == ["get"] for rule in rules)
+
+
 def test_rendered_chart_passes_a_server_side_dry_run(cluster, crd_applied, namespace):
     for values in ([], ["--set", f"watchNamespaces={{{namespace}}}", "--set", "crds.enabled=false"]):
         rendered = helm(cluster, "template", "rel", str(CHART), "-n", namespace, *values).stdout
@@ -274,6 +289,8 @@ def test_listed_namespaces_mode_needs_only_a_role(cluster, crd_applied, namespac
         assert not can_i(cluster, who, "list", "deployments.apps", "default")
         assert not can_i(cluster, who, "get", "secrets", "default")
         assert not can_i(cluster, who, "get", "secrets", namespace)
+        assert not can_i(cluster, who, "get", "pods", namespace, "log")  # only with operator.readPodLogs
+        assert can_i(cluster, who, "list", "events", namespace)  # a gateway pod's FailedMount: which Secret
 
         kubeconfig = service_account_kubeconfig(cluster, namespace, fullname,
                                                 Path(cluster.state_dir) / "chart-listed.kubeconfig")

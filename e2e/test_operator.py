@@ -116,6 +116,35 @@ def test_gpu_shortage_is_reported_not_silent(cluster, operator, namespace):
     assert "InsufficientGPU" in events
 
 
+def test_an_autoscaler_asking_for_more_than_the_gpus_fit_leaves_a_serving_model_ready(cluster, operator, namespace):
+    """Each pod takes a whole simulated node (8 GPUs); the autoscaler (here: `kubectl scale`, as an
+    HPA would) asks for one more pod than there are nodes. The pods that run serve: the model stays
+    Ready, and Progressing says how many the autoscaler wanted and why the rest wait."""
+    nodes = [n for n in json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+             if int(n["status"].get("allocatable", {}).get("nvidia.com/gpu", 0)) >= 8]
+    manifest = example("minimal.yaml")
+    manifest["spec"]["llm"].update(gpus=8, autoscaling={"provider": "External"})
+    apply(cluster, namespace, manifest)
+    wait_ready(cluster, namespace, "qwen-mini")
+    wanted = len(nodes) + 1
+    cluster.kubectl("-n", namespace, "scale", "deployment/qwen-mini-llm", f"--replicas={wanted}")
+
+    def scaling_up():
+        llmd = get(cluster, namespace, "llmd", "qwen-mini")
+        progressing = condition(llmd, "Progressing")
+        return llmd if progressing.get("reason") == "ScalingUp" and "Insufficient" in progressing["message"] else None
+
+    llmd = eventually(scaling_up, 60, interval=1, what="Progressing ScalingUp on the LLMDeployment")
+    print(f"\nScalingUp: {condition(llmd, 'Progressing')['message']}")
+    assert llmd["status"]["phase"] == "Ready" and condition(llmd, "Ready")["status"] == "True"
+    assert condition(llmd, "Degraded")["status"] == "False"
+    assert f"wants {wanted} replicas" in condition(llmd, "Progressing")["message"]
+    assert llmd["status"]["roles"]["llm"]["replicas"] == wanted and llmd["status"]["roles"]["llm"]["readyReplicas"] >= 1
+    pending = [p for p in json.loads(cluster.kubectl("-n", namespace, "get", "pods", "-o", "json").stdout)["items"]
+               if p["status"].get("phase") == "Pending"]
+    assert pending, "every pod was placed: the test needs one that waits for GPUs"
+
+
 def test_deleting_the_resource_removes_every_child(cluster, operator, namespace):
     deploy_rag_stack(cluster, namespace)
     eventually(lambda: len(names(cluster, namespace, "deployment", "llmops.dev/deployment=rag-stack")) == 3, 10,

@@ -379,6 +379,28 @@ def test_gateway_drops_a_deleted_model(stack):
     assert _chat(_gateway_url(stack), stack.served_names()["llm"])[0] == 200
 
 
+def test_a_gateway_whose_key_secret_is_missing_names_it_then_recovers(stack, gateway_image):
+    """The key is a Secret volume (it rotates without a restart): the pod waits for it, and only the
+    kubelet's FailedMount Event says which Secret, which the gateway's status quotes."""
+    manifest = json.loads(json.dumps(GATEWAY))
+    manifest["metadata"]["name"] = "keyless"
+    manifest["spec"]["selector"] = {"matchLabels": {"gateway": "keyless"}}  # no model: this is about the pod
+    manifest["spec"]["apiKeySecretRef"] = {"name": "keyless-key", "key": "api-key"}
+    stack.apply(manifest)
+
+    def degraded_for(reason):
+        status = (get(stack.cluster, stack.namespace, "llmgw", "keyless") or {}).get("status") or {}
+        found = next((c for c in status.get("conditions") or [] if c["type"] == "Degraded"), {})
+        return found if found.get("reason") == reason else None
+
+    missing = eventually(lambda: degraded_for("SecretMissing"), 120, interval=1, what="SecretMissing on the gateway")
+    print(f"\nGateway SecretMissing: {missing['message']}")
+    assert 'secret "keyless-key" not found' in missing["message"] and "spec.apiKeySecretRef" in missing["message"]
+    stack.kubectl("create", "secret", "generic", "keyless-key", "--from-literal=api-key=late")
+    eventually(lambda: degraded_for("NoModels"), 180, interval=1, what="SecretMissing cleared once the Secret exists")
+    stack.kubectl("delete", "llmgw", "keyless", "--wait=false")
+
+
 CHAT_ADMIN = {"email": "admin@example.com", "password": "e2e-chat-page-password"}
 # Where the browser test leaves its screenshot (CI keeps it as an artifact).
 ARTIFACTS = Path(os.environ.get("LLMOPS_ARTIFACTS_DIR", plane.REPO_DIR / "e2e" / ".artifacts"))
@@ -436,8 +458,14 @@ def test_chat_page_answers_in_a_real_browser(stack, chat_page_image):
     with port_forward(stack, "shared-chat", 8080) as origin:
         page = browser.ChatPage(origin)
         try:
+            # Open WebUI hands its admins the connection's key (GET /openai/config); a visitor who has
+            # not signed in must get nothing.
+            status, body = page.visitor_get("/openai/config")
+            assert status in (401, 403) and GATEWAY_KEY not in body, (status, body[:200])
             asked = time.monotonic()
             page.sign_in(CHAT_ADMIN["email"], CHAT_ADMIN["password"])
+            admin_view = page.signed_in_get("/openai/config")  # an admin does read it
+            assert admin_view[0] == 200 and GATEWAY_KEY in admin_view[1], admin_view[0]
             assert page.model_ids() == [chat_model]
             answer = page.ask(chat_model, "Which node has GPUs?")
             print(f"Answer in the browser {time.monotonic() - asked:.1f}s after opening the page: {answer[:80]!r}")
@@ -447,6 +475,13 @@ def test_chat_page_answers_in_a_real_browser(stack, chat_page_image):
             page.close()
     assert answer
     assert page.blocked == [], f"the page asked for addresses beyond its own: {page.blocked}"
+    # A page without sign-in would make every visitor an admin who can read that key: on a gateway
+    # with a key, the API server refuses it.
+    open_page = json.loads(json.dumps(with_page))
+    del open_page["spec"]["chatPage"]["adminSecretRef"]
+    open_page["spec"]["chatPage"]["allowUnauthenticated"] = True
+    refused = stack.kubectl("apply", "-f", "-", input=json.dumps(open_page), check=False)
+    assert refused.returncode != 0 and "/openai/config" in refused.stderr, refused.stderr
     # The answer came from the tiny model's vLLM server, through the gateway.
     assert _served_requests(chat_pod) > served_before
 

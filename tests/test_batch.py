@@ -261,7 +261,8 @@ class BatchKube(MemoryKube):
     def get_job(self, namespace, name):
         return self.get_child("Job", namespace, name)
 
-    def list_batch_pods(self, namespace, batch):
+    def list_labelled_pods(self, namespace, label, value):
+        assert label == BATCH_LABEL
         return copy.deepcopy(self.pods)
 
     def read_log_tail(self, namespace, pod, container, lines):
@@ -294,6 +295,22 @@ def test_the_job_is_created_once_and_its_progress_read_only_while_it_runs():
     assert result.phase == "Succeeded" and result.requeue_after is None and kube.log_reads == 1
     assert kube.events == ["Completed"]
     assert reconcile_once(kube).writes == 0  # finished: nothing more to say
+
+
+def test_an_operator_not_allowed_to_read_logs_shows_the_counts_when_the_batch_ends():
+    kube = BatchKube()
+    kube.reads_pod_logs = False
+    reconcile_once(kube)
+    kube.pods = [pod("tag-docs-batch-x", "t1", engine={"running": {}})]
+    kube.logs["tag-docs-batch-x"] = "INFO Batch progress: 5/20 requests done\n"
+    result = reconcile_once(kube)
+    assert kube.batch["status"]["phase"] == "Running" and "completed" not in kube.batch["status"]
+    assert kube.log_reads == 0 and result.requeue_after is None  # its pod's changes queue it again
+    kube.pods = [pod("tag-docs-batch-x", "t1", phase="Succeeded",
+                     engine={"terminated": {"exitCode": 0, "message": json.dumps(REPORT)}})]
+    kube.objects[("Job", "tag-docs-batch")]["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    reconcile_once(kube)
+    assert (kube.batch["status"]["completed"], kube.batch["status"]["succeeded"]) == (21, 20) and kube.log_reads == 0
 
 
 def test_a_job_of_that_name_made_by_someone_else_is_never_taken_over():

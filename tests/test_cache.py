@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from llm_operator.k8s import CHILD_KINDS
 from llm_operator.k8s.cache import Store
+from llm_operator.names import BATCH_LABEL
 
 
 def obj(name, version, namespace="ns", **labels):
@@ -241,7 +242,7 @@ def test_a_batch_s_job_and_pods_come_from_the_cache_and_never_an_llmdeployment_s
     cache.stores["Pod"].upsert(pod("b-llm-x2", {"llmops.dev/deployment": "b"}))  # an LLMDeployment of the same name
     assert cache.get_job("ns", "b-batch") is job
     assert cache.get_job("ns", "other-batch") == {"from": "api"}  # not ours, or not there: asked of the API server
-    assert [p["metadata"]["name"] for p in cache.list_batch_pods("ns", "b")] == ["b-batch-x1"]
+    assert [p["metadata"]["name"] for p in cache.list_labelled_pods("ns", BATCH_LABEL, "b")] == ["b-batch-x1"]
     assert [p["metadata"]["name"] for p in cache.list_pods("ns", "b")] == ["b-llm-x2"]
 
 

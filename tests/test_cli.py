@@ -75,7 +75,7 @@ def test_render_takes_every_flag_that_changes_what_run_applies():
 
     runtime_only = {"--namespace", "--kubeconfig", "--metrics-address", "--health-address", "--workers",
                     "--resync-seconds", "--watch-stall-seconds", "--crd-wait-seconds", "--log-format", "-v", "--verbose",
-                    "--leader-election-namespace", "--leader-election-id", "--lease-seconds"}
+                    "--leader-election-namespace", "--leader-election-id", "--lease-seconds", "--read-pod-logs"}
     assert rendering_flags("run") - runtime_only <= rendering_flags("render")
     hub = run("render", "-f", "examples/minimal.yaml", "--modelscope-endpoint", "http://hub.local:8500",
               "--hf-endpoint", "http://hf.local:8501")

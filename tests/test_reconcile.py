@@ -18,6 +18,7 @@ class MemoryKube:
     apply that changes the spec bumps metadata.generation and leaves status for the controller."""
 
     child_kinds = CHILD_KINDS  # a cluster without KEDA, unless a test adds ScaledObject
+    reads_pod_logs = True  # as the chart's operator.readPodLogs allows; a test may take it away
 
     def __init__(self, llmd):
         self.llmd = llmd
@@ -320,6 +321,18 @@ def test_a_start_whose_log_cannot_be_read_is_unknown_without_an_event():
     assert compile_status(kube)["result"] == "Unknown" and result.requeue_after is None
     assert kube.log_reads == ["team-llm-a"]  # a pod not ready yet is not read
     assert not [e for e in kube.events if e.startswith("Compiled")]
+
+
+def test_an_operator_not_allowed_to_read_logs_asks_for_none_and_reports_no_start():
+    kube = MemoryKube(resource(CACHED))
+    kube.reads_pod_logs = False
+    run(kube)
+    kube.roll_out()
+    kube.pods = [engine_pod("team-llm-a", "2026-01-01T00:00:05Z")]
+    kube.logs["team-llm-a"] = "Compile cache Reused: 30 compiled files from /compile-cache/x, nothing compiled\n"
+    result = run(kube)
+    assert kube.log_reads == [] and compile_status(kube) is None and result.requeue_after is None
+    assert kube.llmd["status"]["phase"] == "Ready" and not [e for e in kube.events if e.startswith("Compiled")]
 
 
 def test_without_a_compile_cache_no_log_is_read():

@@ -7,10 +7,11 @@ from types import SimpleNamespace
 
 from llm_operator import handlers
 from llm_operator.gateway_status import compute_gateway_status
-from llm_operator.reconcile_gateway import GatewayMemo, reconcile_gateway
+from llm_operator.names import CHAT_PAGE_LABEL, GATEWAY_LABEL
+from llm_operator.reconcile_gateway import VOLUME_WAIT_RETRY_SECONDS, GatewayMemo, reconcile_gateway
 from llm_operator.render import RenderConfig
 from llm_operator.render.chat_page import chat_page_labels
-from llm_operator.render.gateway import GatewayRoute
+from llm_operator.render.gateway import GatewayRoute, gateway_labels
 from support import manifest
 from test_gateway_render import gateway
 from test_reconcile import MemoryKube
@@ -36,6 +37,15 @@ class GatewayKube(MemoryKube):
         self.gateway = copy.deepcopy(GATEWAY)
         self.llmds = llmds
         self.gets = []
+        self.labelled = {}  # (label, value) -> pods
+        self.pod_events, self.event_reads = {}, []  # pod name -> its Events; the pods whose Events were read
+
+    def list_labelled_pods(self, namespace, label, value):
+        return copy.deepcopy(self.labelled.get((label, value), []))
+
+    def list_pod_events(self, namespace, pod):
+        self.event_reads.append(pod)
+        return copy.deepcopy(self.pod_events.get(pod, []))
 
     def get_llmgateway(self, namespace, name):
         return copy.deepcopy(self.gateway)
@@ -278,13 +288,63 @@ def test_an_expanded_chat_page_claim_keeps_its_size():
     assert kube.objects[("PersistentVolumeClaim", "shared-chat")]["spec"]["resources"]["requests"]["storage"] == "5Gi"
 
 
-def test_a_change_of_the_chat_page_queues_its_gateway():
-    """Its pod getting ready (a change of its Deployment) is what turns the gateway Ready."""
+def test_a_change_of_the_chat_page_or_a_gateway_pod_queues_its_gateway():
+    """Its pod getting ready (a change of its Deployment) is what turns the gateway Ready; a pod that
+    cannot start for a missing Secret says so only on itself."""
     queued = []
     context = SimpleNamespace(queue=SimpleNamespace(add_soon=lambda key, delay: queued.append(key)))
     chat_deployment = {"metadata": {"namespace": "ns", "name": "shared-chat", "labels": chat_page_labels("shared")}}
     handlers._changed(context, "Deployment", "MODIFIED", chat_deployment)
-    assert queued == [handlers.GATEWAY_KEY + handlers._key("ns", "shared")]
+    gateway_pod = {"metadata": {"namespace": "ns", "name": "shared-gateway-x", "labels": gateway_labels("shared")}}
+    handlers._changed(context, "Pod", "MODIFIED", gateway_pod)
+    assert queued == [handlers.GATEWAY_KEY + handlers._key("ns", "shared")] * 2
+
+
+# ---------------------------------------------------------------- Secrets the gateway's own pods need
+
+
+def waiting_pod(name, labels, reason="ContainerCreating", message=None):
+    waiting = {"reason": reason, **({"message": message} if message else {})}
+    return {"metadata": {"name": name, "namespace": "ns", "labels": labels},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+                       "containerStatuses": [{"name": "main", "ready": False, "state": {"waiting": waiting}}]}}
+
+
+def test_a_missing_gateway_key_secret_is_named_from_the_kubelet_s_mount_events():
+    kube, memo = GatewayKube([deployment("chat", "chat-a")]), GatewayMemo()
+    kube.gateway["spec"]["apiKeySecretRef"] = {"name": "gw-key", "key": "key"}
+    run(kube, memo)
+    kube.labelled[(GATEWAY_LABEL, "shared")] = [waiting_pod("shared-gateway-x", gateway_labels("shared"))]
+    # No word from the kubelet yet: waiting, and looked at again soon (the pod will not change).
+    result = run(kube, memo)
+    assert result.phase == "Pending" and result.requeue_after == VOLUME_WAIT_RETRY_SECONDS
+    kube.pod_events["shared-gateway-x"] = [
+        {"reason": "Scheduled", "message": "Successfully assigned ns/shared-gateway-x to node"},
+        {"reason": "FailedMount", "lastTimestamp": "2026-12-07T10:00:00Z",
+         "message": 'MountVolume.SetUp failed for volume "gateway-key" : secret "gw-key" not found'}]
+    result = run(kube, memo)
+    assert result.phase == "Degraded" and result.requeue_after is None
+    degraded = condition(kube.gateway["status"], "Degraded")
+    assert degraded["reason"] == "SecretMissing"
+    assert 'secret "gw-key" not found' in degraded["message"] and "spec.apiKeySecretRef" in degraded["message"]
+    # Created: the pod runs, its Events are no longer read, and the problem is gone.
+    kube.labelled[(GATEWAY_LABEL, "shared")] = []
+    kube.roll_out()
+    reads = len(kube.event_reads)
+    assert run(kube, memo).phase == "Ready" and len(kube.event_reads) == reads
+
+
+def test_a_missing_chat_page_admin_secret_is_named_from_the_pod():
+    kube, memo = GatewayKube([deployment("chat", "chat-a")]), GatewayMemo()
+    with_chat_page(kube)
+    run(kube, memo)
+    kube.labelled[(CHAT_PAGE_LABEL, "shared")] = [waiting_pod(
+        "shared-chat-x", chat_page_labels("shared"), "CreateContainerConfigError", 'secret "chat-admin" not found')]
+    assert run(kube, memo).phase == "Degraded"
+    degraded = condition(kube.gateway["status"], "Degraded")
+    assert degraded["reason"] == "SecretMissing" and 'secret "chat-admin" not found' in degraded["message"]
+    assert "spec.chatPage.adminSecretRef" in degraded["message"]
+    assert kube.event_reads == []  # the pod itself says it
 
 
 def test_a_gateway_without_a_key_does_not_open_a_guarded_model_to_anyone():

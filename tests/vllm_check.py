@@ -130,11 +130,17 @@ class VLLMParser:
         self._stderr: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
         self._lock = threading.Lock()
-        hello = self._proc.stdout.readline()
-        if not hello:
-            self._proc.wait(timeout=10)
-            raise RuntimeError("vLLM parser process died at start:\n" + "".join(self._stderr[-40:]))
-        self.vllm_version = json.loads(hello)["vllm"]
+        self.vllm_version: str | None = None  # known once ready
+
+    def wait_ready(self) -> VLLMParser:
+        """Wait for the process to have imported vLLM and built its parser."""
+        if self.vllm_version is None:
+            hello = self._proc.stdout.readline()
+            if not hello:
+                self._proc.wait(timeout=10)
+                raise RuntimeError("vLLM parser process died at start:\n" + "".join(self._stderr[-40:]))
+            self.vllm_version = json.loads(hello)["vllm"]
+        return self
 
     def _drain(self) -> None:
         for line in self._proc.stderr:
@@ -181,14 +187,37 @@ class VLLMParser:
             self._proc.wait()
 
 
+_early: VLLMParser | None = None  # started by start_early, handed to the first open_parser
+
+
+def start_early(items: list[pytest.Item]) -> None:
+    """Start the parser's process as soon as the run is known to need it: importing vLLM and torch
+    takes tens of seconds, which then pass while the tests before the first user of it run."""
+    global _early
+    python = env_python()
+    needed = any("vllm_parser" in getattr(item, "fixturenames", ()) for item in items)
+    if _early is None and python is not None and needed:
+        _early = VLLMParser(python)
+
+
+def stop_early() -> None:
+    """Kill a process start_early started that no test took (all of them deselected or failed)."""
+    global _early
+    if _early is not None:
+        _early.close()
+        _early = None
+
+
 def open_parser() -> VLLMParser:
     """The parser, or a skip (outside CI) / failure (CI=true) when the environment is missing."""
+    global _early
     python = env_python()
     if python is None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{MISSING_HINT} (looked in {env_dir()})", pytrace=False)
         pytest.skip(MISSING_HINT)
-    return VLLMParser(python)
+    parser, _early = _early or VLLMParser(python), None
+    return parser.wait_ready()
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from .api.models import LLMDeployment
 from .api.validation import format_errors
 from .render import RenderConfig, render, render_gateway
 from .render.batch import render_batch
-from .render.gateway import gateway_routes, guarded_models, selects
+from .render.gateway import routes_of, selects
 from .render.config import DEFAULT_GPU_RESOURCE
 
 EXIT_INVALID = 2
@@ -91,7 +91,7 @@ def render_documents(documents: list[tuple[str, Any]], config: RenderConfig, std
     for gateway in gateways:
         selected = [llmd for llmd in llmds if _namespace(llmd) == _namespace(gateway)
                     and selects(gateway, llmd.metadata.labels)]
-        routes, _ = gateway_routes(guarded_models(gateway, selected)[0])
+        routes, _, _ = routes_of(gateway, selected)
         output += render_gateway(gateway, routes, config)
     return None if failed else output
 
@@ -136,7 +136,8 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Tex
         for noisy in ("kubernetes", "kopf.objects", "aiohttp.access"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     config = render_config(args)
-    memo = handlers.OperatorContext(kube=Kube(load_config(args.kubeconfig)), config=config, kubeconfig=args.kubeconfig,
+    kube = Kube(load_config(args.kubeconfig), reads_pod_logs=args.read_pod_logs)
+    memo = handlers.OperatorContext(kube=kube, config=config, kubeconfig=args.kubeconfig,
                                     lease_namespace=args.leader_election_namespace or _own_namespace(),
                                     namespaces=tuple(args.namespaces),
                                     lease_name=args.leader_election_id, lease_seconds=args.lease_seconds,
@@ -217,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "once-a-minute bookmark, for this long (a connection a proxy stalled)")
     run_parser.add_argument("--crd-wait-seconds", type=float, default=60.0,
                             help="how long to wait at start for the LLMDeployment CRD before exiting")
+    run_parser.add_argument("--read-pod-logs", action="store_true",
+                            help="read the log heads of model pods (whether a start reused compiled files) and the "
+                                 "log tails of running batch pods (progress); needs pods/log get")
     run_parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     run_parser.add_argument("-v", "--verbose", action="store_true")
     run_parser.set_defaults(func=cmd_run)

@@ -2,9 +2,10 @@
 
 Phases, most severe first:
 - Failed: the API server refused one of the gateway's objects (or the spec cannot be served).
-- Degraded: the gateway runs, but not every model behind it can answer: a selected LLMDeployment
-  is Degraded or Failed, two of them serve the same name, the selector matches nothing, or an
-  object of a child's name exists that the operator did not make.
+- Degraded: the gateway's or its chat page's pods cannot start without a Secret that is not there,
+  or not every model behind it can answer: a selected LLMDeployment is Degraded or Failed, two of
+  them serve the same name, the selector matches nothing, or an object of a child's name exists
+  that the operator did not make.
 - Pending: the gateway's own pods are not all ready yet, or a selected LLMDeployment is still on its
   way to Ready (downloading, starting): waiting, not broken, so GitOps tools see it progressing.
 - Ready: the gateway's pods and every model behind it are ready.
@@ -17,7 +18,47 @@ from typing import Any
 from .api.gateway import LLMGateway
 from .render.chat_page import chat_page_url
 from .render.gateway import GatewayRoute, chat_models, gateway_url
-from .status import DEGRADED, PROGRESSING, READY, Problem, short_message
+from .status import DEGRADED, PROGRESSING, READY, Problem, missing_secret, short_message
+
+
+def waiting_for_volumes(pod: dict[str, Any]) -> bool:
+    """Scheduled, and its containers still wait to be created: how a pod looks whose volume cannot
+    be mounted (a missing Secret), which the kubelet says only in the pod's Events."""
+    status = pod.get("status") or {}
+    if pod["metadata"].get("deletionTimestamp") or status.get("phase") != "Pending":
+        return False
+    conditions = status.get("conditions") or []
+    scheduled = any(c.get("type") == "PodScheduled" and c.get("status") == "True" for c in conditions)
+    statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+    creating = ("ContainerCreating", "PodInitializing")
+    return scheduled and all(((s.get("state") or {}).get("waiting") or {}).get("reason") in creating for s in statuses)
+
+
+def _secret_not_mounted(events: list[dict[str, Any]]) -> str | None:
+    """The kubelet's newest word on a Secret volume it cannot mount ('MountVolume.SetUp failed for
+    volume "gateway-key" : secret "gw-key" not found')."""
+    failed = [e for e in events if e.get("reason") == "FailedMount" and "secret" in (e.get("message") or "").lower()]
+    newest = max(failed, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "", default=None)
+    return newest["message"] if newest else None
+
+
+def secret_problems(gateway: LLMGateway, pods: dict[str, list[dict[str, Any]]],
+                    events: dict[str, list[dict[str, Any]]]) -> list[Problem]:
+    """The Secrets the gateway's or its chat page's pods cannot start without. `pods`: by what
+    they run ("gateway", "chat page"); `events`: by pod name, for the pods waiting_for_volumes."""
+    fields = {"gateway": "spec.apiKeySecretRef",
+              "chat page": "spec.apiKeySecretRef or spec.chatPage.adminSecretRef"}
+    problems = []
+    for what, owned in pods.items():
+        for pod in owned:
+            name = pod["metadata"]["name"]
+            missing = missing_secret(pod) or _secret_not_mounted(events.get(name) or [])
+            if missing:
+                problems.append(Problem("SecretMissing", short_message(
+                    f"The {what}'s pod {name} cannot start: {missing}. Create it in the namespace "
+                    f"{gateway.metadata.namespace}, or fix {fields[what]}.")))
+                break  # one pod says it for all of them
+    return problems
 
 
 def _gateway_ready(deployment: dict[str, Any] | None, generation_seen: bool) -> bool:
@@ -51,17 +92,18 @@ def compute_gateway_status(gateway: LLMGateway, routes: list[GatewayRoute], rout
                            llmds: dict[str, dict[str, Any]], deployment: dict[str, Any] | None,
                            apply_error: str | None = None, name_conflicts: list[str] | None = None,
                            chat_deployment: dict[str, Any] | None = None,
-                           unguarded: list[str] | None = None) -> dict[str, Any]:
+                           unguarded: list[str] | None = None,
+                           missing_secrets: list[Problem] | None = None) -> dict[str, Any]:
     """`llmds`: the selected LLMDeployments as read (by name); `deployment`: the gateway's own;
     `chat_deployment`: its chat page's, when spec.chatPage is set; `unguarded`: why selected models
-    are not routed (render.gateway.guarded_models)."""
+    are not routed (render.gateway.guarded_models); `missing_secrets`: secret_problems."""
     generation = gateway.metadata.generation
     models = {}
     for route in routes:
         roles = ((llmds.get(route.llmdeployment) or {}).get("status") or {}).get("roles") or {}
         models[route.served_name] = {"llmDeployment": route.llmdeployment, "role": route.role,
                                      "readyReplicas": (roles.get(route.role) or {}).get("readyReplicas") or 0}
-    problems = [Problem("NameConflict", message) for message in name_conflicts or ()]
+    problems = [*(missing_secrets or ()), *(Problem("NameConflict", message) for message in name_conflicts or ())]
     problems += [Problem("ModelNameConflict", message) for message in route_problems]
     problems += [Problem("GatewayKeyRequired", message) for message in unguarded or ()]
     if not routes and not route_problems and not unguarded:

@@ -114,6 +114,31 @@ def name_conflict(desired: dict[str, Any], existing: dict[str, Any], owner_uid: 
             f"or rename the {owner['kind']}.")
 
 
+class HeldChildren:
+    """The children one reconcile does not apply: those whose name another owner holds (their
+    name_conflict messages are in `conflicts`), and those that would use one of them (mount its
+    claim, run as its account, bind to it: render.meta.references). Renderers list what is used
+    before what uses it, so one pass in that order finds them all."""
+
+    def __init__(self) -> None:
+        self.conflicts: list[str] = []
+        self._held: set[tuple[str, str]] = set()
+
+    def uses_held(self, desired: dict[str, Any]) -> bool:
+        if references(desired) & self._held:
+            self._held.add((desired["kind"], desired["metadata"]["name"]))
+            return True
+        return False
+
+    def in_conflict(self, desired: dict[str, Any], existing: dict[str, Any] | None, owner_uid: str) -> bool:
+        """Whether `existing` (the live object of the desired name, not listed as a child) is another's."""
+        conflict = existing and name_conflict(desired, existing, owner_uid)
+        if conflict:
+            self.conflicts.append(conflict)
+            self._held.add((desired["kind"], desired["metadata"]["name"]))
+        return bool(conflict)
+
+
 def keep_expanded_claim(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
     """A cache claim someone expanded by hand keeps its size: the API server refuses to shrink a
     claim, and a larger cache does no harm."""
@@ -236,22 +261,17 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
         if renders:
             renders.put(raw, llmd, desired)
     live = {(c["kind"], c["metadata"]["name"]): c for c in kube.list_children(namespace, name, llmd.metadata.uid)}
-    writes, apply_error, conflicts, applied, unserved = 0, None, [], [], []
-    held: set[tuple[str, str]] = set()  # in conflict, or using what is (desired lists what is used first)
+    writes, apply_error, applied, unserved, held = 0, None, [], [], HeldChildren()
     for obj in desired:
         key = (obj["kind"], obj["metadata"]["name"])
         if obj["kind"] not in kube.child_kinds:  # an add-on's kind (KEDA's) this cluster lacks: said in status
             unserved.append(obj)
             continue
-        if references(obj) & held:
-            held.add(key)
+        if held.uses_held(obj):
             continue
         if key not in live:
             existing = kube.get_child(obj["kind"], namespace, key[1])
-            conflict = existing and name_conflict(obj, existing, llmd.metadata.uid)
-            if conflict:
-                conflicts.append(conflict)
-                held.add(key)
+            if held.in_conflict(obj, existing, llmd.metadata.uid):
                 continue
             if existing:
                 live[key] = existing
@@ -281,7 +301,7 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
             writes += 1
             log.info("Deleted %s %s/%s of LLMDeployment %s: no longer in the spec", key[0], namespace, key[1], name)
 
-    observed = Observed(apply_error=apply_error, name_conflicts=conflicts, unserved=unserved)
+    observed = Observed(apply_error=apply_error, name_conflicts=held.conflicts, unserved=unserved)
     for child in live.values():
         role = child["metadata"].get("labels", {}).get(ROLE_LABEL)
         if child["kind"] == "Deployment":
@@ -291,14 +311,14 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
     for pod in kube.list_pods(namespace, name):
         observed.pods.setdefault(pod["metadata"].get("labels", {}).get(ROLE_LABEL), []).append(pod)
     observed.compile_cache, events, line_pending = read_engine_starts(
-        kube, raw, roles_keeping_compiled_files(desired), observed.pods)
+        kube, raw, roles_keeping_compiled_files(desired), observed.pods) if kube.reads_pod_logs else ({}, 0, False)
     result = write_status(kube, raw, compute_status(llmd, observed, config.gpu_resource,
                                                     prometheus_namespace(config.prometheus_url)), writes + events)
     # Look again later for what no watch reports: a refused object may be accepted after an
     # operator upgrade or a permission grant, and a conflicting object is not labelled as ours.
     if apply_error:
         return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
-    if conflicts:
+    if held.conflicts:
         return Result(result.phase, result.writes, CONFLICT_RETRY_SECONDS)
     return Result(result.phase, result.writes, START_LINE_RETRY_SECONDS if line_pending else None)
 

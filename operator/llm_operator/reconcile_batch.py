@@ -24,7 +24,7 @@ from .batch_status import (
     with_gitops_conditions,
 )
 from .k8s import ApplyRejected, Kube
-from .names import ENGINE_CONTAINER
+from .names import BATCH_LABEL, ENGINE_CONTAINER
 from .reconcile import FAILED_RETRY_SECONDS, Result, name_conflict, write_status
 from .render import RenderConfig
 from .render.batch import job_name, render_batch
@@ -65,9 +65,10 @@ def reconcile_batch(kube: Kube, config: RenderConfig, namespace: str, name: str)
         problem = name_conflict(desired, job, batch.metadata.uid)
         if problem:
             job = None
-    pods = kube.list_batch_pods(namespace, name) if job else []
+    pods = kube.list_labelled_pods(namespace, BATCH_LABEL, name) if job else []
     # Progress is only in the running pod's log: read its end, and look again in PROGRESS_SECONDS.
-    runner = running_pod(pods)
+    # An operator that may not read logs shows the counts when the pod ends (its termination message).
+    runner = running_pod(pods) if kube.reads_pod_logs else None
     progress = progress_in(kube.read_log_tail(namespace, runner["metadata"]["name"], ENGINE_CONTAINER, LOG_LINES)) \
         if runner else None
     status = compute_batch_status(batch, job, pods, problem, progress)

@@ -17,20 +17,22 @@ from pydantic import ValidationError
 
 from .api import InvalidSpec, parse_llmdeployment
 from .api.gateway import GATEWAY_KIND, LLMGateway
-from .gateway_status import compute_gateway_status
+from .gateway_status import compute_gateway_status, secret_problems, waiting_for_volumes
 from .k8s import ApplyRejected, Kube
-from .names import CHAT_PAGE_LABEL, HASH_ANNOTATION
-from .reconcile import FAILED_RETRY_SECONDS, Result, keep_expanded_claim, name_conflict, needs_apply, write_status
+from .names import CHAT_PAGE_LABEL, GATEWAY_LABEL, HASH_ANNOTATION
+from .reconcile import FAILED_RETRY_SECONDS, HeldChildren, Result, keep_expanded_claim, needs_apply, write_status
 from .render import RenderConfig, render_gateway
 from .render.chat_page import chat_page_name
-from .render.gateway import GatewayRoute, gateway_name, gateway_routes, guarded_models, selects
-from .render.meta import child_name, references
+from .render.gateway import GatewayRoute, gateway_name, routes_of, selects
+from .render.meta import child_name
 from .status import invalid_spec_status
 
 log = logging.getLogger("llm_operator.reconcile")
 
 # Watched by the operator's caches: compared with the live object on every reconcile.
 _CACHED_KINDS = frozenset({"Deployment", "Service"})
+# A pod waiting for its volumes changes nothing while the kubelet retries the mount: look again.
+VOLUME_WAIT_RETRY_SECONDS = 15.0
 
 
 class GatewayMemo:
@@ -80,6 +82,18 @@ def _with_service_addresses(kube: Kube, namespace: str, routes: list[GatewayRout
             for route in routes]
 
 
+def _missing_secrets(kube: Kube, gateway: LLMGateway) -> tuple[list, bool]:
+    """What the gateway's and its chat page's pods say of missing Secrets (status.secret_problems),
+    and whether a pod still waits for its volumes without a word on why yet. The Events of a pod
+    are read only while it waits for its volumes."""
+    namespace, name = gateway.metadata.namespace, gateway.metadata.name
+    pods = {"gateway": kube.list_labelled_pods(namespace, GATEWAY_LABEL, name),
+            "chat page": kube.list_labelled_pods(namespace, CHAT_PAGE_LABEL, name) if gateway.spec.chatPage else []}
+    waiting = [pod["metadata"]["name"] for owned in pods.values() for pod in owned if waiting_for_volumes(pod)]
+    problems = secret_problems(gateway, pods, {pod: kube.list_pod_events(namespace, pod) for pod in waiting})
+    return problems, bool(waiting) and not problems
+
+
 def _remove_chat_page(kube: Kube, namespace: str, name: str) -> list[str]:
     """Deletes the chat page's Deployment and Service, if this gateway made them, once spec.chatPage
     is gone. Its claim stays: it holds the page's users and chats (deleted with the gateway)."""
@@ -105,27 +119,21 @@ def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: st
         errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
         return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), errors), 0, GATEWAY_KIND)
     llmds, selected = _selected(kube, gateway, namespace)
-    guarded, unguarded = guarded_models(gateway, selected)
-    routes, route_problems = gateway_routes(guarded)
+    routes, route_problems, unguarded = routes_of(gateway, selected)
     routes = _with_service_addresses(kube, namespace, routes)
     # The chat page reaches the gateway by its Service's address, which needs no cluster DNS.
     own_address = _service_address(kube, namespace, gateway_name(name)) if gateway.spec.chatPage else None
     desired = render_gateway(gateway, routes, config, own_address)
 
-    writes, apply_error, conflicts, applied, deployments = 0, None, [], [], {}
-    held: set[tuple[str, str]] = set()  # in conflict, or using what is (desired lists what is used first)
+    writes, apply_error, applied, deployments, held = 0, None, [], {}, HeldChildren()
     for obj in desired:
         kind, child = obj["kind"], obj["metadata"]["name"]
-        if references(obj) & held:
-            held.add((kind, child))
+        if held.uses_held(obj):
             continue
         if kind not in _CACHED_KINDS and memo.matches(namespace, name, obj):
             continue
         live = kube.get_child(kind, namespace, child)
-        conflict = live and name_conflict(obj, live, gateway.metadata.uid)
-        if conflict:
-            conflicts.append(conflict)
-            held.add((kind, child))
+        if held.in_conflict(obj, live, gateway.metadata.uid):
             continue
         obj = keep_expanded_claim(obj, live)
         if needs_apply(obj, live):
@@ -143,9 +151,13 @@ def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: st
         log.info("Applied %s for LLMGateway %s/%s", ", ".join(applied), namespace, name)
     if gateway.spec.chatPage is None and apply_error is None:
         writes += len(_remove_chat_page(kube, namespace, name))
+    missing_secrets, mounting = _missing_secrets(kube, gateway)
     status = compute_gateway_status(gateway, routes, route_problems, llmds, deployments.get(gateway_name(name)),
-                                    apply_error, conflicts, deployments.get(chat_page_name(name)), unguarded)
+                                    apply_error, held.conflicts, deployments.get(chat_page_name(name)), unguarded,
+                                    missing_secrets)
     if status["phase"] != "Ready":
         memo.forget(namespace, name)  # something may be missing that no watch reports: read all again next time
     result = write_status(kube, raw, status, writes, GATEWAY_KIND)
-    return Result(result.phase, result.writes, FAILED_RETRY_SECONDS if apply_error else None)
+    if apply_error:
+        return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
+    return Result(result.phase, result.writes, VOLUME_WAIT_RETRY_SECONDS if mounting else None)

@@ -102,6 +102,16 @@ def _failed_termination(container_status: dict[str, Any]) -> dict[str, Any] | No
     return None
 
 
+def missing_secret(pod: dict[str, Any]) -> str | None:
+    """The kubelet's words for a Secret (or a key of one) that a container's environment refers to
+    and that is not there ('secret "x" not found'): the operator may not read Secrets itself."""
+    for status in _statuses(pod, "initContainerStatuses") + _statuses(pod, "containerStatuses"):
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") == "CreateContainerConfigError":
+            return waiting.get("message", "")
+    return None
+
+
 def _pod_problem(role: str, pod: dict[str, Any], gpu_resource: str) -> Problem | None:
     """The first thing wrong with one pod, in the order a user would fix them."""
     for condition in (pod.get("status") or {}).get("conditions") or []:
@@ -127,11 +137,11 @@ def _pod_problem(role: str, pod: dict[str, Any], gpu_resource: str) -> Problem |
         if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
             return Problem("ImagePullFailed", short_message(
                 f"Image of role {role} cannot be pulled: {waiting.get('message', waiting['reason'])}"))
-        if waiting.get("reason") == "CreateContainerConfigError":
-            # The kubelet names what is missing ('secret "x" not found'); the operator may not read Secrets.
-            return Problem("SecretMissing", short_message(
-                f"Pods of role {role} cannot start: {waiting.get('message', '')}. Create it in the "
-                f"namespace {pod['metadata'].get('namespace', '')}, or fix the reference in the spec."))
+    missing = missing_secret(pod)
+    if missing:
+        return Problem("SecretMissing", short_message(
+            f"Pods of role {role} cannot start: {missing}. Create it in the "
+            f"namespace {pod['metadata'].get('namespace', '')}, or fix the reference in the spec."))
     for status in _statuses(pod, "containerStatuses"):
         waiting = (status.get("state") or {}).get("waiting") or {}
         terminated = _failed_termination(status)

@@ -127,11 +127,14 @@ Used by the ClusterRole (cluster-wide mode) and by the Role in each watched name
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# The last lines of a running batch pod's log, every 10 s: the only place its progress is. The
-# operator reads no other log (a batch pod's log holds counts, never requests or answers).
+{{- if .Values.operator.readPodLogs }}
+# Only with operator.readPodLogs (Kubernetes cannot narrow pods/log to some pods): the last lines
+# of a running batch pod's log, every 10 s, its progress; and the first bytes of a model's engine
+# log once per start, whether it reused compiled files. Neither holds requests or answers.
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
+{{- end }}
 # A gateway's configuration, its routers' ServiceAccount, and their Role and RoleBinding (pods,
 # list and watch, in the gateway's namespace): read by name, written by server-side apply. Never
 # listed or watched, never deleted (the garbage collector follows the owner reference).
@@ -141,11 +144,13 @@ Used by the ClusterRole (cluster-wide mode) and by the Role in each watched name
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "create", "patch"]
-# No Secrets at all: a missing one shows in the pod's CreateContainerConfigError, which names it.
+# No Secrets at all: a missing one shows in the pod's CreateContainerConfigError, which names it,
+# or, for a Secret volume of a gateway pod, in the kubelet's FailedMount Events of that pod (listed
+# by field selector, only while such a pod waits for its volumes).
 # The operator's own Events on phase transitions (kopf's event posting is disabled).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 {{- end }}
 
 {{/*

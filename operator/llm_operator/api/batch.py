@@ -153,7 +153,9 @@ class LLMBatchStatus(BaseModel):
     job: str | None = Field(None, description="The Job that runs the batch.")
     attempts: int | None = Field(None, description="Pods that ran the batch so far (failed ones are retried up to backoffLimit).")
     total: int | None = Field(None, description="Requests in the input file (lines that are not blank).")
-    completed: int | None = Field(None, description="Requests answered so far, as the running pod reports them.")
+    completed: int | None = Field(None, description=(
+        "Requests answered so far: while it runs, as the pod's log reports them (by an operator allowed to read it: "
+        "the chart's operator.readPodLogs); at its end, the runner's count."))
     succeeded: int | None = Field(None, description="Requests answered with HTTP 200.")
     failed: int | None = Field(None, description="Requests that got an error, malformed lines included.")
     malformed: list[MalformedLine] | None = Field(None, description="The first malformed input lines, by line number.")

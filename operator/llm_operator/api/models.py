@@ -695,7 +695,8 @@ class RoleStatus(BaseModel):
     url: str | None = Field(None, description="In-cluster OpenAI-compatible base URL.")
     servedName: str | None = Field(None, description="Model name to send in requests.")
     compileCache: CompileCacheStatus | None = Field(
-        None, description="The newest engine start of this role with a compile cache: whether it reused compiled files.")
+        None, description="The newest engine start of this role with a compile cache: whether it reused compiled "
+                         "files (read from its log, by an operator allowed to: the chart's operator.readPodLogs).")
 
 
 class LLMDeploymentStatus(BaseModel):

@@ -29,7 +29,7 @@ from ..api.batch import BATCH_PLURAL
 from ..api.gateway import GATEWAY_PLURAL
 from ..api.models import GROUP, PLURAL, VERSION
 from ..k8s import CHILD_KINDS, KEDA_GROUP_VERSION, SCALED_OBJECT, Kube, describe, load_config
-from ..k8s.cache import LLMBATCH, LLMDEPLOYMENT, LLMGATEWAY, POD, CachedKube, wait_synced
+from ..k8s.cache import LLMBATCH, LLMDEPLOYMENT, LLMGATEWAY, CachedKube, wait_synced
 from ..metrics import RECONCILE_SECONDS, RECONCILES, PhaseGauge
 from ..names import BATCH_LABEL, CHAT_PAGE_LABEL, DEPLOYMENT_LABEL, GATEWAY_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from ..reconcile import RenderMemo, reconcile
@@ -229,7 +229,7 @@ def _changed(memo: OperatorContext, kind: str, event_type: str, obj: dict) -> No
         gateway = labels.get(GATEWAY_LABEL) or labels.get(CHAT_PAGE_LABEL)  # its chat page is the gateway's too
         if owner:
             memo.queue.add_soon(_key(namespace, owner), CHILD_CHANGE_DELAY)
-        elif gateway and kind != POD:  # a gateway's status reads its Deployment, not its pods
+        elif gateway:  # its pods too: one that cannot start for a missing Secret says so only there
             memo.queue.add_soon(GATEWAY_KEY + _key(namespace, gateway), CHILD_CHANGE_DELAY)
         elif batch:
             memo.queue.add_soon(BATCH_KEY + _key(namespace, batch), CHILD_CHANGE_DELAY)

@@ -22,7 +22,7 @@ from ..api.batch import BATCH_KIND, BATCH_PLURAL
 from ..api.gateway import GATEWAY_KIND, GATEWAY_PLURAL
 from ..api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ..metrics import API_WRITES
-from ..names import BATCH_LABEL, DEPLOYMENT_LABEL
+from ..names import DEPLOYMENT_LABEL
 from .transport import Response, Transport
 
 FIELD_MANAGER = "llm-operator"
@@ -115,8 +115,12 @@ class Kube:
     # The kinds of child this API server serves; ScaledObject is added when KEDA is found.
     child_kinds: tuple[str, ...] = CHILD_KINDS
 
-    def __init__(self, api_client: client.ApiClient):
+    def __init__(self, api_client: client.ApiClient, reads_pod_logs: bool = False):
+        """`reads_pod_logs`: whether this identity may read pods/log (`llm-operator run
+        --read-pod-logs`, the chart's operator.readPodLogs). Without it, nothing asks for a log:
+        a batch shows its counts when it ends, and starts do not say whether they reused compiled files."""
         self.transport = Transport(api_client.configuration)
+        self.reads_pod_logs = reads_pod_logs
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                 content_type: str = "application/json", timeout: Any = REQUEST_TIMEOUT) -> Response:
@@ -187,8 +191,14 @@ class Kube:
         except (ApiException, OSError):
             return ""
 
-    def list_batch_pods(self, namespace: str, batch: str) -> list[dict[str, Any]]:
-        return self._get(resource_path("Pod", namespace), {"labelSelector": f"{BATCH_LABEL}={batch}"})["items"]
+    def list_labelled_pods(self, namespace: str, label: str, value: str) -> list[dict[str, Any]]:
+        """Pods of one batch (BATCH_LABEL), gateway (GATEWAY_LABEL) or chat page (CHAT_PAGE_LABEL)."""
+        return self._get(resource_path("Pod", namespace), {"labelSelector": f"{label}={value}"})["items"]
+
+    def list_pod_events(self, namespace: str, pod: str) -> list[dict[str, Any]]:
+        """The Events about one pod (the kubelet's: a volume it cannot mount says which and why)."""
+        selector = f"involvedObject.kind=Pod,involvedObject.name={pod}"
+        return self._get(resource_path("Event", namespace), {"fieldSelector": selector})["items"]
 
     def list_llmdeployments(self, namespace: str) -> list[dict[str, Any]]:
         return [{**item, "apiVersion": API_VERSION, "kind": KIND}

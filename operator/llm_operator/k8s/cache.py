@@ -32,7 +32,6 @@ from kubernetes.client.exceptions import ApiException
 from pydantic_core import CoreSchema, SchemaValidator, core_schema
 
 from ..api.models import API_VERSION
-from ..names import BATCH_LABEL
 from . import api_version
 from .transport import decode
 
@@ -514,12 +513,13 @@ class CachedKube:
         held = self.stores[JOB].get(namespace, name) if self.synced and JOB in self.stores else None
         return held if held is not None else self.kube.get_job(namespace, name)
 
-    def list_batch_pods(self, namespace: str, batch: str) -> list[dict[str, Any]]:
-        """Pods are indexed by the LLMDeployment label; a batch's few pods are picked out of its namespace's."""
+    def list_labelled_pods(self, namespace: str, label: str, value: str) -> list[dict[str, Any]]:
+        """Pods are indexed by the LLMDeployment label; a batch's or a gateway's few pods are picked
+        out of its namespace's."""
         if not self.synced:
-            return self.kube.list_batch_pods(namespace, batch)
+            return self.kube.list_labelled_pods(namespace, label, value)
         return [pod for pod in self.stores[POD].in_namespace(namespace)
-                if (pod["metadata"].get("labels") or {}).get(BATCH_LABEL) == batch]
+                if (pod["metadata"].get("labels") or {}).get(label) == value]
 
     def list_llmdeployments(self, namespace: str) -> list[dict[str, Any]]:
         if not self.synced:

@@ -122,6 +122,15 @@ def gateway_routes(llmds: list[LLMDeployment]) -> tuple[list[GatewayRoute], list
     return routes, problems
 
 
+def routes_of(gateway: LLMGateway, selected: list[LLMDeployment]) -> tuple[list[GatewayRoute], list[str], list[str]]:
+    """The gateway's routes over the LLMDeployments it selects (`selects`), the served names that
+    clash (routed to neither: gateway_routes), and why the models it may not front are left out
+    (guarded_models). The operator and `llm-operator render` both route this way."""
+    guarded, unguarded = guarded_models(gateway, selected)
+    routes, clashes = gateway_routes(guarded)
+    return routes, clashes, unguarded
+
+
 def chat_models(routes: list[GatewayRoute]) -> list[str]:
     """The served names of the gateway's chat models (its `llm` roles), sorted: what its chat page lists."""
     return sorted(route.served_name for route in routes if route.role == CHAT_ROLE)

@@ -75,8 +75,9 @@ def object_meta(name: str, namespace: str | None, object_labels: dict[str, str])
 
 def references(obj: dict[str, Any]) -> set[tuple[str, str]]:
     """(kind, name) of every object of its namespace that `obj` uses: its pod template's claims,
-    ConfigMaps and service account, a RoleBinding's service accounts and Role. What refers to an object another
-    owner holds is not applied: it would mount that claim, run as that account, bind to it."""
+    ConfigMaps and service account, a RoleBinding's service accounts and Role. What refers to an
+    object another owner holds is not applied: it would mount that claim, run as that account,
+    bind to it."""
     found: set[tuple[str, str]] = set()
     pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
     for volume in pod.get("volumes") or []:
