@@ -32,28 +32,29 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import yaml
-from kubernetes import client, config as kube_config
+from kubernetes import client
+from kubernetes import config as kube_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import demo  # noqa: E402
-import plane  # noqa: E402
-from operator_process import WRITE_VERBS, OperatorProcess, service_account_kubeconfig  # noqa: E402
-from plane.control_plane import kwok_node_manifest  # noqa: E402
-from plane.processes import read_pids  # noqa: E402
-from workloads import wait_established  # noqa: E402
+import demo
+import plane
+from operator_process import WRITE_VERBS, OperatorProcess, service_account_kubeconfig
+from plane.control_plane import kwok_node_manifest
+from plane.processes import read_pids
+from workloads import wait_established
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from bench_render import per_call_ms  # noqa: E402
-
-from llm_operator.api import parse_llmdeployment  # noqa: E402
-from llm_operator.k8s.transport import decode  # noqa: E402
-from llm_operator.render import render  # noqa: E402
+from bench_render import per_call_ms
+from llm_operator.api import parse_llmdeployment
+from llm_operator.k8s.transport import decode
+from llm_operator.render import render
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_NAMESPACE = "llm-operator-bench"
@@ -75,7 +76,7 @@ class Bench:
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run([str(plane.find_binary("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
-                                input=input, capture_output=True, text=True, timeout=1800)
+                                input=input, capture_output=True, text=True, timeout=1800, check=False)
         if check and result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args[:3])} failed: {result.stderr.strip()[:2000]}")
         return result
@@ -194,7 +195,7 @@ def plane_cpu(cfg: plane.Config) -> dict[str, float]:
 def audit_mark() -> str:
     """Now, as the audit log writes its timestamps (RFC 3339, microseconds, UTC): a mark that stays
     valid when the API server rotates the log (every 500 MB, about once per N = 1,000 run)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def operator_audit_events(bench: Bench, since: str) -> Iterator[dict[str, Any]]:
@@ -250,7 +251,7 @@ def spec_change_latencies(bench: Bench, namespace: str, n: int, samples: int) ->
         bench.custom.patch_namespaced_custom_object("llmops.dev", "v1alpha1", namespace, "llmdeployments", name,
                                                     {"spec": {"llm": {"engine": {"maxModelLen": int(value)}}}})
 
-        def updated() -> bool:
+        def updated(name: str = name, value: str = value) -> bool:
             deployment = bench.apps.read_namespaced_deployment(f"{name}-llm", namespace)
             return value in deployment.spec.template.spec.containers[0].args
 

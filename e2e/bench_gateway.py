@@ -26,16 +26,17 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import demo  # noqa: E402
-import plane  # noqa: E402
-import serving  # noqa: E402
-from operator_process import eventually  # noqa: E402
+import demo
+import plane
+import serving
+from operator_process import eventually
 
 NAMESPACE, STACK, CHAT_ROLE = demo.NAMESPACE, "cpu-rag", "llm"
 ROUND_ROBIN = "round-robin"
@@ -106,7 +107,7 @@ def latency_table(cfg, served: str, requests: int) -> list[tuple]:
                        "messages": [{"role": "user", "content": f"{random.random()} {' '.join(random.choices(WORDS, k=20))}"}]}
                       for _ in range(requests)]
             with ThreadPoolExecutor(concurrency) as pool:
-                totals = [end for _, end in pool.map(lambda body: post(url, key, body), bodies)]
+                totals = [end for _, end in pool.map(partial(post, url, key), bodies)]
             row += [percentile(totals, 50), percentile(totals, 99)]
         rows.append(tuple(row))
     return rows

@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import kopf
 import yaml
@@ -34,11 +35,14 @@ STAMP = "2026-12-07T10:00:00Z"
 def running_pod(template: dict[str, Any]) -> dict[str, Any]:
     """A pod of the Deployment's template as the API server sends it once the kubelet reported it."""
     spec = {**template["spec"], "nodeName": "llm-node", "serviceAccountName": "default"}
-    container_status = lambda name, init: {  # noqa: E731
-        "name": name, "image": "ghcr.io/llmops-dev/llm-runtime:0.1.0", "imageID": "sha256:" + "a" * 64,
-        "containerID": "containerd://" + "b" * 64, "ready": not init, "restartCount": 0, "started": not init,
-        "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": STAMP, "finishedAt": STAMP}}
-        if init else {"running": {"startedAt": STAMP}}}
+
+    def container_status(name, init):
+        return {
+            "name": name, "image": "ghcr.io/llmops-dev/llm-runtime:0.1.0", "imageID": "sha256:" + "a" * 64,
+            "containerID": "containerd://" + "b" * 64, "ready": not init, "restartCount": 0, "started": not init,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": STAMP, "finishedAt": STAMP}}
+            if init else {"running": {"startedAt": STAMP}}}
+
     managed = [{"manager": manager, "operation": "Update", "apiVersion": "v1", "time": STAMP, "fieldsType": "FieldsV1",
                 "fieldsV1": {"f:spec": {f"f:{key}": {} for key in spec}} if manager == "kube-controller-manager" else
                 {"f:status": {f"f:{key}": {} for key in ("conditions", "containerStatuses", "podIP", "startTime")}}}

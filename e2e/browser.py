@@ -29,7 +29,7 @@ def chromium_problem() -> str | None:
     if not Path(CHROMIUM).exists():
         return f"{CHROMIUM} is missing: `make cluster-tools` installs Debian's chromium"
     try:
-        import playwright  # noqa: F401
+        import playwright  # noqa: F401 - whether it is installed is the question
     except ImportError:
         return "playwright is missing: `make venv` installs the test dependencies"
     return None

@@ -43,7 +43,7 @@ READY_TIMEOUT = 1200
 def kubectl(cfg: plane.Config, *args: str, input: str | None = None, check: bool = True,
             timeout: float = 120) -> subprocess.CompletedProcess:
     result = subprocess.run([str(plane.find_binary("kubectl")), f"--kubeconfig={cfg.kubeconfig}", *args],
-                            input=input, capture_output=True, text=True, timeout=timeout)
+                            input=input, capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         sys.exit(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
     return result

@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -73,7 +74,7 @@ def service_account_kubeconfig(cluster, namespace: str, name: str, path: Path) -
 class OperatorProcess:
     # Every operator process a test started and has not stopped: a test that must be the only
     # operator (the RBAC tests) stops these and starts them again afterwards.
-    running: "set[OperatorProcess]" = set()
+    running: set[OperatorProcess] = set()
 
     def __init__(self, kubeconfig: Path, log_path: Path, namespaces: tuple[str, ...] = (),
                  extra_args: tuple[str, ...] = (), lease: tuple[str, str] = (OPERATOR_NAMESPACE, "llm-operator"),

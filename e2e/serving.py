@@ -31,7 +31,7 @@ TINY_MODEL_OF_ROLE = {"llm": "chat", "embedding": "embedding", "rerank": "rerank
 
 
 def _run(argv: list[str], what: str) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{what} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result.stdout

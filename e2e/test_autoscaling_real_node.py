@@ -26,6 +26,7 @@ import pytest
 import serving
 from llm_operator.api.models import MAX_NAME_LENGTH
 from operator_process import OPERATOR_USER, audit_lines, audit_writes, eventually
+from test_autoscaling_plane import autoscaling  # noqa: F401 - the plane's Prometheus and KEDA, or why not
 from test_serving import (  # noqa: F401 - module fixtures, used by name
     API_KEY,
     GATEWAY,
@@ -40,7 +41,6 @@ from test_serving import (  # noqa: F401 - module fixtures, used by name
     gateway_image,
     new_namespace,
 )
-from test_autoscaling_plane import autoscaling  # noqa: F401 - the plane's Prometheus and KEDA, or why not
 from tests.hubs import TinyModel
 from workloads import get
 
@@ -72,7 +72,7 @@ def _manifest(**overrides) -> dict:
 
 
 @pytest.fixture(scope="module")
-def scaled(cluster, operator, pod_hubs, cpu_image, gateway_image, autoscaling):  # noqa: F811
+def scaled(cluster, operator, pod_hubs, cpu_image, gateway_image, autoscaling):  # noqa: F811 - fixtures imported above, by name
     """The chat role, autoscaled, behind a gateway, in a namespace of its own; the audit log line
     from which the operator's writes are counted."""
     assert len(NAME) == MAX_NAME_LENGTH
@@ -99,8 +99,8 @@ def scaled(cluster, operator, pod_hubs, cpu_image, gateway_image, autoscaling): 
 
 def _seconds(since: str, until: str) -> float:
     """Seconds between two of the API server's timestamps (whole seconds, UTC)."""
-    parse = lambda stamp: datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
-    return (parse(until) - parse(since)).total_seconds()
+    api_time = "%Y-%m-%dT%H:%M:%SZ"
+    return (datetime.datetime.strptime(until, api_time) - datetime.datetime.strptime(since, api_time)).total_seconds()
 
 
 def _gateway_ready_or_why(stack):
@@ -137,7 +137,7 @@ class Load:
                 "messages": [{"role": "user", "content": "Count slowly."}]}, GATEWAY_KEY, timeout=120)
             self.codes[index][code] = self.codes[index].get(code, 0) + 1
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for thread in self.threads:
             thread.start()
         return self

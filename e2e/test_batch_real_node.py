@@ -33,7 +33,7 @@ FINISH_TIMEOUT = 900  # a cold vLLM start on 2 cores, beside whatever else the s
 
 
 @pytest.fixture(scope="module")
-def batches(cluster, operator, pod_hubs, cpu_image):  # noqa: F811
+def batches(cluster, operator, pod_hubs, cpu_image):  # noqa: F811 - fixtures imported above, by name
     """A namespace with one claim on the real node's local volumes, used as the weights cache and for
     the answers; the tiny chat model on the local ModelScope hub."""
     models = serving.tiny_models()

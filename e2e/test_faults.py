@@ -21,8 +21,17 @@ import yaml
 
 import plane
 import serving
-from faults import (EVENTS_PER_RESOURCE, Row, StallProxy, audit_requests, convergence_problems, converge, occupy,
-                    operator_events, record)
+from faults import (
+    EVENTS_PER_RESOURCE,
+    Row,
+    StallProxy,
+    audit_requests,
+    converge,
+    convergence_problems,
+    occupy,
+    operator_events,
+    record,
+)
 from llm_operator.cli import build_parser, render_config
 from operator_process import OPERATOR_NAMESPACE, OperatorProcess, audit_lines, eventually
 from plane.control_plane import kwok_node_manifest
@@ -189,12 +198,12 @@ spec:
   rules:
   - subjects:
     - kind: ServiceAccount
-      serviceAccount: {name: llm-operator, namespace: %s}
+      serviceAccount: {name: llm-operator, namespace: NAMESPACE}
     resourceRules:
     - {verbs: ["*"], apiGroups: ["*"], resources: ["*"], namespaces: ["*"], clusterScope: true}
     nonResourceRules:
     - {verbs: ["*"], nonResourceURLs: ["*"]}
-""" % OPERATOR_NAMESPACE
+""".replace("NAMESPACE", OPERATOR_NAMESPACE)
 
 
 def _cpu_seconds(pid: int) -> float:

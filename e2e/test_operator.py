@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from invalid_specs import CASES  # shared with the unit tests (tests/ is on pytest's pythonpath)
 from operator_process import (
     OPERATOR_USER,
     OperatorProcess,
@@ -17,8 +18,6 @@ from operator_process import (
     eventually,
 )
 from workloads import apply, condition, deploy_rag_stack, example, get, llm_args, names, wait_ready
-
-from invalid_specs import CASES  # shared with the unit tests (tests/ is on pytest's pythonpath)
 
 ROLES = ("llm", "embedding", "rerank")
 

@@ -30,7 +30,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-
 from datetime import datetime
 from pathlib import Path
 
@@ -40,9 +39,9 @@ import yaml
 import browser
 import plane
 import serving
-from operator_process import eventually
 from llm_operator.render.gateway import DRAIN_SECONDS
 from llm_operator.render.meta import upstream_stat_name
+from operator_process import eventually
 from test_chart_monitoring import MONITORING_VALUES, exposed_families, vllm_metrics_used
 from tests.hubs import TinyModel
 from workloads import condition, get
@@ -123,7 +122,7 @@ class Stack:
     def base_urls(self) -> dict[str, str]:
         """Each role's OpenAI base URL through its Service's ClusterIP (no cluster DNS on the host)."""
         urls = {}
-        for role, info in self.status()["roles"].items():
+        for role in self.status()["roles"]:
             service = get(self.cluster, self.namespace, "service", f"{self.name}-{role}")
             urls[role] = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
         return urls
@@ -673,7 +672,7 @@ def test_gateway_routes_to_a_replacement_pod_once_ready(stack):
         counts = [_served_requests(pod) for pod in (kept, new)]
         for _ in range(4):
             assert _chat(url, chat)[0] == 200
-        return all(_served_requests(pod) > count for pod, count in zip((kept, new), counts))
+        return all(_served_requests(pod) > count for pod, count in zip((kept, new), counts, strict=True))
     eventually(both_serve, 90, interval=2, what="requests reaching both chat replicas")
     _gateway_ready(stack)
     assert _gateway_status(stack)["models"][chat]["readyReplicas"] == 2

@@ -47,8 +47,8 @@ def main() -> None:
         raw = yaml.safe_load(path.read_text())
         raw["metadata"].update(namespace="bench", uid="00000000-0000-0000-0000-000000000000")
         llmd = parse_llmdeployment(raw)
-        render_ms = per_call_ms(lambda: render(llmd), seconds)
-        parse_ms = per_call_ms(lambda: parse_llmdeployment(raw), seconds)
+        render_ms = per_call_ms(lambda llmd=llmd: render(llmd), seconds)
+        parse_ms = per_call_ms(lambda raw=raw: parse_llmdeployment(raw), seconds)
         print(f"{path.stem:<24} {render_ms:>10.3f} {parse_ms:>10.3f}")
 
 

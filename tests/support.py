@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import yaml
 from kubernetes.utils.quantity import parse_quantity
 
@@ -95,3 +96,10 @@ def canonical_quantities(obj: Any, key: str = "", parent: str = "") -> Any:
     if parent in ("requests", "limits") or key == "sizeLimit":
         return canonical_quantity(obj)
     return obj
+
+
+def vector_selectors(tree: Any) -> list[Any]:
+    """The series selectors of a PromQL expression parsed by promql_parser, in the order it walks them."""
+    found: list[Any] = []
+    promql_parser.walk(tree, lambda node: found.append(node) if isinstance(node, promql_parser.VectorSelector) else None)
+    return found

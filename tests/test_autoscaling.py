@@ -6,7 +6,7 @@ import promql_parser
 from llm_operator.k8s import CHILD_KINDS
 from llm_operator.render import RenderConfig, render
 from llm_operator.render.autoscaling import SCALING_METRICS, prometheus_namespace
-from support import by_kind_and_name, llmd
+from support import by_kind_and_name, llmd, vector_selectors
 from test_reconcile import MemoryKube, resource, run
 
 MODEL = {"source": "hf://Qwen/Qwen3-8B"}
@@ -52,10 +52,7 @@ def test_each_metric_query_parses_and_selects_only_the_roles_pods():
     for name, metric in SCALING_METRICS.items():
         role = {"autoscaling": {"maxReplicas": 2, "metric": name}}
         query = objects(role)[("ScaledObject", "team-llm")]["spec"]["triggers"][0]["metadata"]["query"]
-        selected = []
-        promql_parser.walk(promql_parser.parse(query), lambda node: selected.append(node)
-                           if isinstance(node, promql_parser.VectorSelector) else None)
-        (selector,) = selected
+        (selector,) = vector_selectors(promql_parser.parse(query))
         assert selector.name == metric.series
         assert 'namespace="ns"' in query
         matchers = {m.name: (str(m.op), m.value) for m in selector.matchers.matchers if m.name != "__name__"}
@@ -72,10 +69,7 @@ def test_the_query_picks_the_role_s_pods_by_the_labels_of_its_pod_template_whate
     for owner in ("team", name):
         pod_labels = rendered[("Deployment", f"{owner}-llm")]["spec"]["template"]["metadata"]["labels"]
         query = rendered[("ScaledObject", f"{owner}-llm")]["spec"]["triggers"][0]["metadata"]["query"]
-        selected = []
-        promql_parser.walk(promql_parser.parse(query), lambda node: selected.append(node)
-                           if isinstance(node, promql_parser.VectorSelector) else None)
-        series_labels = {m.name: m.value for m in selected[0].matchers.matchers}
+        series_labels = {m.name: m.value for m in vector_selectors(promql_parser.parse(query))[0].matchers.matchers}
         assert "pod" not in series_labels
         assert series_labels["llmops_dev_deployment"] == pod_labels["llmops.dev/deployment"] == owner
         assert series_labels["llmops_dev_role"] == pod_labels["llmops.dev/role"] == "llm"
@@ -146,9 +140,7 @@ def test_scaling_to_zero_adds_a_demand_trigger_that_only_wakes():
     assert demand["name"] == "demand" and demand["metadata"]["activationThreshold"] == "0"
     assert float(demand["metadata"]["threshold"]) >= 1e6  # never sets the number of pods above one
     query = demand["metadata"]["query"]
-    selected = []
-    promql_parser.walk(promql_parser.parse(query), lambda node: selected.append(node.name)
-                       if isinstance(node, promql_parser.VectorSelector) else None)
+    selected = [node.name for node in vector_selectors(promql_parser.parse(query))]
     # At zero pods a request to the role's Service fails to connect: Envoy counts its retries only.
     assert set(selected) == {"envoy_cluster_upstream_rq_active", "envoy_cluster_upstream_rq_total",
                              "envoy_cluster_upstream_rq_retry", "vllm:num_requests_running"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llm_operator.k8s import CHILD_KINDS
 from llm_operator.k8s.cache import Store
 from llm_operator.names import BATCH_LABEL
@@ -54,7 +56,7 @@ def test_a_relist_never_takes_a_version_older_than_the_held_one():
 
 def test_labelled_selects_by_namespace_and_label_and_follows_relabels_and_deletes():
     label = "llmops.dev/deployment"
-    store = Store(index_label=label)
+    store = Store(label)
     store.upsert(obj("x-llm", 1, **{label: "x"}))
     store.upsert(obj("y-llm", 1, **{label: "y"}))
     store.upsert(obj("x-llm", 1, namespace="other", **{label: "x"}))
@@ -66,6 +68,20 @@ def test_labelled_selects_by_namespace_and_label_and_follows_relabels_and_delete
     store.remove(obj("x-llm", 3))
     store.replace([obj("x-llm", 1, namespace="other", **{label: "x"})], listed_version=4)  # y-llm gone in a relist
     assert store.labelled("ns", "x") == [] and len(store.labelled("other", "x")) == 1
+
+
+def test_a_store_indexed_by_several_labels_finds_an_object_by_each_and_forgets_a_label_removed():
+    owner, gateway = "llmops.dev/deployment", "llmops.dev/gateway"
+    store = Store(owner, gateway)
+    store.upsert(obj("both", 1, **{owner: "x", gateway: "g"}))
+    store.upsert(obj("gateway-only", 1, **{gateway: "g"}))
+    assert [o["metadata"]["name"] for o in store.labelled("ns", "x")] == ["both"]
+    assert sorted(o["metadata"]["name"] for o in store.labelled("ns", "g", gateway)) == ["both", "gateway-only"]
+    store.upsert(obj("both", 2, **{owner: "x"}))  # the gateway label taken off
+    assert [o["metadata"]["name"] for o in store.labelled("ns", "g", gateway)] == ["gateway-only"]
+    assert [o["metadata"]["name"] for o in store.labelled("ns", "x")] == ["both"]
+    with pytest.raises(KeyError, match="llmops.dev/batch is not an index label"):
+        store.labelled("ns", "b", "llmops.dev/batch")
 
 
 class FakeResponse:
@@ -236,8 +252,11 @@ def test_a_batch_s_job_and_pods_come_from_the_cache_and_never_an_llmdeployment_s
         reflector.synced.set()
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "b-batch", "namespace": "ns", "resourceVersion": "5"}}
     cache.stores["Job"].upsert(job)
-    pod = lambda name, labels: {"apiVersion": "v1", "kind": "Pod",  # noqa: E731
-                                "metadata": {"name": name, "namespace": "ns", "labels": labels, "resourceVersion": "6"}}
+
+    def pod(name, labels):
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "ns", "labels": labels, "resourceVersion": "6"}}
+
     cache.stores["Pod"].upsert(pod("b-batch-x1", {"llmops.dev/batch": "b"}))
     cache.stores["Pod"].upsert(pod("b-llm-x2", {"llmops.dev/deployment": "b"}))  # an LLMDeployment of the same name
     assert cache.get_job("ns", "b-batch") is job

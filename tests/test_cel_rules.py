@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import celpy
 import pytest

@@ -16,8 +16,8 @@ from llm_operator.render import RenderConfig, render_gateway
 from llm_operator.render.gateway import (
     HEALTH_PORT,
     METRICS_PORT,
-    WAKE_HOLD_SECONDS,
     ROUTER_BASE_PORT,
+    WAKE_HOLD_SECONDS,
     GatewayRoute,
     config_map,
     envoy_config,
@@ -128,7 +128,10 @@ def test_keys_reach_the_pod_only_as_files_from_their_secrets():
 def test_a_changed_model_set_rolls_the_gateway_pods():
     first = by_kind_and_name(render_gateway(gateway(), ROUTES))[("Deployment", "shared-gateway")]
     second = by_kind_and_name(render_gateway(gateway(), ROUTES[:2]))[("Deployment", "shared-gateway")]
-    hash_of = lambda d: d["spec"]["template"]["metadata"]["annotations"]["llmops.dev/config-hash"]  # noqa: E731
+
+    def hash_of(deployment):
+        return deployment["spec"]["template"]["metadata"]["annotations"]["llmops.dev/config-hash"]
+
     assert hash_of(first) != hash_of(second)
     assert hash_of(first) == hash_of(by_kind_and_name(render_gateway(gateway(), ROUTES))[("Deployment", "shared-gateway")])
 
@@ -180,7 +183,7 @@ def test_envoy_has_a_loopback_cluster_per_router_and_one_per_service_with_an_add
 def test_only_envoys_statistics_leave_the_pod_and_only_through_the_metrics_port():
     config = envoy_config(ROUTES)
     assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
-    listeners = {l["name"]: l for l in config["static_resources"]["listeners"]}
+    listeners = {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
     metrics = listeners["metrics"]["filter_chains"][0]["filters"][0]["typed_config"]
     assert listeners["metrics"]["address"]["socket_address"]["port_value"] == METRICS_PORT
     (route,) = metrics["route_config"]["virtual_hosts"][0]["routes"]

@@ -13,7 +13,7 @@ def _test_module_names(folder: str) -> list[str]:
     """Basenames of test modules as pytest collects them: hidden directories are pruned, not walked
     (e2e/.cluster holds the plane's image trees, with thousands of third-party test files)."""
     names = []
-    for directory, subdirectories, files in os.walk(REPO / folder):
+    for _directory, subdirectories, files in os.walk(REPO / folder):
         subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
         names += [name for name in files if name.startswith("test_") and name.endswith(".py")]
     return names

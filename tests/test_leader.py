@@ -81,4 +81,4 @@ def test_two_candidates_racing_on_one_version_elect_one(clock):
         elector._seen_version, elector._seen_at = stale["metadata"]["resourceVersion"], 0.0
     assert second._try_once()
     # The first read the same version before the second wrote: its write is refused (409).
-    assert not leases.replace_lease("ns", "op", leader.claimed(stale, "op", first.me, 1, leader.datetime.now(leader.timezone.utc)))
+    assert not leases.replace_lease("ns", "op", leader.claimed(stale, "op", first.me, 1, leader.datetime.now(leader.UTC)))

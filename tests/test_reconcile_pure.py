@@ -4,6 +4,7 @@ import copy
 
 from hypothesis import HealthCheck, given, settings
 
+from llm_operator.names import HASH_ANNOTATION
 from llm_operator.reconcile import (
     is_subset,
     keep_expanded_claim,
@@ -11,7 +12,6 @@ from llm_operator.reconcile import (
     needs_apply,
     replicas_handoff,
 )
-from llm_operator.names import HASH_ANNOTATION
 from llm_operator.render import render
 from strategies import llmdeployment_specs
 from support import canonical_quantities, llmd

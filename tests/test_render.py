@@ -5,12 +5,12 @@ import json
 
 import yaml
 
+from llm_operator.api import parse_llmdeployment
 from llm_operator.cli import main
 from llm_operator.names import HASH_ANNOTATION
 from llm_operator.render import RenderConfig, content_hash, render, service_url
-from support import by_kind_and_name, container, llmd, load_example
-from llm_operator.api import parse_llmdeployment
 from llm_runtime.cli import build_parser
+from support import by_kind_and_name, container, llmd, load_example
 
 HF = {"source": "hf://BAAI/bge-m3"}
 

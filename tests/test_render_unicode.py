@@ -33,7 +33,10 @@ def _hostile(text: str) -> str:
 
 @st.composite
 def free_text_specs(draw):
-    text = lambda: draw(_text.map(_hostile))  # noqa: E731
+
+    def text():
+        return draw(_text.map(_hostile))
+
     pvc = draw(st.booleans())
     model = ({"source": f"pvc://weights/x{text()}"} if pvc else
              {"source": "hf://org/model", "file": f"x{text()}", "ignorePatterns": [text(), text()]})

@@ -88,9 +88,14 @@ def test_requests_of_one_thread_share_one_kept_connection(server):
     assert server.connections == 1
 
 
+def read(kube: Transport, path: str) -> bytes:
+    """A GET whose body is read to its end, which is what frees its connection for the next request."""
+    return kube.request("GET", path).data
+
+
 def test_a_connection_the_server_dropped_while_idle_is_replaced_not_failed(server):
     kube = Transport(configured(server))
-    kube.request("GET", "/drop").data  # the server closes the connection after answering
+    read(kube, "/drop")  # the server closes the connection after answering
     time.sleep(0.2)
     assert json.loads(kube.request("GET", "/next").data) == {"path": "/next"}
     assert server.connections == 2
@@ -100,11 +105,11 @@ def test_a_connection_idle_too_long_is_not_reused(server, monkeypatch):
     """One a proxy stalled without closing would look open: a request on it would hang."""
     import llm_operator.k8s.transport as transport
     kube = Transport(configured(server))
-    kube.request("GET", "/first").data
-    kube.request("GET", "/soon").data
+    read(kube, "/first")
+    read(kube, "/soon")
     monkeypatch.setattr(transport, "MAX_IDLE_SECONDS", 0.1)
     time.sleep(0.2)
-    kube.request("GET", "/late").data
+    read(kube, "/late")
     assert server.connections == 2
 
 
@@ -114,7 +119,7 @@ def test_an_error_carries_the_api_servers_message_and_keeps_the_connection(serve
         kube.request("GET", "/missing")
     assert raised.value.status == 404
     assert json.loads(raised.value.body)["message"] == 'deployments.apps "x" not found'
-    kube.request("GET", "/after").data
+    read(kube, "/after")
     assert server.connections == 1
 
 
@@ -122,12 +127,12 @@ def test_a_watch_streams_whole_lines_and_an_abandoned_one_is_not_reused(server):
     kube = Transport(configured(server))
     lines = list(kube.request("GET", "/api/v1/pods", {"watch": "true"}).lines())
     assert [json.loads(line)["object"]["n"] for line in lines] == [0, 1, 2]
-    kube.request("GET", "/after").data
+    read(kube, "/after")
     assert server.connections == 1  # a watch read to its end leaves its connection for reuse
     stream = kube.request("GET", "/api/v1/pods", {"watch": "true"})
     next(stream.lines())
     stream.close()
-    kube.request("GET", "/after").data
+    read(kube, "/after")
     assert server.connections == 2
 
 
@@ -141,11 +146,11 @@ def test_credentials_come_from_the_configuration_and_refresh_now_and_then(server
     kube = Transport(configured(server, api_key={"BearerToken": "token-0"}, api_key_prefix={"BearerToken": "Bearer"},
                                 refresh_api_key_hook=refresh))
     for _ in range(5):
-        kube.request("GET", "/x").data
+        read(kube, "/x")
     assert len(refreshes) == 1 and server.seen[-1][2]["authorization"] == "Bearer token-1"
     monkeypatch.setattr(transport, "AUTH_REFRESH_SECONDS", 0.0)
     kube._auth = (0.0, {})  # expired
-    kube.request("GET", "/x").data
+    read(kube, "/x")
     assert server.seen[-1][2]["authorization"] == "Bearer token-2"
 
 

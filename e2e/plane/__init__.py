@@ -43,10 +43,30 @@ node), images (pause and test images, import into containerd), lifecycle (Plane)
 """
 
 from .autoscaling import AUTOSCALING
-from .binaries import (BINARIES, BUILD_SCRIPT, E2E_DIR, REPO_DIR, binary_path, cache_dir, find_binary,
-                       keda_crd_dir, missing_binaries, missing_node_tools, versions)
-from .config import (GPU_RESOURCE, ISOLATED_RANGE, KWOK_NODE_ANNOTATION, LOCAL_STORAGE_CLASS, REAL_NODE_LABEL,
-                     REAL_NODE_SELECTOR, REAL_NODE_TAINT, REAL_NODE_TOLERATIONS, Config)
+from .binaries import (
+                       BINARIES,
+                       BUILD_SCRIPT,
+                       E2E_DIR,
+                       REPO_DIR,
+                       binary_path,
+                       cache_dir,
+                       find_binary,
+                       keda_crd_dir,
+                       missing_binaries,
+                       missing_node_tools,
+                       versions,
+)
+from .config import (
+                       GPU_RESOURCE,
+                       ISOLATED_RANGE,
+                       KWOK_NODE_ANNOTATION,
+                       LOCAL_STORAGE_CLASS,
+                       REAL_NODE_LABEL,
+                       REAL_NODE_SELECTOR,
+                       REAL_NODE_TAINT,
+                       REAL_NODE_TOLERATIONS,
+                       Config,
+)
 from .control_plane import CONTROL_PLANE
 from .errors import PlaneError
 from .images import image_digest, import_image, pause_image, test_server_image

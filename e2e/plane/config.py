@@ -104,7 +104,7 @@ class Config:
     keda_operator_health_port: int = 16281
 
     @classmethod
-    def from_env(cls) -> "Config":
+    def from_env(cls) -> Config:
         d = cls()
         return cls(
             state_dir=Path(os.environ.get("LLMOPS_CLUSTER_DIR") or d.state_dir),

@@ -6,8 +6,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import autoscaling, images
 from .autoscaling import AUTOSCALING
@@ -17,9 +18,21 @@ from .control_plane import ARGV, AUDIT_POLICY, CONTROL_PLANE, kwok_node_manifest
 from .errors import PlaneError
 from .node import NODE_COMPONENTS, RealNode
 from .pki import ensure_pki, pki_complete, write_kubeconfigs
-from .processes import (Api, cmdline, entry_alive, find_by_argument, get_ok, insecure_ctx, port_busy, read_pids, spawn,
-                        stop_pids, tail, wait_until, write_pids)
-
+from .processes import (
+    Api,
+    cmdline,
+    entry_alive,
+    find_by_argument,
+    get_ok,
+    insecure_ctx,
+    port_busy,
+    read_pids,
+    spawn,
+    stop_pids,
+    tail,
+    wait_until,
+    write_pids,
+)
 
 APISERVER_FORWARD = Path(__file__).with_name("apiserver_forward.py")
 FORWARD_NAME = APISERVER_FORWARD.name

@@ -540,7 +540,7 @@ class RealNode:
                    "CNI_NETNS": netns if netns and os.path.exists(netns) else "", "CNI_IFNAME": "eth0",
                    "CNI_PATH": str(CNI_BIN_DIR), "PATH": SYSTEM_PATH}
             proc = subprocess.run([str(CNI_BIN_DIR / plugin["type"])], input=json.dumps(conf), env=env,
-                                  capture_output=True, text=True, timeout=30)
+                                  capture_output=True, text=True, timeout=30, check=False)
             if proc.returncode != 0:
                 print(f"CNI DEL of {plugin['type']} for {container_id[:12]} failed: {proc.stdout or proc.stderr}")
         # The CNI library's result cache: this network's and the loopback's ("cni-loopback").

@@ -10,8 +10,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .config import (FRONT_PROXY_CLIENT, KEDA_METRICS_SERVER_USER, KEDA_NAMESPACE, KEDA_OPERATOR_USER,
-                     PROMETHEUS_USER, Config)
+from .config import (
+    FRONT_PROXY_CLIENT,
+    KEDA_METRICS_SERVER_USER,
+    KEDA_NAMESPACE,
+    KEDA_OPERATOR_USER,
+    PROMETHEUS_USER,
+    Config,
+)
 from .errors import PlaneError
 
 # (file stem, subject) of the certificate authorities. The front proxy CA signs only the API server's
@@ -72,7 +78,7 @@ def _fingerprint(cfg: Config) -> str:
 
 
 def _openssl(*args: str) -> None:
-    proc = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    proc = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise PlaneError(f"openssl {args[0]} failed: {proc.stderr.strip()}")
 

@@ -12,8 +12,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .binaries import SYSTEM_PATH
 from .config import Config
@@ -135,7 +136,7 @@ def stop_pids(entries: list[tuple[str, dict[str, Any]]], grace: float = 15.0) ->
 def run(argv: list[str], check: bool = True, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     """Run a short command with the system PATH; raise PlaneError with its output when it fails."""
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PATH": SYSTEM_PATH}, **kwargs)
+                          env={**os.environ, "PATH": SYSTEM_PATH}, **kwargs, check=False)
     if check and proc.returncode != 0:
         raise PlaneError(f"`{' '.join(argv)}` failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()}")
     return proc

@@ -8,7 +8,7 @@ message instead (`FallbackToLogsOnError`), which is where vLLM says why it stopp
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeGuard
 
 from llm_runtime.contract import BATCH_PROGRESS_PATTERN, COMPILE_CACHE_PATTERN
 
@@ -124,7 +124,7 @@ def compute_batch_status(batch: LLMBatch, job: dict[str, Any] | None, pods: list
     by_start = sorted(pods, key=lambda p: ((p.get("status") or {}).get("startTime") or "", p["metadata"]["name"]))
     reporter, report = next(((p, r) for p in reversed(by_start) if (r := batch_report(p))), (None, None))
     last_failure = next((f for f in map(pod_failure, reversed(by_start)) if f), None)
-    if report:
+    if report and reporter:
         status.update(total=report["total"], completed=report["total"], succeeded=report.get("succeeded", 0),
                       failed=report.get("failed", 0))
         found = COMPILE_CACHE_PATTERN.fullmatch(str(report.get("compileCache") or ""))
@@ -159,12 +159,12 @@ def compute_batch_status(batch: LLMBatch, job: dict[str, Any] | None, pods: list
     return status
 
 
-def ran(previous: dict[str, Any] | None) -> bool:
+def ran(previous: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
     """Whether an earlier reconcile saw the batch's Job: `attempts` is written only then."""
     return (previous or {}).get("attempts") is not None
 
 
-def finished(previous: dict[str, Any] | None) -> bool:
+def finished(previous: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
     """A batch runs once: after its Job ended, what was observed then is its status for good, even
     once the Job's pods (which held the counts and vLLM's error) or the Job itself are deleted."""
     return ran(previous) and (previous or {}).get("phase") in ("Succeeded", "Failed")

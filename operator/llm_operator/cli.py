@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Iterable, TextIO
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from llm_runtime.versions import CHAT_PAGE_IMAGE, GATEWAY_IMAGE, OPERATOR_VERSION, RUNTIME_CPU_IMAGE, RUNTIME_IMAGE, VLLM_VERSION
+from llm_runtime.versions import (
+    CHAT_PAGE_IMAGE,
+    GATEWAY_IMAGE,
+    OPERATOR_VERSION,
+    RUNTIME_CPU_IMAGE,
+    RUNTIME_IMAGE,
+    VLLM_VERSION,
+)
 
 from .api import KIND, InvalidSpec, parse_llmdeployment
 from .api.batch import BATCH_KIND, LLMBatch
@@ -20,8 +28,8 @@ from .api.models import LLMDeployment
 from .api.validation import format_errors
 from .render import RenderConfig, render, render_gateway
 from .render.batch import render_batch
-from .render.gateway import routes_of, selects
 from .render.config import DEFAULT_GPU_RESOURCE
+from .render.gateway import routes_of, selects
 
 EXIT_INVALID = 2
 

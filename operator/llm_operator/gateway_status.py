@@ -155,7 +155,7 @@ def compute_gateway_status(gateway: LLMGateway, routes: list[GatewayRoute], rout
         (DEGRADED, "True" if first else "False", first.reason if first else "AsExpected",
          short_message(first.message) if first else "No problem detected."),
     ]
-    result = {
+    result: dict[str, Any] = {
         "observedGeneration": generation,
         "phase": phase,
         "url": gateway_url(gateway),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -81,7 +82,7 @@ def is_subset(desired: Any, live: Any, key: str = "", parent: str = "") -> bool:
                    for k, value in desired.items())
     if isinstance(desired, list):
         return isinstance(live, list) and len(desired) == len(live) and all(
-            is_subset(d, l, key, parent) for d, l in zip(desired, live))
+            is_subset(wanted, held, key, parent) for wanted, held in zip(desired, live, strict=True))
     if desired == live or str(desired) == str(live):
         return True
     return (parent in _QUANTITY_PARENTS or key in _QUANTITY_KEYS) and _same_quantity(desired, live)
@@ -96,7 +97,7 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
     return not is_subset(desired, live)
 
 
-def name_conflict(desired: dict[str, Any], existing: dict[str, Any], owner_uid: str) -> str | None:
+def name_conflict(desired: dict[str, Any], existing: dict[str, Any], owner_uid: str | None) -> str | None:
     """Why an object of the desired name that the operator did not list as a child must not be
     written (None when it is this resource's own, e.g. with its labels removed by hand)."""
     controller = next((ref for ref in existing["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
@@ -130,7 +131,7 @@ class HeldChildren:
             return True
         return False
 
-    def in_conflict(self, desired: dict[str, Any], existing: dict[str, Any] | None, owner_uid: str) -> bool:
+    def in_conflict(self, desired: dict[str, Any], existing: dict[str, Any] | None, owner_uid: str | None) -> bool:
         """Whether `existing` (the live object of the desired name, not listed as a child) is another's."""
         conflict = existing and name_conflict(desired, existing, owner_uid)
         if conflict:
@@ -177,7 +178,7 @@ def replicas_handoff(desired: dict[str, Any], live: dict[str, Any] | None) -> di
 _GENERATION_KINDS = frozenset({"Deployment", "ScaledObject"})
 
 
-def child_fingerprint(desired: dict[str, Any], live: dict[str, Any]) -> tuple:
+def child_fingerprint(desired: dict[str, Any], live: dict[str, Any]) -> tuple[Any, ...]:
     """What stays the same while a child keeps matching a render it matched once: its incarnation,
     its spec (generation, or resourceVersion for kinds without one) and the values of the labels,
     annotations and owner references the render sets. A Deployment's status updates, and the
@@ -201,11 +202,11 @@ class RenderMemo:
     before adjusting it)."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], tuple[tuple, Any, list[dict[str, Any]]]] = {}
-        self._matched: dict[tuple[str, str], dict[tuple[str, str], tuple]] = {}
+        self._entries: dict[tuple[str, str], tuple[tuple[Any, ...], Any, list[dict[str, Any]]]] = {}
+        self._matched: dict[tuple[str, str], dict[tuple[str, str], tuple[Any, ...]]] = {}
 
     @staticmethod
-    def _inputs(raw: dict[str, Any]) -> tuple:
+    def _inputs(raw: dict[str, Any]) -> tuple[Any, ...]:
         metadata = raw["metadata"]
         return (metadata.get("uid"), metadata.get("generation"),
                 json.dumps([metadata.get("labels"), metadata.get("annotations")], sort_keys=True))
@@ -254,7 +255,7 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
             return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), error.errors), 0)
         try:
             desired = render(llmd, config)
-        except Exception as error:  # noqa: BLE001 - any renderer defect must reach status, not loop unseen
+        except Exception as error:  # any renderer defect must reach status, not loop unseen
             log.exception("Failed to render LLMDeployment %s/%s", namespace, name)
             result = write_status(kube, raw, render_failed_status(raw["metadata"].get("generation"), error), 0)
             return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
@@ -294,7 +295,7 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
     if applied:  # one line per reconcile, not per child: at scale each log line costs as much as a read
         log.info("Applied %s for LLMDeployment %s/%s", ", ".join(applied), namespace, name)
     wanted = {(o["kind"], o["metadata"]["name"]) for o in desired if o["kind"] in kube.child_kinds}
-    for key, child in list(live.items()):
+    for key in list(live):
         if key not in wanted and apply_error is None:
             kube.delete(key[0], namespace, key[1])
             del live[key]
@@ -326,8 +327,8 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
 def _seconds_since(stamp: str | None, now: str) -> float:
     if not stamp:
         return 0.0
-    parse = lambda text: datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")  # noqa: E731 - the API server's format
-    return (parse(now) - parse(stamp)).total_seconds()
+    api_time = "%Y-%m-%dT%H:%M:%SZ"  # the API server's format
+    return (datetime.strptime(now, api_time) - datetime.strptime(stamp, api_time)).total_seconds()
 
 
 def read_engine_starts(kube: Kube, raw: dict[str, Any], roles: list[str],
@@ -361,7 +362,8 @@ def read_engine_starts(kube: Kube, raw: dict[str, Any], roles: list[str],
 
 
 def write_status(kube: Kube, raw: dict[str, Any], status: dict[str, Any], writes: int, kind: str = KIND,
-                 events=transitions) -> Result:
+                 events: Callable[[dict[str, Any] | None, dict[str, Any]], list[tuple[str, str, str]]] = transitions
+                 ) -> Result:
     """Write status unless it is the same, and post the Events of its transitions (`events(old, new)`)."""
     old = raw.get("status")
     if same_status(old, status):

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .api import InvalidSpec, parse_llmdeployment
+from .api import InvalidSpec, LLMDeployment, parse_llmdeployment
 from .api.gateway import GATEWAY_KIND, LLMGateway
 from .gateway_status import compute_gateway_status, secret_problems, waiting_for_volumes
 from .k8s import ApplyRejected, Kube
@@ -25,7 +25,7 @@ from .render import RenderConfig, render_gateway
 from .render.chat_page import chat_page_name
 from .render.gateway import GatewayRoute, gateway_name, routes_of, selects
 from .render.meta import child_name
-from .status import invalid_spec_status
+from .status import Problem, invalid_spec_status
 
 log = logging.getLogger("llm_operator.reconcile")
 
@@ -53,7 +53,7 @@ class GatewayMemo:
         self._seen.pop((namespace, gateway), None)
 
 
-def _selected(kube: Kube, gateway: LLMGateway, namespace: str) -> tuple[dict[str, dict[str, Any]], list]:
+def _selected(kube: Kube, gateway: LLMGateway, namespace: str) -> tuple[dict[str, dict[str, Any]], list[LLMDeployment]]:
     """The selected LLMDeployments as read (by name) and parsed; ones that do not parse are left
     out here (their own status says why)."""
     raws, parsed = {}, []
@@ -82,11 +82,11 @@ def _with_service_addresses(kube: Kube, namespace: str, routes: list[GatewayRout
             for route in routes]
 
 
-def _missing_secrets(kube: Kube, gateway: LLMGateway) -> tuple[list, bool]:
+def _missing_secrets(kube: Kube, namespace: str, gateway: LLMGateway) -> tuple[list[Problem], bool]:
     """What the gateway's and its chat page's pods say of missing Secrets (status.secret_problems),
     and whether a pod still waits for its volumes without a word on why yet. The Events of a pod
     are read only while it waits for its volumes."""
-    namespace, name = gateway.metadata.namespace, gateway.metadata.name
+    name = gateway.metadata.name
     pods = {"gateway": kube.list_labelled_pods(namespace, GATEWAY_LABEL, name),
             "chat page": kube.list_labelled_pods(namespace, CHAT_PAGE_LABEL, name) if gateway.spec.chatPage else []}
     waiting = [pod["metadata"]["name"] for owned in pods.values() for pod in owned if waiting_for_volumes(pod)]
@@ -151,7 +151,7 @@ def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: st
         log.info("Applied %s for LLMGateway %s/%s", ", ".join(applied), namespace, name)
     if gateway.spec.chatPage is None and apply_error is None:
         writes += len(_remove_chat_page(kube, namespace, name))
-    missing_secrets, mounting = _missing_secrets(kube, gateway)
+    missing_secrets, mounting = _missing_secrets(kube, namespace, gateway)
     status = compute_gateway_status(gateway, routes, route_problems, llmds, deployments.get(gateway_name(name)),
                                     apply_error, held.conflicts, deployments.get(chat_page_name(name)), unguarded,
                                     missing_secrets)

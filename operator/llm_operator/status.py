@@ -18,17 +18,18 @@ Phases, most severe first:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from llm_runtime.contract import COMPILE_CACHE_PATTERN, CompileResult
 
 from .api.models import LLMDeployment, RoleSpec
+from .names import ENGINE_CONTAINER, LOADER_CONTAINERS, ROLE_LABEL
 from .render import service_url
 from .render.autoscaling import wants_scaled_object
 from .render.config import served_name
 from .render.service import allowed_namespaces
-from .names import ENGINE_CONTAINER, LOADER_CONTAINERS, ROLE_LABEL
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
 MAX_MESSAGE = 600  # keep conditions readable; the pod has the full text
@@ -346,7 +347,7 @@ def compute_status(llmd: LLMDeployment, observed: Observed, gpu_resource: str,
     idle = sorted(role for role, spec in role_specs.items()
                   if spec.autoscaling is not None and roles_status[role]["replicas"] == 0)
     # Only KEDA's ScaledObject carries the gateway's demand trigger; another autoscaler wakes a role itself.
-    woken_by_gateway = [role for role in idle if role_specs[role].autoscaling.provider != "External"]
+    woken_by_gateway = [role for role in idle if wants_scaled_object(role_specs[role])]
     if observed.apply_error:
         phase = "Failed"
     elif problems:
@@ -404,7 +405,8 @@ def _idle_message(idle: list[str], woken_by_gateway: list[str]) -> str:
 
 
 def _conditions(phase: str, problems: list[Problem], ready: int, total: int, generation: int | None,
-                idle: list[str] = (), woken_by_gateway: list[str] = (), scaling: list[str] = ()):
+                idle: Sequence[str] = (), woken_by_gateway: Sequence[str] = (),
+                scaling: Sequence[str] = ()) -> list[dict[str, Any]]:
     first = problems[0] if problems else None
     if phase == "Ready":
         ready_condition = ("True", "Ready", f"All {total} roles are ready to serve.")
@@ -483,8 +485,8 @@ def with_transition_times(new: dict[str, Any], old: dict[str, Any] | None, now: 
     conditions = []
     for condition in new.get("conditions") or []:
         before = previous.get(condition["type"])
-        unchanged = before and before.get("status") == condition["status"] and before.get("lastTransitionTime")
-        conditions.append({**condition, "lastTransitionTime": before["lastTransitionTime"] if unchanged else now})
+        kept = before.get("lastTransitionTime") if before and before.get("status") == condition["status"] else None
+        conditions.append({**condition, "lastTransitionTime": kept or now})
     return {**new, "conditions": conditions}
 
 
@@ -495,8 +497,8 @@ def transitions(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[s
     phase): at 1,000 resources an Event for each step was a third of the operator's writes."""
     old = old or {}
     events = []
-    old_degraded = next((c for c in old.get("conditions") or [] if c["type"] == DEGRADED), {})
-    new_degraded = next((c for c in new.get("conditions") or [] if c["type"] == DEGRADED), {})
+    old_degraded: dict[str, Any] = next((c for c in old.get("conditions") or [] if c["type"] == DEGRADED), {})
+    new_degraded: dict[str, Any] = next((c for c in new.get("conditions") or [] if c["type"] == DEGRADED), {})
     if new_degraded.get("status") == "True" and (
             old_degraded.get("status") != "True" or old_degraded.get("reason") != new_degraded.get("reason")):
         events.append(("Warning", new_degraded["reason"], new_degraded["message"]))
@@ -507,7 +509,7 @@ def transitions(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[s
 
 def same_status(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     """Equal apart from transition times: then the operator writes nothing."""
-    def strip(status):
+    def strip(status: dict[str, Any] | None) -> dict[str, Any]:
         status = dict(status or {})
         status["conditions"] = [{k: v for k, v in c.items() if k != "lastTransitionTime"}
                                 for c in status.get("conditions") or []]

@@ -20,9 +20,10 @@ import re
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any
 
 from .compile_cache import CompileCache
 from .contract import BATCH_PROGRESS
@@ -108,7 +109,7 @@ def line_error(text: str, seen_ids: dict[str, int], validate: Validator | None =
 
 def read_requests(path: str, validate: Validator | None = None) -> Requests:
     """Every non-blank line of the file, checked; line numbers count from 1 as editors do."""
-    requests, seen_ids = Requests(), {}
+    requests, seen_ids = Requests(), dict[str, int]()
     with open(path, encoding="utf-8", errors="replace") as lines:
         for number, text in enumerate(lines, start=1):
             if not text.strip():
@@ -117,6 +118,7 @@ def read_requests(path: str, validate: Validator | None = None) -> Requests:
             if error:
                 requests.malformed.append((number, error[:ERROR_TEXT_LIMIT], custom_id))
             else:
+                assert custom_id is not None  # every line without an error has one
                 seen_ids[custom_id] = number
                 requests.valid.append((number, text.strip()))
     return requests
@@ -138,7 +140,7 @@ def merge(requests: Requests, answers: list[dict[str, Any]]) -> list[dict[str, A
     given) and the malformed lines' error lines."""
     if len(answers) != len(requests.valid):
         raise RuntimeError(f"vllm run-batch wrote {len(answers)} answers for {len(requests.valid)} requests")
-    by_line = {number: answer for (number, _), answer in zip(requests.valid, answers)}
+    by_line = {number: answer for (number, _), answer in zip(requests.valid, answers, strict=True)}
     by_line.update({number: malformed_answer(number, error, custom_id)
                     for number, error, custom_id in requests.malformed})
     return [by_line[number] for number in sorted(by_line)]
@@ -215,7 +217,7 @@ class ProgressBarReader:
 
     def _pump(self, stream: IO[bytes]) -> None:
         pending = b""
-        for chunk in iter(lambda: stream.read1(1 << 16), b""):
+        for chunk in iter(lambda: os.read(stream.fileno(), 1 << 16), b""):  # what the pipe holds, as it comes
             os.write(2, chunk)
             pending += chunk
             counts = VLLM_PROGRESS_BAR.findall(pending)
@@ -234,6 +236,7 @@ def run_reporting_progress(command: list[str], answered: str, requests: Requests
     bar last showed and the lines of its output file (vLLM 0.33 writes answers as they finish; the
     0.32 CPU build only at its end). The operator reads the last such line from the pod's log."""
     process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env)
+    assert process.stderr is not None  # stderr=PIPE
     bar = ProgressBarReader(process.stderr)
     reported = -1
     while True:

@@ -36,9 +36,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import layout
+from .compile_cache import PUBLISHING_PATTERN, USED_SUFFIX
 from .download import (
     DEFAULT_STALE_SECONDS,
     LEGACY_PARTIAL_SUFFIX,
@@ -50,7 +52,6 @@ from .download import (
     unique_id,
     volume_now,
 )
-from .compile_cache import PUBLISHING_PATTERN, USED_SUFFIX
 from .marker import MARKER_NAME, read_marker
 from .progress import dir_size, human_bytes, human_duration
 
@@ -142,7 +143,7 @@ class Removal:
     stamp: float = 0.0  # model only: the mtime of its lock file when it was judged unused
 
 
-def collect(cache_dir: str, older_than: float, keeps: list[str] = (), dry_run: bool = False) -> list[Removal]:
+def collect(cache_dir: str, older_than: float, keeps: Sequence[str] = (), dry_run: bool = False) -> list[Removal]:
     """Remove (or with dry_run only report) what the module docstring describes; return it."""
     kept = kept_paths(cache_dir, list(keeps))  # a malformed --keep is refused before anything is removed
     now = volume_now(cache_dir)

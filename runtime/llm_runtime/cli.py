@@ -25,10 +25,14 @@ import logging
 import os
 import sys
 import tempfile
-from typing import Sequence, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .contract import TOKEN_ENV
-from .errors import DownloadError, EXIT_FAILED, env_secrets, redact
+from .errors import EXIT_FAILED, DownloadError, env_secrets, redact
+
+if TYPE_CHECKING:
+    from .compile_cache import CompileCache
 
 log = logging.getLogger("llm_runtime")
 
@@ -60,7 +64,7 @@ class RedactingStream:
             self._pending = ""
         self._stream.flush()
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
@@ -82,7 +86,7 @@ def _add_compile_cache_options(parser: argparse.ArgumentParser, required: bool) 
                         help="this start's private copy, on the pod's own disk (default: compile-cache in $TMPDIR)")
 
 
-def _compile_cache(args: argparse.Namespace):
+def _compile_cache(args: argparse.Namespace) -> CompileCache | None:
     from .compile_cache import CompileCache
 
     if not args.compile_cache:
@@ -238,7 +242,9 @@ def batch(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     from .serve import run
 
-    return run(_after_dashes(args.vllm_args), _compile_cache(args))
+    cache = _compile_cache(args)
+    assert cache is not None  # serve's --compile-cache is required
+    return run(_after_dashes(args.vllm_args), cache)
 
 
 def main(argv: list[str] | None = None) -> int:

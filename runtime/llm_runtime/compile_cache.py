@@ -38,9 +38,9 @@ import platform
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Callable
 
 from .contract import COMPILE_CACHE_LINE, CompileResult
 from .download import touch, unique_id
@@ -95,7 +95,7 @@ def _nvml_gpus() -> list[tuple[str, str]]:
     """(name, compute capability) of every GPU this container sees, from NVML (vLLM's own dependency
     nvidia-ml-py; light, no CUDA context). Empty when NVML is missing or sees no GPU."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
     except ImportError:
         return []
     try:
@@ -110,12 +110,12 @@ def _nvml_gpus() -> list[tuple[str, str]]:
             major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
             gpus.append((name.decode() if isinstance(name, bytes) else name, f"{major}{minor}"))
         return gpus
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - NVML's errors: a GPU it cannot name gets no shared directory
         return []
     finally:
         try:
             pynvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - nothing to undo after a failed init
             pass
 
 

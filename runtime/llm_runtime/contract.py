@@ -7,7 +7,7 @@ LLMBatch's status. And the line every engine start logs about the compile cache,
 reads from the pod's log into the LLMDeployment's status (and an LLMBatch's runner into its summary)."""
 
 import re
-from enum import Enum
+from enum import StrEnum
 
 TOKEN_ENV = {"modelscope": "MODELSCOPE_API_TOKEN", "hf": "HF_TOKEN"}
 ENDPOINT_ENV = {"modelscope": "MODELSCOPE_ENDPOINT", "hf": "HF_ENDPOINT"}
@@ -19,7 +19,7 @@ BATCH_PROGRESS = "Batch progress: {done}/{total} requests done"
 BATCH_PROGRESS_PATTERN = re.compile(r"Batch progress: (\d+)/(\d+) requests done")
 
 
-class CompileResult(str, Enum):
+class CompileResult(StrEnum):
     """What one engine start did with the compile cache (llm_runtime.compile_cache)."""
 
     REUSED = "Reused"  # every compiled file came from the cache volume: nothing was compiled

@@ -38,9 +38,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from . import layout
 from .contract import CREDENTIALS_SECRET_ENV, ENDPOINT_ENV, TOKEN_ENV
@@ -55,8 +57,8 @@ from .errors import (
     no_space_message,
     not_found_message,
 )
-from .hubs import Listing, filter_listing, make_hub
-from .marker import MARKER_NAME, Request, build_marker, cache_hit, files_match, read_marker, same_content
+from .hubs import HuggingFace, Listing, ModelScope, filter_listing, make_hub
+from .marker import MARKER_NAME, Marker, Request, build_marker, cache_hit, files_match, read_marker, same_content
 from .progress import ProgressWatcher, dir_size, human_bytes, human_duration
 
 log = logging.getLogger("llm_runtime.download")
@@ -93,7 +95,7 @@ class Options:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def unique_id() -> str:
@@ -149,8 +151,13 @@ def remove_tree(path: str) -> bool:
     """Remove a directory as far as possible; True when it is gone. Files that cannot be removed
     (NFS `.nfsXXXX` files held open by another pod) stay, with a warning: never fatal."""
     failed: list[str] = []
-    handler = "onexc" if sys.version_info >= (3, 12) else "onerror"  # onerror is deprecated from 3.12
-    shutil.rmtree(path, **{handler: lambda _fn, p, _exc: failed.append(p)})
+    def keep_going(_function: Any, failed_path: str, _error: Any) -> None:
+        failed.append(failed_path)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=keep_going)
+    else:  # onerror is deprecated from 3.12
+        shutil.rmtree(path, onerror=keep_going)
     if failed and os.path.lexists(path):
         log.warning("Left %s behind: %d entries could not be removed (held open elsewhere?); "
                     "a later run or llm-runtime gc removes them", path, len(failed))
@@ -205,7 +212,7 @@ def try_lock(lock_path: str) -> int | None:
 
 
 @contextmanager
-def model_lock(lock_path: str, what: str, enabled: bool = True):
+def model_lock(lock_path: str, what: str, enabled: bool = True) -> Iterator[None]:
     """Exclusive flock on a file beside the model directory; logs while it waits for another holder.
 
     Lock files are never deleted: a process waiting on a deleted file's lock would hold a lock
@@ -232,7 +239,7 @@ def model_lock(lock_path: str, what: str, enabled: bool = True):
 
 
 @contextmanager
-def _heartbeat(path: str, interval: float = HEARTBEAT_SECONDS):
+def _heartbeat(path: str, interval: float = HEARTBEAT_SECONDS) -> Iterator[None]:
     """Touch `path` every `interval` seconds, so other writers see this partial is alive."""
     stop = threading.Event()
 
@@ -317,7 +324,7 @@ def _link_tree(src: str, dst: str, files: dict[str, int]) -> None:
             shutil.copy2(s, d)
 
 
-def _reusable_marker(opts: Options, target: str, revision: str, commit: str | None):
+def _reusable_marker(opts: Options, target: str, revision: str, commit: str | None) -> Marker | None:
     """The marker of `target` when its files may join this download (same content, intact), else None."""
     previous = read_marker(target)
     if previous and same_content(previous, opts.source, revision, commit) and not files_match(target, previous.files):
@@ -337,7 +344,7 @@ def _present_bytes(directory: str, listing: Listing) -> int:
 
 
 @contextmanager
-def _sdk_environment():
+def _sdk_environment() -> Iterator[None]:
     """Give the SDKs private, throw-away cache and config dirs unless the user chose some.
 
     With local_dir the SDKs still write lock files and refs under their home; a non-root container
@@ -365,7 +372,8 @@ def _sdk_environment():
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _fetch_once(opts: Options, hub, repo: str, revision: str, target: str, partial: str) -> Listing:
+def _fetch_once(opts: Options, hub: ModelScope | HuggingFace, repo: str, revision: str, target: str,
+                partial: str) -> Listing:
     listing = filter_listing(hub.list(repo, revision), opts.request, opts.source, revision)
     if not listing.files:
         raise NotFoundError(not_found_message(opts.source, revision, "no file matches the allow/ignore patterns"))
@@ -520,7 +528,7 @@ def _download(opts: Options, source: layout.ModelSource, revision: str, target: 
             attempt += 1
             try:
                 return _fetch_once(opts, hub, source.repo, revision, target, partial)
-            except Exception as exc:  # noqa: BLE001 - every failure is classified below
+            except Exception as exc:  # every failure is classified below
                 err = classify(exc, source=opts.source, revision=revision, scheme=source.scheme,
                                token_given=bool(token), endpoint=endpoint, secrets=env_secrets(os.environ),
                                credentials_secret=os.environ.get(CREDENTIALS_SECRET_ENV, ""))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import quote, quote_plus
 
 from .contract import ENDPOINT_ENV, TOKEN_ENV
@@ -86,7 +86,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
         if e is None or any(e is s for s in seen) or len(seen) > 50:
             continue
         seen.append(e)
-        todo += [e.__cause__, e.__context__]
+        todo += [cause for cause in (e.__cause__, e.__context__) if cause is not None]
         failed = getattr(e, "failed_files", None)
         if isinstance(failed, dict):
             todo += [v for v in failed.values() if isinstance(v, BaseException)]
@@ -208,7 +208,7 @@ def redact(text: str, secrets: Sequence[str]) -> str:
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, "***")
 
-    def cut_prefix(m: re.Match) -> str:
+    def cut_prefix(m: re.Match[str]) -> str:
         word = m.group(1)
         for form in forms:
             for n in range(min(len(form) - 1, len(word)), _MIN_CUT_PREFIX - 1, -1):

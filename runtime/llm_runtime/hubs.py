@@ -9,11 +9,16 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .contract import ENDPOINT_ENV, TOKEN_ENV
 from .errors import CorruptError, NotFoundError, not_found_message
 from .marker import Request
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ def filter_listing(listing: Listing, request: Request, source: str, revision: st
     return Listing([by_path[p] for p in chosen], listing.commit)
 
 
-def modelscope_listing(entries) -> Listing:
+def modelscope_listing(entries: Iterable[Any]) -> Listing:
     """The files of a ModelScope listing (modelscope_hub FileInfo entries, or their raw dicts).
 
     A recursive listing names every folder too, as an entry of type "tree" (sentence-transformers'
@@ -136,7 +141,7 @@ class HuggingFace:
         self.endpoint = endpoint or None
         self.token = token or None
 
-    def _api(self):
+    def _api(self) -> HfApi:
         from huggingface_hub import HfApi
 
         quiet_sdk_loggers()
@@ -206,8 +211,8 @@ def verify_file(path: str, remote: RemoteFile, source: str) -> None:
         )
 
 
-def make_hub(scheme: str):
-    hubs = {"modelscope": ModelScope, "hf": HuggingFace}
+def make_hub(scheme: str) -> ModelScope | HuggingFace:
+    hubs: dict[str, type[ModelScope] | type[HuggingFace]] = {"modelscope": ModelScope, "hf": HuggingFace}
     if scheme in hubs:
         return hubs[scheme](os.environ.get(ENDPOINT_ENV[scheme]), os.environ.get(TOKEN_ENV[scheme]))
     raise ValueError(f"no hub for scheme {scheme!r}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 MARKER_NAME = ".llmops-complete.json"
 MARKER_VERSION = 1
@@ -30,11 +31,11 @@ class Request:
     def is_full(self) -> bool:
         return not self.file and not self.allow and not self.ignore
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "allow": list(self.allow), "ignore": list(self.ignore)}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Request":
+    def from_json(cls, data: dict[str, Any]) -> Request:
         return cls(file=data.get("file"), allow=tuple(data.get("allow") or ()), ignore=tuple(data.get("ignore") or ()))
 
 
@@ -51,7 +52,7 @@ class Marker:
     def total_bytes(self) -> int:
         return sum(self.files.values())
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "version": MARKER_VERSION,
             "source": self.source,
@@ -67,7 +68,7 @@ class Marker:
         return json.dumps(self.to_json(), indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, data: dict) -> "Marker":
+    def from_json(cls, data: dict[str, Any]) -> Marker:
         if data.get("version") != MARKER_VERSION:
             raise ValueError(f"unknown marker version {data.get('version')!r}")
         files = data["files"]
@@ -83,7 +84,7 @@ class Marker:
         )
 
     @classmethod
-    def loads(cls, text: str) -> "Marker":
+    def loads(cls, text: str) -> Marker:
         return cls.from_json(json.loads(text))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def human_bytes(n: float) -> str:
@@ -71,13 +71,13 @@ class ProgressWatcher:
         self._start = time.monotonic()
         self._at_start = 0
 
-    def __enter__(self) -> "ProgressWatcher":
+    def __enter__(self) -> ProgressWatcher:
         self._start = time.monotonic()
         self._at_start = min(dir_size(self.path), self.total) if self.total else dir_size(self.path)
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
 

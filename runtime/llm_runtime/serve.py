@@ -17,7 +17,7 @@ import signal
 import subprocess
 import urllib.error
 import urllib.request
-from typing import Sequence
+from collections.abc import Sequence
 
 from .compile_cache import CompileCache
 
@@ -71,7 +71,7 @@ def run(vllm_args: Sequence[str], cache: CompileCache, vllm: Sequence[str] = ("v
                 published = True
                 try:
                     cache.finish()
-                except Exception:  # noqa: BLE001 - the cache is an optimisation: never stop serving for it
+                except Exception:  # the cache is an optimisation: never stop serving for it
                     log.exception("Failed to store the compiled files; serving goes on")
     finally:
         for sig, handler in previous.items():

@@ -28,7 +28,7 @@ class TinyModel:
         return self._hashes[key]
 
     @classmethod
-    def from_directory(cls, root: Path) -> "TinyModel":
+    def from_directory(cls, root: Path) -> TinyModel:
         """Every file below `root` (a model directory of a few MB), by its relative path."""
         return cls(files={str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()})
 

@@ -50,10 +50,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        self.server.hub._handle(self, "GET")  # type: ignore[attr-defined]
+        self.server.hub._handle(self, "GET")  # type: ignore[attr-defined]  # set by HubServer.start
 
     def do_HEAD(self):
-        self.server.hub._handle(self, "HEAD")  # type: ignore[attr-defined]
+        self.server.hub._handle(self, "HEAD")  # type: ignore[attr-defined]  # set by HubServer.start
 
 
 class HubServer:
@@ -75,7 +75,7 @@ class HubServer:
         # Pods reach the hub on the local plane's node address; everything else uses loopback.
         self._httpd = ThreadingHTTPServer((host, port), _Handler)
         self._httpd.daemon_threads = True
-        self._httpd.hub = self  # type: ignore[attr-defined]
+        self._httpd.hub = self  # type: ignore[attr-defined]  # read by the handler
         self._thread: threading.Thread | None = None
 
     # lifecycle -----------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ class HubServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()
         return self

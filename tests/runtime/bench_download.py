@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.hubs import HFHub, ModelScopeHub, make_tiny_model  # noqa: E402
+from tests.hubs import HFHub, ModelScopeHub, make_tiny_model  # noqa: E402 - after the repository is on sys.path
 
 REPO_ID = "bench/model"
 

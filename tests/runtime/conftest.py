@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.hubs import HFHub, ModelScopeHub, make_tiny_model  # noqa: E402
+from tests.hubs import HFHub, ModelScopeHub, make_tiny_model  # noqa: E402 - after the repository is on sys.path
 
 MS_REPO = "tiny-org/tiny-model"
 HF_REPO = "tiny-org/tiny-model"
@@ -99,7 +99,7 @@ class Runner:
 
     def run(self, source: str, *args: str, hub=None, timeout: float = 120, **extra: str):
         return subprocess.run(self.argv(source, *args), env=self.env(hub, **extra), capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
 
     def popen(self, source: str, *args: str, hub=None, **extra: str) -> subprocess.Popen:
         return subprocess.Popen(self.argv(source, *args), env=self.env(hub, **extra), stdout=subprocess.PIPE,

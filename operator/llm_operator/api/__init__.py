@@ -1,6 +1,6 @@
 """Typed LLMDeployment API: pydantic models that are also the source of the CRD schema."""
 
-from .models import (  # noqa: F401
+from .models import (
     API_VERSION,
     GROUP,
     KIND,
@@ -12,4 +12,7 @@ from .models import (  # noqa: F401
     LLMDeploymentStatus,
     RoleSpec,
 )
-from .validation import InvalidSpec, parse_llmdeployment  # noqa: F401
+from .validation import InvalidSpec, parse_llmdeployment
+
+__all__ = ["API_VERSION", "GROUP", "KIND", "PLURAL", "ROLES", "VERSION", "InvalidSpec", "LLMDeployment",
+           "LLMDeploymentSpec", "LLMDeploymentStatus", "RoleSpec", "parse_llmdeployment"]

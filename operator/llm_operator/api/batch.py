@@ -56,7 +56,7 @@ class ClaimFile(SpecModel):
     claimName: ObjectName = Field(description="The PersistentVolumeClaim.")
     path: str = Field(pattern=RELATIVE_PATH, max_length=1024, description="The file's path inside the claim, relative to its root.")
 
-    RULES: ClassVar = (
+    RULES: ClassVar[tuple[Rule, ...]] = (
         Rule("!self.path.split('/').exists(s, s == '..' || s == '.')",
              "path must name a file inside the claim: no '..' or '.' segment",
              lambda f: _names_a_file(f.path), ".path"),
@@ -77,7 +77,7 @@ class BatchInput(SpecModel):
     configMap: ConfigMapFile | None = Field(None, description="A ConfigMap key holding the file.")
     persistentVolumeClaim: ClaimFile | None = Field(None, description="A file on a claim (mounted read-only).")
 
-    RULES: ClassVar = (
+    RULES: ClassVar[tuple[Rule, ...]] = (
         Rule("has(self.configMap) != has(self.persistentVolumeClaim)",
              "set exactly one of input.configMap and input.persistentVolumeClaim",
              lambda i: _set(i.configMap) != _set(i.persistentVolumeClaim)),
@@ -116,7 +116,7 @@ class LLMBatchSpec(WorkerSpec):
     backoffLimit: int | None = Field(
         None, ge=0, le=10, description="How many times a failed pod is retried before the batch is Failed. Default 2.")
 
-    RULES: ClassVar = WorkerSpec.RULES + (
+    RULES: ClassVar[tuple[Rule, ...]] = WorkerSpec.RULES + (
         Rule(
             "!has(self.engine) || !has(self.engine.extraArgs) || self.engine.extraArgs.all(a, !"
             + reserved_flag_cel(RESERVED_BATCH_FLAGS, RESERVED_BATCH_SHORT_FLAGS) + ")",
@@ -176,4 +176,4 @@ class LLMBatch(SpecModel):
     spec: LLMBatchSpec
     status: dict[str, Any] | None = None  # written by the operator; never read back as input
 
-    RULES: ClassVar = service_name_rules(MAX_BATCH_NAME_LENGTH, "its Job is named <name>-batch")
+    RULES: ClassVar[tuple[Rule, ...]] = service_name_rules(MAX_BATCH_NAME_LENGTH, "its Job is named <name>-batch")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from .batch import (
     BATCH_KIND,
@@ -42,6 +43,7 @@ from .models import (
     LLMDeploymentSpec,
     LLMDeploymentStatus,
 )
+from .rules import SpecModel
 
 # JSON-schema keys that have no place in a CRD schema (or would write into the user's object).
 _DROPPED_KEYS = {"title", "default", "$defs"}
@@ -92,7 +94,7 @@ def _structural(node: Any) -> Any:
     return {key: _structural(node[key]) for key in ordered}
 
 
-def structural(model: type) -> dict[str, Any]:
+def structural(model: type[BaseModel]) -> dict[str, Any]:
     """The structural OpenAPI v3 schema of a pydantic model."""
     schema = model.model_json_schema(mode="validation")
     return _structural(_resolve(schema, schema.get("$defs", {})))
@@ -106,9 +108,9 @@ class Kind:
     plural: str
     singular: str
     short_names: list[str]
-    model: type
-    spec: type
-    status: type
+    model: type[SpecModel]
+    spec: type[BaseModel]
+    status: type[BaseModel]
     description: str
     printer_columns: list[dict[str, str]]
 

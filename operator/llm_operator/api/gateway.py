@@ -10,8 +10,17 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import Condition, ObjectMeta, Quantity, Resources, Scheduling, SecretKeySelector, SecretReference, service_name_rules
+from .models import (
+    Condition,
+    ObjectMeta,
+    Resources,
+    Scheduling,
+    SecretKeySelector,
+    SecretReference,
+    service_name_rules,
+)
 from .rules import Rule, SpecModel
+from .types import Quantity
 
 GATEWAY_KIND = "LLMGateway"
 GATEWAY_PLURAL = "llmgateways"
@@ -83,7 +92,7 @@ class ChatPageSpec(SpecModel):
         None, min_length=1, max_length=512, description="Chat page image. Default: the Open WebUI image this operator version pins.")
     imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = Field(None, description="Pull policy of the chat page image.")
 
-    RULES: ClassVar = (
+    RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
             "has(self.adminSecretRef) != (has(self.allowUnauthenticated) && self.allowUnauthenticated)",
             "set exactly one of chatPage.adminSecretRef (sign-in with an administrator account) and "
@@ -121,7 +130,7 @@ class LLMGatewaySpec(SpecModel):
     chatPage: ChatPageSpec | None = Field(
         None, description="Also run a chat page in the browser (Open WebUI) for the gateway's chat models. Off when absent.")
 
-    RULES: ClassVar = (
+    RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
             "!has(self.service) || !has(self.service.type) || self.service.type == 'ClusterIP'"
             " || has(self.apiKeySecretRef) || (has(self.service.allowUnauthenticated) && self.service.allowUnauthenticated)",
@@ -187,4 +196,4 @@ class LLMGateway(SpecModel):
     spec: LLMGatewaySpec
     status: dict[str, Any] | None = None  # written by the operator; never read back as input
 
-    RULES: ClassVar = service_name_rules(MAX_GATEWAY_NAME_LENGTH, "its Service is named <name>-gateway")
+    RULES: ClassVar[tuple[Rule, ...]] = service_name_rules(MAX_GATEWAY_NAME_LENGTH, "its Service is named <name>-gateway")

@@ -8,7 +8,7 @@ object, so GitOps tools see exactly what they applied.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -101,6 +101,8 @@ class SourcedSpec(SpecModel):
     """A spec with a `source` URI, kept as the user wrote it and parsed once, when the spec is read."""
 
     _parsed_source: ModelSource = PrivateAttr()
+    if TYPE_CHECKING:  # each subclass declares it, with its own description
+        source: str
 
     def model_post_init(self, context: Any) -> None:
         # `source` already passed its validator, so this cannot raise.
@@ -155,7 +157,7 @@ class ModelSpec(SourcedSpec):
         ),
     )
 
-    RULES: ClassVar = (
+    RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
             "!self.source.startsWith('pvc://') || (!has(self.revision) && !has(self.allowPatterns) && !has(self.ignorePatterns))",
             "revision, allowPatterns and ignorePatterns apply to modelscope:// and hf:// sources only; a pvc:// model is used as it is",
@@ -215,7 +217,7 @@ class EnvVar(SpecModel):
     value: str | None = Field(None, description="Literal value. Never put secrets here: use valueFrom.")
     valueFrom: EnvVarSource | None = Field(None, description="Take the value from a Secret key.")
 
-    RULES: ClassVar = (
+    RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
             "has(self.value) != has(self.valueFrom)",
             "set exactly one of value and valueFrom",
@@ -271,7 +273,7 @@ class EngineSpec(SpecModel):
     )
     env: list[EnvVar] | None = Field(None, max_length=64, description="Extra environment variables of the vLLM container.")
 
-    RULES: ClassVar = (_extra_args_rule(),)
+    RULES: ClassVar[tuple[Rule, ...]] = (_extra_args_rule(),)
 
 
 class GenerativeEngineSpec(EngineSpec):
@@ -386,7 +388,7 @@ class Autoscaling(SpecModel):
         ),
     )
 
-    RULES: ClassVar = (
+    RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
             "!has(self.provider) || self.provider != 'External' || (!has(self.minReplicas) && !has(self.maxReplicas)"
             " && !has(self.metric) && !has(self.target) && !has(self.scaleDownDelaySeconds))",
@@ -411,13 +413,13 @@ class Autoscaling(SpecModel):
         Rule(
             f"!({_CEL_TARGET}) || double(self.target) > 0.0",
             "autoscaling.target must be above 0",
-            lambda a: _target(a) is None or _target(a) > 0,
+            lambda a: (target := _target(a)) is None or target > 0,
             ".target",
         ),
         Rule(
             f"!({_CEL_TARGET}) || !has(self.metric) || self.metric != 'KVCacheUsage' || double(self.target) <= 1.0",
             "autoscaling.target of metric KVCacheUsage is a fraction of the KV cache, at most 1 (0.8 is 80 %)",
-            lambda a: _target(a) is None or a.metric != "KVCacheUsage" or _target(a) <= 1,
+            lambda a: (target := _target(a)) is None or a.metric != "KVCacheUsage" or target <= 1,
             ".target",
         ),
     )
@@ -459,7 +461,7 @@ class WorkerSpec(SpecModel):
     )
     scheduling: Scheduling | None = Field(None, description="Node placement of the pods.")
 
-    RULES: ClassVar = (
+    RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
             "has(self.tensorParallelSize)"
             " ? self.tensorParallelSize * (has(self.pipelineParallelSize) ? self.pipelineParallelSize : 1) == (has(self.gpus) ? self.gpus : 1)"
@@ -502,8 +504,11 @@ class RoleSpec(WorkerSpec):
         le=86400,
         description="How long vLLM may take to load the model before the pod is restarted. Default 1800 (30 minutes).",
     )
+    if TYPE_CHECKING:  # each kind of role declares them, with its own engine settings
+        model: ModelSpec
+        engine: EngineSpec | None
 
-    RULES: ClassVar = (
+    RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
             "!has(self.replicas) || !has(self.autoscaling)",
             "replicas and autoscaling exclude each other: with autoscaling the autoscaler sets the number of pods",
@@ -564,7 +569,7 @@ class CacheSpec(SpecModel):
     existingClaim: ObjectName | None = Field(None, description="Use this existing PersistentVolumeClaim instead of creating one.")
     compileCache: bool | None = Field(None, description=COMPILE_CACHE_DESCRIPTION)
 
-    RULES: ClassVar = (
+    RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
             "has(self.size) != has(self.existingClaim)",
             "set exactly one of cache.size (a new claim) and cache.existingClaim",
@@ -627,7 +632,7 @@ class LLMDeploymentSpec(SpecModel):
     )
     service: ServiceSpec | None = Field(None, description="Service settings for every role.")
 
-    RULES: ClassVar = (
+    RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
             "has(self.llm) || has(self.embedding) || has(self.rerank)",
             "at least one of spec.llm, spec.embedding and spec.rerank is required",
@@ -678,7 +683,7 @@ class CompileCacheStatus(BaseModel):
 
     pod: str | None = Field(None, description="The pod whose start this is.")
     startedAt: str | None = Field(None, description="When its engine container started.")
-    result: Literal[COMPILE_RESULTS] | None = Field(  # type: ignore[valid-type]
+    result: Literal[COMPILE_RESULTS] | None = Field(  # type: ignore[valid-type]  # a tuple of values, one source
         None, description="Reused (every compiled file came from the volume), Compiled (compiled and stored for the next "
                           "start), NotStored (compiled, and the volume refused the files: the message says why), "
                           "NothingCompiled (the engine compiles nothing), Unknown (the engine's log does not say).")
@@ -759,7 +764,7 @@ class LLMDeployment(SpecModel):
     status: dict[str, Any] | None = None  # written by the operator; never read back as input
 
     # Names must be DNS-1035 labels short enough for "<name>-embedding" to stay a valid Service name.
-    RULES: ClassVar = service_name_rules(MAX_NAME_LENGTH, "child Services are named <name>-embedding")
+    RULES: ClassVar[tuple[Rule, ...]] = service_name_rules(MAX_NAME_LENGTH, "child Services are named <name>-embedding")
 
 
 # Forward references: EnvVarSource uses SecretKeySelector, defined further down for readability.

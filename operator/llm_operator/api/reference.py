@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from .crd import openapi_schema
 from .batch import BATCH_KIND
+from .crd import openapi_schema
 from .gateway import GATEWAY_KIND
 
 HEADER = """# LLMDeployment field reference

@@ -8,11 +8,13 @@ together; the e2e suite applies the invalid-spec table to a real API server to p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,14 @@ class SpecModel(BaseModel):
     RULES: ClassVar[tuple[Rule, ...]] = ()
 
     @model_validator(mode="after")
-    def _check_rules(self):
+    def _check_rules(self) -> Self:
         for rule in type(self).RULES:
             if not rule.check(self):
                 raise PydanticCustomError("rule", rule.message, {"field_path": rule.field_path or ""})
         return self
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema, handler):
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         schema = handler(core_schema)
         target = handler.resolve_ref_schema(schema)
         rules = cls.RULES

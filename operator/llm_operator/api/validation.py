@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from .models import LLMDeployment
 
@@ -28,7 +29,7 @@ def _field_path(loc: tuple[Any, ...], rule_path: str) -> str:
     return (path + rule_path).lstrip(".") or "<root>"
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field; check the spelling against `kubectl explain llmd.spec`"
     if error["type"] == "missing":

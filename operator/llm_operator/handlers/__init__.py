@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import kopf
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from ..api.batch import BATCH_PLURAL
 from ..api.gateway import GATEWAY_PLURAL
@@ -50,9 +52,10 @@ CHILD_CHANGE_DELAY = 1.0
 @dataclass
 class OperatorContext:
     """What the handlers share, made by `llm-operator run` and handed to kopf as its `memo` (kopf
-    gives each handler a shallow copy: the objects here are shared, never replaced after startup)."""
+    gives each handler a shallow copy: the objects here are shared, never replaced after startup).
+    `cache`, `queue` and `elector` are made by `startup`, before any watch or handler runs."""
 
-    kube: Kube
+    kube: Kube  # the API client; from startup on, `cache`, which answers every call of a Kube
     config: RenderConfig
     kubeconfig: str | None  # --kubeconfig; None: in-cluster, then KUBECONFIG
     lease_namespace: str
@@ -63,10 +66,12 @@ class OperatorContext:
     resync_seconds: float = 300.0
     watch_stall_seconds: float = 90.0  # a watch silent this long is reopened (k8s/cache.py Reflector)
     crd_wait_seconds: float = 60.0
-    queue: WorkQueue | None = None
-    elector: LeaderElector | None = None
+    cache: CachedKube = field(init=False)
+    queue: WorkQueue[str] = field(init=False)
+    elector: LeaderElector = field(init=False)
     phases: PhaseGauge = field(default_factory=PhaseGauge)  # "namespace/name" -> last phase
-    seen: dict = field(default_factory=dict)  # "namespace/name" -> what reconcile reads of it (see below)
+    # "namespace/name" -> what reconcile reads of it (see _changed)
+    seen: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     renders: RenderMemo = field(default_factory=RenderMemo)
     gateways: GatewayMemo = field(default_factory=GatewayMemo)
     gateways_served: bool = False  # the LLMGateway CRD was installed when the operator started
@@ -141,7 +146,7 @@ async def _wait_for_the_crd(memo: OperatorContext) -> None:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_: Any) -> None:
     settings.posting.enabled = False  # the operator posts its own Events, on transitions only
     # No watching of CRDs and namespaces by kopf: the operator needs no cluster-scoped permission at
     # all in listed-namespaces mode, and the resources it serves are fixed.
@@ -160,17 +165,23 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_)
     else:
         log.info("Found no %s API (KEDA is not installed): roles autoscaled by KEDA are reported Degraded "
                  "until the operator restarts with KEDA installed", KEDA_GROUP_VERSION)
-    memo.queue = WorkQueue(lambda key: _reconcile_one(memo, key), workers=memo.workers)
+    memo.queue = WorkQueue[str](lambda key: _reconcile_one(memo, key), workers=memo.workers)
     # Reconciles read from watch caches; the reflectors' threads queue every change themselves.
-    memo.kube = CachedKube(memo.kube, memo.namespaces, partial(_changed, memo),
-                           managed_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}", owner_label=DEPLOYMENT_LABEL,
-                           gateways=memo.gateways_served, batches=memo.batches_served,
-                           watch_stall_seconds=memo.watch_stall_seconds)
-    memo.kube.start()
-    if not await asyncio.to_thread(wait_synced, memo.kube.reflectors, 60):
+    memo.cache = CachedKube(memo.kube, memo.namespaces, partial(_changed, memo),
+                            managed_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}", owner_label=DEPLOYMENT_LABEL,
+                            gateways=memo.gateways_served, batches=memo.batches_served,
+                            watch_stall_seconds=memo.watch_stall_seconds)
+    memo.kube = memo.cache  # type: ignore[assignment]  # a Kube by delegation (CachedKube.__getattr__)
+    memo.cache.start()
+    if not await asyncio.to_thread(wait_synced, memo.cache.reflectors, 60):
         log.warning("Started before every watch cache was filled: reconciles read the API server until they are")
+
+    def queue_everything_seen() -> None:
+        for key in list(memo.seen):
+            memo.queue.add(key)
+
     memo.elector = LeaderElector(memo.kube, memo.lease_namespace, memo.lease_name, memo.lease_seconds,
-                                 on_elected=lambda: [memo.queue.add(key) for key in list(memo.seen)])
+                                 on_elected=queue_everything_seen)
     memo.queue.start()
     memo.elector.start()
     asyncio.create_task(_resync_forever(memo), name="resync")
@@ -179,14 +190,14 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_)
 
 
 @kopf.on.login()
-def login(memo: OperatorContext, settings: kopf.OperatorSettings, **_) -> kopf.ConnectionInfo:
+def login(memo: OperatorContext, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
     """kopf logs in exactly as the operator's own client does (`load_config`: an explicit
     --kubeconfig first), not through kopf's default, which reads KUBECONFIG as it was when the
     `kubernetes` package was first imported."""
     configuration = load_config(memo.kubeconfig).configuration
     header = (configuration.get_api_key_with_prefix("BearerToken")
               or configuration.get_api_key_with_prefix("authorization") or "")
-    scheme, _, token = header.rpartition(" ")
+    scheme, _space, token = header.rpartition(" ")
     return kopf.ConnectionInfo(
         server=configuration.host, ca_path=configuration.ssl_ca_cert, insecure=not configuration.verify_ssl,
         username=configuration.username or None, password=configuration.password or None,
@@ -196,16 +207,17 @@ def login(memo: OperatorContext, settings: kopf.OperatorSettings, **_) -> kopf.C
 
 
 @kopf.on.cleanup()
-async def shutdown(memo: OperatorContext, **_) -> None:
-    if isinstance(memo.kube, CachedKube):
-        memo.kube.stop()
-    if memo.queue:
+async def shutdown(memo: OperatorContext, **_: Any) -> None:
+    # Each is there unless startup failed before making it.
+    if hasattr(memo, "cache"):
+        memo.cache.stop()
+    if hasattr(memo, "queue"):
         await asyncio.to_thread(memo.queue.stop)
-    if memo.elector:
+    if hasattr(memo, "elector"):
         await memo.elector.stop()
 
 
-def _inputs(body) -> tuple:
+def _inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
     """What a reconcile reads of the resource itself: everything but its status."""
     metadata = body.get("metadata") or {}
     return (metadata.get("uid"), metadata.get("generation"), metadata.get("deletionTimestamp"),
@@ -215,11 +227,11 @@ def _inputs(body) -> tuple:
 def _queue_gateways(memo: OperatorContext, namespace: str) -> None:
     """Queue every LLMGateway of a namespace: they route to its LLMDeployments and report their readiness."""
     if memo.gateways_served:
-        for gateway in memo.kube.stores[LLMGATEWAY].in_namespace(namespace):
+        for gateway in memo.cache.stores[LLMGATEWAY].in_namespace(namespace):
             memo.queue.add_soon(GATEWAY_KEY + _key(namespace, gateway["metadata"]["name"]), CHILD_CHANGE_DELAY)
 
 
-def _changed(memo: OperatorContext, kind: str, event_type: str, obj: dict) -> None:
+def _changed(memo: OperatorContext, kind: str, event_type: str, obj: dict[str, Any]) -> None:
     """A change a reflector saw, on the reflector's thread: queue the resource it concerns."""
     metadata = obj["metadata"]
     namespace = metadata.get("namespace")

@@ -17,8 +17,9 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from ..k8s import Kube
 from ..metrics import LEADER
@@ -64,7 +65,7 @@ class LeaderElector:
         self.leading = threading.Event()  # waited for by the work queue's threads
         self._seen_version: str | None = None
         self._seen_at = 0.0
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def _try_once(self) -> bool:
         """Create, renew or take over the Lease; True when this process holds it afterwards."""
@@ -79,7 +80,7 @@ class LeaderElector:
                     return False
                 if time.monotonic() < self._seen_at + spec.get("leaseDurationSeconds", self.lease_seconds):
                     return False
-        body = claimed(lease, self.name, self.me, self.lease_seconds, datetime.now(timezone.utc))
+        body = claimed(lease, self.name, self.me, self.lease_seconds, datetime.now(UTC))
         if lease is None:
             return self.kube.create_lease(self.namespace, body)
         return self.kube.replace_lease(self.namespace, self.name, body)

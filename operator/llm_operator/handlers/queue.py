@@ -15,7 +15,8 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 log = logging.getLogger("llm_operator.queue")
 
@@ -24,28 +25,31 @@ log = logging.getLogger("llm_operator.queue")
 TIMER_SLACK = 0.05
 
 
-class WorkQueue:
+Key = TypeVar("Key", bound=Hashable)
+
+
+class WorkQueue(Generic[Key]):
     """Thread-safe: `add`, `add_after` and `add_soon` may be called from any thread."""
 
-    def __init__(self, process: Callable[[Hashable], None], workers: int = 4,
+    def __init__(self, process: Callable[[Key], None], workers: int = 4,
                  retry_base: float = 1.0, retry_max: float = 120.0):
         self._process = process
         self._workers = workers
         self._retry_base, self._retry_max = retry_base, retry_max
         self._changed = threading.Condition()  # guards everything below
-        self._ready: deque[Hashable] = deque()
-        self._queued: set[Hashable] = set()
-        self._active: set[Hashable] = set()
-        self._dirty: set[Hashable] = set()
-        self._waiting: set[Hashable] = set()  # added with add_soon, not yet due
+        self._ready: deque[Key] = deque()
+        self._queued: set[Key] = set()
+        self._active: set[Key] = set()
+        self._dirty: set[Key] = set()
+        self._waiting: set[Key] = set()  # added with add_soon, not yet due
         # One pending time per key, the earliest asked for (as client-go's delaying queue keeps): a
         # reconcile that requeues asks again each time, so keeping every timer would start a new
         # chain of reconciles with every extra event. A heap entry whose order is no longer the
         # key's in `_pending` was replaced by an earlier one and is skipped when it comes due.
-        self._timers: list[tuple[float, int, Hashable]] = []  # (due, order, key)
-        self._pending: dict[Hashable, tuple[float, int]] = {}  # key -> (due, order) of its live timer
+        self._timers: list[tuple[float, int, Key]] = []  # (due, order, key)
+        self._pending: dict[Key, tuple[float, int]] = {}  # key -> (due, order) of its live timer
         self._order = itertools.count()
-        self._failures: dict[Hashable, int] = {}
+        self._failures: dict[Key, int] = {}
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self._watching_timers = False  # an idle worker sleeps until the earliest timer
@@ -69,15 +73,15 @@ class WorkQueue:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: Key) -> None:
         with self._changed:
             self._add(key)
 
-    def add_after(self, key: Hashable, delay: float) -> None:
+    def add_after(self, key: Key, delay: float) -> None:
         with self._changed:
             self._at(time.monotonic() + delay, key)
 
-    def add_soon(self, key: Hashable, delay: float) -> None:
+    def add_soon(self, key: Key, delay: float) -> None:
         """Add `key` once, `delay` seconds from the first of any number of calls meanwhile.
 
         For changes that come in bursts and need no instant answer: a pod is created, scheduled,
@@ -91,7 +95,7 @@ class WorkQueue:
 
     # ------------------------------------------------------------ under self._changed
 
-    def _add(self, key: Hashable) -> None:
+    def _add(self, key: Key) -> None:
         if key in self._active:
             self._dirty.add(key)
         elif key not in self._queued:
@@ -99,7 +103,7 @@ class WorkQueue:
             self._ready.append(key)
             self._changed.notify()
 
-    def _at(self, due: float, key: Hashable) -> None:
+    def _at(self, due: float, key: Key) -> None:
         pending = self._pending.get(key)
         if pending and pending[0] <= due:
             return  # the key comes due no later already
@@ -109,7 +113,7 @@ class WorkQueue:
         if self._timers[0] is timer:  # a new earliest timer (rare: delays are mostly equal)
             self._changed.notify_all()  # the worker watching the timers must wake sooner
 
-    def _next(self) -> Hashable | None:
+    def _next(self) -> Key | None:
         """The next key to reconcile, waiting for one; None once stopped.
 
         One idle worker at a time watches the timers; the others sleep until work is ready, so a

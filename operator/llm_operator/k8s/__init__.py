@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -69,7 +70,7 @@ def load_config(kubeconfig: str | None = None) -> client.ApiClient:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # Where each kind lives in the API: (API group path, resource). The operator talks to these paths
@@ -128,12 +129,17 @@ class Kube:
         response with its body unread; raises ApiException for any status but 2xx."""
         return self.transport.request(method, path, query, body, content_type, timeout)
 
-    def lister(self, kind: str, namespace: str | None = None):
+    def lister(self, kind: str, namespace: str | None = None) -> Callable[..., Response]:
         """A LIST (and with watch=true, WATCH) of a kind, in one namespace or all: `call(**query)`."""
         path = resource_path(kind, namespace)
         return lambda timeout=REQUEST_TIMEOUT, **query: self.request("GET", path, query=query, timeout=timeout)
 
     # ------------------------------------------------------------ reads
+
+    def _list(self, path: str, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The items of a LIST (a kind that is not served is an error, not an empty list)."""
+        items: list[dict[str, Any]] = self.request("GET", path, query, timeout=REQUEST_TIMEOUT).json()["items"]
+        return items
 
     def _get(self, path: str, query: dict[str, Any] | None = None, timeout: Any = REQUEST_TIMEOUT) -> dict[str, Any] | None:
         """A GET's JSON, or None when the object does not exist (404)."""
@@ -193,16 +199,16 @@ class Kube:
 
     def list_labelled_pods(self, namespace: str, label: str, value: str) -> list[dict[str, Any]]:
         """Pods of one batch (BATCH_LABEL), gateway (GATEWAY_LABEL) or chat page (CHAT_PAGE_LABEL)."""
-        return self._get(resource_path("Pod", namespace), {"labelSelector": f"{label}={value}"})["items"]
+        return self._list(resource_path("Pod", namespace), {"labelSelector": f"{label}={value}"})
 
     def list_pod_events(self, namespace: str, pod: str) -> list[dict[str, Any]]:
         """The Events about one pod (the kubelet's: a volume it cannot mount says which and why)."""
         selector = f"involvedObject.kind=Pod,involvedObject.name={pod}"
-        return self._get(resource_path("Event", namespace), {"fieldSelector": selector})["items"]
+        return self._list(resource_path("Event", namespace), {"fieldSelector": selector})
 
     def list_llmdeployments(self, namespace: str) -> list[dict[str, Any]]:
         return [{**item, "apiVersion": API_VERSION, "kind": KIND}
-                for item in self._get(resource_path(KIND, namespace))["items"]]
+                for item in self._list(resource_path(KIND, namespace))]
 
     def list_children(self, namespace: str, owner: str, owner_uid: str) -> list[dict[str, Any]]:
         """Deployments, Services, PVCs, NetworkPolicies (and ScaledObjects where served) labelled for the
@@ -210,7 +216,7 @@ class Kube:
         selector = {"labelSelector": f"{DEPLOYMENT_LABEL}={owner}"}
         children = []
         for kind in self.child_kinds:
-            for item in self._get(resource_path(kind, namespace), selector)["items"]:
+            for item in self._list(resource_path(kind, namespace), selector):
                 if any(ref.get("uid") == owner_uid and ref.get("controller")
                        for ref in item["metadata"].get("ownerReferences") or []):
                     # Items of a list carry neither apiVersion nor kind; the comparison needs both.
@@ -218,7 +224,7 @@ class Kube:
         return children
 
     def list_pods(self, namespace: str, owner: str) -> list[dict[str, Any]]:
-        return self._get(resource_path("Pod", namespace), {"labelSelector": f"{DEPLOYMENT_LABEL}={owner}"})["items"]
+        return self._list(resource_path("Pod", namespace), {"labelSelector": f"{DEPLOYMENT_LABEL}={owner}"})
 
     def get_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One Deployment, Service or PVC by name, whoever made it (to refuse taking over another's)."""
@@ -315,6 +321,6 @@ def describe(error: ApiException) -> str:
 
 def _reason(error: ApiException) -> str:
     try:
-        return json.loads(error.body).get("message", error.reason)
+        return json.loads(error.body or "").get("message", error.reason)
     except (TypeError, ValueError):
         return str(error.reason)

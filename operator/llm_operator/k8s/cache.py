@@ -24,15 +24,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from functools import partial
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from pydantic_core import CoreSchema, SchemaValidator, core_schema
 
 from ..api.models import API_VERSION
-from . import api_version
+from ..names import BATCH_LABEL, CHAT_PAGE_LABEL, GATEWAY_LABEL
+from . import Kube, api_version
 from .transport import decode
 
 log = logging.getLogger("llm_operator.cache")
@@ -99,7 +101,7 @@ def _replicas_owners(managed_fields: list[dict[str, Any]]) -> list[dict[str, Any
     """Of a Deployment's managedFields, the one fact the operator reads (reconcile.replicas_handoff):
     which manager, by which operation, owns spec.replicas. The full field sets are a large part
     of an object's size in memory."""
-    owners = []
+    owners: list[dict[str, Any]] = []
     for entry in managed_fields:
         if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {}):
             owners.append({"manager": entry.get("manager"), "operation": entry.get("operation"),
@@ -130,7 +132,7 @@ def _same_version(candidate: dict[str, Any], held: dict[str, Any]) -> bool:
 
 
 class Store:
-    """The newest version seen of each object of one kind, indexed by one label. Thread-safe.
+    """The newest version seen of each object of one kind, indexed by labels. Thread-safe.
 
     It hands out the objects it holds, not copies: copying every child and pod on every reconcile
     was a large part of the operator's CPU. Callers must not change what they get (reconcile and
@@ -139,11 +141,12 @@ class Store:
 
     ECHOES_KEPT = 1000
 
-    def __init__(self, index_label: str = "") -> None:
-        self.index_label = index_label
+    def __init__(self, *index_labels: str) -> None:
+        """`labelled` finds objects by the first of `index_labels` unless told another."""
+        self.index_labels = index_labels
         self._objects: dict[Key, dict[str, Any]] = {}
-        # (namespace, value of index_label) -> the keys of the objects carrying it
-        self._index: dict[Key, set[Key]] = {}
+        # (label, namespace, value of the label) -> the keys of the objects carrying it
+        self._index: dict[tuple[str, str, str], set[Key]] = {}
         # resourceVersions of the operator's writes whose watch events have not come yet
         self._echoes: set[int] = set()
         self._writes_in_flight = 0
@@ -155,17 +158,16 @@ class Store:
         self._lock = threading.Lock()
         self._write_done = threading.Condition(self._lock)
 
-    def _indexed_as(self, key: Key, obj: dict[str, Any]) -> Key | None:
-        value = (obj["metadata"].get("labels") or {}).get(self.index_label)
-        return (key[0], value) if value is not None else None
+    def _indexed_as(self, key: Key, obj: dict[str, Any]) -> list[tuple[str, str, str]]:
+        labels = obj["metadata"].get("labels") or {}
+        return [(label, key[0], labels[label]) for label in self.index_labels if label in labels]
 
     def _put(self, key: Key, obj: dict[str, Any]) -> None:
         held = self._objects.get(key)
         if held is not None:
             self._unindex(key, held)
         self._objects[key] = obj
-        entry = self._indexed_as(key, obj)
-        if entry:
+        for entry in self._indexed_as(key, obj):
             self._index.setdefault(entry, set()).add(key)
 
     def _drop(self, key: Key) -> dict[str, Any]:
@@ -174,11 +176,11 @@ class Store:
         return held
 
     def _unindex(self, key: Key, held: dict[str, Any]) -> None:
-        entry = self._indexed_as(key, held)
-        if entry and entry in self._index:
-            self._index[entry].discard(key)
-            if not self._index[entry]:
-                del self._index[entry]
+        for entry in self._indexed_as(key, held):
+            if entry in self._index:
+                self._index[entry].discard(key)
+                if not self._index[entry]:
+                    del self._index[entry]
 
     def upsert(self, obj: dict[str, Any], written: bool = False) -> bool:
         """Keep `obj` unless the store holds a newer or the same version; True when it was kept.
@@ -201,7 +203,7 @@ class Store:
             return True
 
     @contextmanager
-    def writing(self):
+    def writing(self) -> Iterator[None]:
         """Around a write of this kind whose response goes to `upsert(..., written=True)`."""
         with self._lock:
             self._writes_in_flight += 1
@@ -261,10 +263,10 @@ class Store:
                 if not written_after:
                     changed.append(self._drop(key))
             for key, obj in listed.items():
-                held = self._objects.get(key)
-                if held is not None and _older(obj, held):
+                current = self._objects.get(key)
+                if current is not None and _older(obj, current):
                     continue
-                if held is None or resource_version(held) != resource_version(obj):
+                if current is None or resource_version(current) != resource_version(obj):
                     changed.append(obj)
                 self._put(key, obj)
         return changed
@@ -277,10 +279,13 @@ class Store:
         with self._lock:
             return [obj for (held_namespace, _), obj in self._objects.items() if held_namespace == namespace]
 
-    def labelled(self, namespace: str, value: str) -> list[dict[str, Any]]:
-        """The objects in `namespace` whose index label has `value`."""
+    def labelled(self, namespace: str, value: str, label: str | None = None) -> list[dict[str, Any]]:
+        """The objects in `namespace` whose `label` (an index label; the first by default) has `value`."""
+        label = label or self.index_labels[0]
+        if label not in self.index_labels:
+            raise KeyError(f"{label} is not an index label of this store: {self.index_labels}")
         with self._lock:
-            return [self._objects[key] for key in self._index.get((namespace, value), ())]
+            return [self._objects[key] for key in self._index.get((label, namespace, value), ())]
 
 
 class Reflector:
@@ -311,8 +316,9 @@ class Reflector:
         self.label_selector = label_selector
         self.kind = kind  # (apiVersion, kind) that list items lack
         kind_name = kind[1] if kind else ""
-        self._read_event = {"Pod": _POD_EVENT.validate_json,
-                            "Deployment": self._read_keeping_spec}.get(kind_name, decode)
+        readers: dict[str, Callable[[bytes], dict[str, Any]]] = {"Pod": _POD_EVENT.validate_json,
+                                                                 "Deployment": self._read_keeping_spec}
+        self._read_event: Callable[[bytes], dict[str, Any]] = readers.get(kind_name, decode)
         self._read_list = _POD_LIST.validate_json if kind_name == "Pod" else decode
         self.synced = threading.Event()
         self._stop = threading.Event()
@@ -344,7 +350,7 @@ class Reflector:
         event["object"]["spec"] = held["spec"]
         return event
 
-    def _list(self) -> int | None:
+    def _list(self) -> str | None:
         listing = self._read_list(self.list_call(**self._selector()).data)
         version = listing["metadata"].get("resourceVersion")
         for event_obj in self.store.replace([self._typed(o) for o in listing.get("items") or []], _int(version)):
@@ -372,6 +378,7 @@ class Reflector:
         """Follow changes from `self.version` until asked to stop; raises ApiException(410) to
         relist, and TimeoutError when the watch stalled."""
         while not self._stop.is_set():
+            assert self.version is not None, "a watch resumes from a listing or an event"
             for line in self._events(self.version):
                 echo = peek_resource_version(line)
                 if echo is not None and self.store.is_echo(echo, self.ECHO_WAIT_SECONDS):
@@ -443,6 +450,8 @@ LLMGATEWAY = "LLMGateway"
 LLMBATCH = "LLMBatch"
 POD = "Pod"
 JOB = "Job"
+# Besides the owner's label, pods are found by these: a gateway's, its chat page's, a batch's.
+POD_INDEX_LABELS = (GATEWAY_LABEL, CHAT_PAGE_LABEL, BATCH_LABEL)
 
 
 def _detached(response: dict[str, Any]) -> dict[str, Any]:
@@ -459,13 +468,14 @@ class CachedKube:
     Everything else (Leases, Events, name-conflict GETs) is the wrapped Kube's.
     """
 
-    def __init__(self, kube, namespaces: tuple[str, ...], on_change: Callable[[str, str, dict[str, Any]], None],
+    def __init__(self, kube: Kube, namespaces: tuple[str, ...], on_change: Callable[[str, str, dict[str, Any]], None],
                  managed_selector: str, owner_label: str, gateways: bool = False, batches: bool = False,
                  watch_stall_seconds: float | None = None) -> None:
         self.kube = kube
         self.stores = {LLMDEPLOYMENT: Store(), **({LLMGATEWAY: Store()} if gateways else {}),
                        **({LLMBATCH: Store(), JOB: Store()} if batches else {}),
-                       **{kind: Store(owner_label) for kind in (POD, *kube.child_kinds)}}
+                       POD: Store(owner_label, *POD_INDEX_LABELS),
+                       **{kind: Store(owner_label) for kind in kube.child_kinds}}
         where = namespaces or (None,)
         self.reflectors = [
             Reflector(f"{kind} in {ns or 'all namespaces'}", kube.lister(kind, ns), self.stores[kind],
@@ -514,12 +524,10 @@ class CachedKube:
         return held if held is not None else self.kube.get_job(namespace, name)
 
     def list_labelled_pods(self, namespace: str, label: str, value: str) -> list[dict[str, Any]]:
-        """Pods are indexed by the LLMDeployment label; a batch's or a gateway's few pods are picked
-        out of its namespace's."""
+        """`label` is one of POD_INDEX_LABELS."""
         if not self.synced:
             return self.kube.list_labelled_pods(namespace, label, value)
-        return [pod for pod in self.stores[POD].in_namespace(namespace)
-                if (pod["metadata"].get("labels") or {}).get(label) == value]
+        return self.stores[POD].labelled(namespace, value, label)
 
     def list_llmdeployments(self, namespace: str) -> list[dict[str, Any]]:
         if not self.synced:

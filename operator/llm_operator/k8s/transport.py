@@ -19,7 +19,8 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 from urllib.parse import urlencode, urlsplit
 
 from kubernetes.client import Configuration
@@ -89,9 +90,10 @@ class Response:
     been read to its end; `close()` abandons the rest and the connection with it."""
 
     def __init__(self, connection: _Connection, status: int, reason: str, headers: dict[str, str],
-                 no_body: bool, done) -> None:
+                 no_body: bool, done: Callable[..., None]) -> None:
         self.status, self.reason, self.headers = status, reason, headers
-        self._connection, self._done, self._data = connection, done, None
+        self._connection, self._done = connection, done
+        self._data: bytes | None = None
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         self._length = None if no_body else int(headers["content-length"]) if "content-length" in headers else None
         self._no_body = no_body
@@ -211,7 +213,8 @@ class Transport:
     def _credentials(self) -> dict[str, str]:
         expires, headers = self._auth
         if time.monotonic() >= expires:
-            headers = {setting["key"]: setting["value"] for setting in self._configuration.auth_settings().values()
+            settings = cast(dict[str, dict[str, Any]], self._configuration.auth_settings())
+            headers = {setting["key"]: setting["value"] for setting in settings.values()
                        if setting["in"] == "header" and setting["value"]}
             self._auth = (time.monotonic() + AUTH_REFRESH_SECONDS, headers)
         return headers

@@ -77,7 +77,7 @@ def demand_query(namespace: str, owner: str, role: str) -> str:
 
 
 def scales_to_zero(role: RoleSpec) -> bool:
-    return wants_scaled_object(role) and role.autoscaling.minReplicas == 0
+    return wants_scaled_object(role) and role.autoscaling is not None and role.autoscaling.minReplicas == 0
 
 
 def prometheus_namespace(url: str) -> str | None:

@@ -55,8 +55,8 @@ def batch_plan(batch: LLMBatch, config: RenderConfig) -> RolePlan:
     serving = LLMDeploymentSpec(
         llm=role, image=spec.image, imagePullPolicy=spec.imagePullPolicy, credentialsSecretRef=spec.credentialsSecretRef,
         cache=CacheSpec(existingClaim=spec.cache.existingClaim, compileCache=spec.cache.compileCache) if spec.cache else None)
-    stand_in = LLMDeployment.model_construct(apiVersion=API_VERSION, kind=KIND, metadata=batch.metadata,
-                                             spec=serving, status=None)
+    stand_in = LLMDeployment.model_construct(apiVersion=API_VERSION, kind=KIND,  # type: ignore[arg-type]  # as str
+                                             metadata=batch.metadata, spec=serving, status=None)
     return plan_role(stand_in, "llm", role, config)
 
 
@@ -80,8 +80,9 @@ def input_volume(batch: LLMBatch) -> dict[str, Any]:
     if source.configMap:
         return {"name": INPUT_VOLUME, "configMap": {
             "name": source.configMap.name, "items": [{"key": source.configMap.key, "path": CONFIGMAP_INPUT_FILE}]}}
-    return {"name": INPUT_VOLUME,
-            "persistentVolumeClaim": {"claimName": source.persistentVolumeClaim.claimName, "readOnly": True}}
+    claim_file = source.persistentVolumeClaim
+    assert claim_file is not None, "BatchInput's rule: a configMap or a persistentVolumeClaim"
+    return {"name": INPUT_VOLUME, "persistentVolumeClaim": {"claimName": claim_file.claimName, "readOnly": True}}
 
 
 def output_volume(batch: LLMBatch) -> dict[str, Any]:

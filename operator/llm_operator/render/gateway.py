@@ -30,9 +30,9 @@ from typing import Any
 from ..api.gateway import GATEWAY_KIND, ROUTING_POLICIES, LLMGateway
 from ..api.models import API_VERSION, LLMDeployment, SecretKeySelector
 from ..names import GATEWAY_LABEL, HASH_ANNOTATION
-from .config import CONTAINER_PORT, DEFAULT_SERVICE_PORT, RenderConfig, served_name
 from .autoscaling import scales_to_zero
 from .chat_page import render_chat_page
+from .config import CONTAINER_PORT, DEFAULT_SERVICE_PORT, RenderConfig, served_name
 from .meta import app_labels, content_hash, object_meta, selector_labels, upstream_stat_name
 from .pod import container_security, placement, pod_security
 
@@ -362,14 +362,14 @@ def _volumes(gateway: LLMGateway, routes: list[GatewayRoute]) -> list[dict[str, 
     key = gateway.spec.apiKeySecretRef
     if key:
         volumes.append({"name": "gateway-key", "secret": {"secretName": key.name, "items": [{"key": key.key, "path": "key"}]}})
-    keyed = [route for route in routes if route.upstream_key]
+    keyed = [(route.llmdeployment, route.upstream_key) for route in routes if route.upstream_key]
     if keyed:
         # One file per LLMDeployment, named after it; its roles share its key.
         # Optional: one model's missing Secret must not keep every gateway pod from starting. Its
         # requests get 503 upstream_key_missing, and its own LLMDeployment is Degraded (SecretMissing),
         # which the gateway's status quotes.
-        sources = {route.llmdeployment: {"secret": {"name": route.upstream_key.name, "optional": True, "items": [
-            {"key": route.upstream_key.key, "path": route.llmdeployment}]}} for route in keyed}
+        sources = {owner: {"secret": {"name": key.name, "optional": True, "items": [{"key": key.key, "path": owner}]}}
+                   for owner, key in keyed}
         volumes.append({"name": "upstream-keys", "projected": {"sources": [sources[owner] for owner in sorted(sources)]}})
     return volumes
 

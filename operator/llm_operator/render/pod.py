@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..names import ENGINE_CONTAINER
-from . import vllm
 from llm_runtime.layout import COMPILE_DIR
 
+from ..names import ENGINE_CONTAINER
+from . import vllm
 from .config import (
     CACHE_MOUNT_PATH,
     COMPILE_MOUNT_PATH,

@@ -50,7 +50,7 @@ def network_policy(llmd: LLMDeployment) -> dict[str, Any]:
     """Ingress to every role's pods, on the serving port only, from the named namespaces only.
     Kubelet probes are not pod traffic and stay allowed."""
     owner = llmd.metadata.name
-    namespaces = {"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": list(allowed_namespaces(llmd))}
+    namespaces = {"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": list(allowed_namespaces(llmd) or ())}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -41,6 +41,7 @@ def wants_cache_claim(llmd: LLMDeployment) -> bool:
 def cache_claim(llmd: LLMDeployment) -> dict[str, Any]:
     """The shared weights cache: every pod of every role of one LLMDeployment mounts it."""
     cache = llmd.spec.cache
+    assert cache is not None, "rendered only when wants_cache_claim"
     owner = llmd.metadata.name
     spec: dict[str, Any] = {"accessModes": [cache.accessMode or "ReadWriteMany"]}
     if cache.storageClassName:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..api.models import GenerativeEngineSpec, PoolingEngineSpec
+from ..api.models import EngineSpec, GenerativeEngineSpec, PoolingEngineSpec
 from .config import CONTAINER_PORT
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 POOLING_ROLES = ("embedding", "rerank")
 
 
-def _engine_args(engine) -> list[str]:
+def _engine_args(engine: EngineSpec) -> list[str]:
     args: list[str] = []
     if engine.maxModelLen is not None:
         args += ["--max-model-len", str(engine.maxModelLen)]
