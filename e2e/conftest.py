@@ -36,7 +36,7 @@ import pytest
 import demo
 import plane  # e2e/ and the repository root are on pytest's pythonpath (pyproject.toml)
 import serving
-from operator_process import OPERATOR_NAMESPACE, REPO, OperatorProcess, no_other_operator, service_account_kubeconfig
+from operator_process import OPERATOR_NAMESPACE, REPO, OperatorProcess, service_account_kubeconfig
 from tests.hubs import HFHub, ModelScopeHub, TinyModel
 from workloads import wait_established
 
@@ -172,7 +172,7 @@ def operator(cluster, crd, operator_kubeconfig, pod_hubs):
 @pytest.fixture
 def alone(cluster):
     """For one test: no operator runs but the ones it starts (see no_other_operator)."""
-    with no_other_operator(cluster):
+    with demo.no_other_operator(cluster):
         yield
 
 

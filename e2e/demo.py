@@ -12,6 +12,7 @@ demo shows is the path from `kubectl apply` to answers through each Service.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -26,7 +27,7 @@ import yaml
 
 import plane  # `python e2e/demo.py` puts e2e/ first on sys.path
 import serving
-from operator_process import REPO, eventually
+from operator_process import REPO, OperatorProcess, eventually
 from workloads import wait_established
 
 NAMESPACE = "demo"
@@ -55,7 +56,7 @@ def _pid_file(cfg: plane.Config, what: str) -> Path:
 
 def _alive(pid: int) -> bool:
     try:
-        # A demo operator that the tests restarted (see operator_process.no_other_operator) is a
+        # A demo operator that the tests restarted (see no_other_operator) is a
         # child of the test process: once stopped it stays a zombie, which kill(pid, 0) still finds,
         # until it is reaped here.
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
@@ -122,6 +123,26 @@ def running(cfg: plane.Config, what: str) -> bool:
     """Whether the demo's `what` ("hub" or "operator") is running."""
     pid_file = _pid_file(cfg, what)
     return pid_file.exists() and _alive(int(pid_file.read_text()))
+
+
+@contextlib.contextmanager
+def no_other_operator(cluster):
+    """Stop every running operator (the tests' own and a running `make demo`'s, both cluster-admin
+    over every namespace) for a test that must see only the operators it starts; start them again
+    afterwards."""
+    running = list(OperatorProcess.running)
+    demo_was_running = running(cluster.plane.cfg, "operator")
+    try:  # from the first stop on: whatever fails, what was running runs again afterwards
+        for process in running:
+            process.stop()
+        if demo_was_running:
+            stop(cluster.plane.cfg, "operator")
+        yield
+    finally:
+        for process in running:
+            process.start()
+        if demo_was_running:
+            start_operator(cluster.plane.cfg)
 
 
 def demo_repos() -> dict[str, Path]:

@@ -7,7 +7,6 @@ with exactly the RBAC the chart grants.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -142,28 +141,6 @@ class OperatorProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
-
-
-@contextlib.contextmanager
-def no_other_operator(cluster):
-    """Stop every running operator (the tests' own and a running `make demo`'s, both cluster-admin
-    over every namespace) for a test that must see only the operators it starts; start them again
-    afterwards."""
-    import demo  # here, not at the top: demo imports this module
-
-    running = list(OperatorProcess.running)
-    demo_was_running = demo.running(cluster.plane.cfg, "operator")
-    try:  # from the first stop on: whatever fails, what was running runs again afterwards
-        for process in running:
-            process.stop()
-        if demo_was_running:
-            demo.stop(cluster.plane.cfg, "operator")
-        yield
-    finally:
-        for process in running:
-            process.start()
-        if demo_was_running:
-            demo.start_operator(cluster.plane.cfg)
 
 
 def audit_writes(audit_log: Path, username: str, since_line: int = 0, namespace: str | None = None,

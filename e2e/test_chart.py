@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+import demo
 from operator_process import (
     REPO,
     OperatorProcess,
     audit_lines,
     eventually,
-    no_other_operator,
     service_account_kubeconfig,
 )
 from support import crd_hand_over_commands
@@ -139,7 +139,7 @@ def only_the_chart_operator(cluster):
     cluster-admin over every namespace) would reconcile these tests' resources too and hide a
     missing rule. Whatever the test order, stop any running one for this module and start it again
     afterwards."""
-    with no_other_operator(cluster):
+    with demo.no_other_operator(cluster):
         yield
 
 

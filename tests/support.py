@@ -8,11 +8,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import promql_parser
+import pytest
 import yaml
 from kubernetes.utils.quantity import parse_quantity
 
 from llm_operator.api import parse_llmdeployment
+from llm_operator.api.batch import LLMBatch
+from llm_operator.api.gateway import LLMGateway
+from llm_operator.api.models import SecretKeySelector
+from llm_operator.render.gateway import GatewayRoute
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,3 +109,57 @@ def vector_selectors(tree: Any) -> list[Any]:
     found: list[Any] = []
     promql_parser.walk(tree, lambda node: found.append(node) if isinstance(node, promql_parser.VectorSelector) else None)
     return found
+
+
+# ---------------------------------------------------------------- sample resources
+
+KEY = SecretKeySelector(name="llm-api-key", key="api-key")
+
+
+def gateway(spec=None, **metadata):
+    return LLMGateway.model_validate({
+        "apiVersion": "llmops.dev/v1alpha1", "kind": "LLMGateway",
+        "metadata": {"name": "shared", "namespace": "team", "uid": "gw-uid", **metadata},
+        "spec": {"selector": {"matchLabels": {"gateway": "shared"}}, **(spec or {})}})
+
+
+ROUTES = [GatewayRoute("chat-a", "rag", "llm", KEY, "10.96.0.10:8000"),
+          GatewayRoute("embed-b", "rag", "embedding", KEY, "10.96.0.11:8000"),
+          GatewayRoute("open-c", "other", "llm", None)]  # its Service has no address yet
+
+
+MODEL = {"source": "modelscope://Qwen/Qwen2.5-0.5B-Instruct"}
+BATCH = {
+    "apiVersion": "llmops.dev/v1alpha1", "kind": "LLMBatch",
+    "metadata": {"name": "tag-docs", "namespace": "ns", "uid": "batch-uid", "generation": 1},
+    "spec": {"model": MODEL, "device": "CPU",
+             "input": {"configMap": {"name": "requests", "key": "requests.jsonl"}},
+             "output": {"persistentVolumeClaim": {"claimName": "results", "path": "tag-docs/answers.jsonl"}},
+             "cache": {"existingClaim": "chat-cache"}},
+}
+
+
+def batch(**spec_changes) -> LLMBatch:
+    raw = copy.deepcopy(BATCH)
+    raw["spec"].update(spec_changes)
+    return LLMBatch.model_validate(raw)
+
+
+def job(conditions=(), **counts):
+    return {"metadata": {"name": "tag-docs-batch"},
+            "status": {**counts, "conditions": [{"type": t, "status": "True", "message": m} for t, m in conditions]}}
+
+
+# ---------------------------------------------------------------- checks
+
+KUBERNETES_VERSION = "1.35.0"
+
+
+def assert_valid(objects):
+    for obj in objects:
+        if obj["kind"] == "ScaledObject":
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {error.message} at {list(error.path)}")

@@ -3,11 +3,11 @@ does with it in a cluster with KEDA and in one without."""
 
 import promql_parser
 
+from fakes import MemoryKube, resource, run
 from llm_operator.k8s import CHILD_KINDS
 from llm_operator.render import RenderConfig, render
 from llm_operator.render.autoscaling import SCALING_METRICS, prometheus_namespace
 from support import by_kind_and_name, llmd, vector_selectors
-from test_reconcile import MemoryKube, resource, run
 
 MODEL = {"source": "hf://Qwen/Qwen3-8B"}
 WITH_KEDA = (*CHILD_KINDS, "ScaledObject")

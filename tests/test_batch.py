@@ -9,30 +9,14 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from fakes import MemoryKube
 from llm_operator.api.batch import LLMBatch
 from llm_operator.batch_status import batch_transitions, compute_batch_status, progress_in
 from llm_operator.names import BATCH_LABEL, DEPLOYMENT_LABEL
 from llm_operator.reconcile_batch import PROGRESS_SECONDS, reconcile_batch
 from llm_operator.render import RenderConfig, render
 from llm_operator.render.batch import render_batch
-from support import container, llmd
-from test_reconcile import MemoryKube
-
-MODEL = {"source": "modelscope://Qwen/Qwen2.5-0.5B-Instruct"}
-BATCH = {
-    "apiVersion": "llmops.dev/v1alpha1", "kind": "LLMBatch",
-    "metadata": {"name": "tag-docs", "namespace": "ns", "uid": "batch-uid", "generation": 1},
-    "spec": {"model": MODEL, "device": "CPU",
-             "input": {"configMap": {"name": "requests", "key": "requests.jsonl"}},
-             "output": {"persistentVolumeClaim": {"claimName": "results", "path": "tag-docs/answers.jsonl"}},
-             "cache": {"existingClaim": "chat-cache"}},
-}
-
-
-def batch(**spec_changes) -> LLMBatch:
-    raw = copy.deepcopy(BATCH)
-    raw["spec"].update(spec_changes)
-    return LLMBatch.model_validate(raw)
+from support import BATCH, MODEL, batch, container, job, llmd
 
 
 def job_of(b: LLMBatch) -> dict:
@@ -149,11 +133,6 @@ def pod(name, start, engine=None, init=None, conditions=None, phase="Running"):
     if init is not None:
         status["initContainerStatuses"] = [{"name": "model-download", "state": init}]
     return {"metadata": {"name": name, "labels": {BATCH_LABEL: "tag-docs"}}, "status": status}
-
-
-def job(conditions=(), **counts):
-    return {"metadata": {"name": "tag-docs-batch"},
-            "status": {**counts, "conditions": [{"type": t, "status": "True", "message": m} for t, m in conditions]}}
 
 
 REPORT = {"total": 21, "succeeded": 20, "failed": 1, "malformed": [{"line": 7, "error": "not JSON: Expecting value"}]}

@@ -272,7 +272,7 @@ def server_kube(llmd):
     object as stored and a new resourceVersion."""
     import copy
 
-    from test_reconcile import MemoryKube
+    from fakes import MemoryKube
 
     class ServerKube(MemoryKube):
         version = 100
@@ -299,9 +299,9 @@ def server_kube(llmd):
 def test_a_reconcile_leaves_every_object_in_the_cache_as_it_was():
     import copy
 
+    from fakes import resource
     from llm_operator.reconcile import reconcile
     from llm_operator.render import RenderConfig
-    from test_reconcile import resource
 
     kube = server_kube(resource())
     cache = cached(kube)
@@ -326,10 +326,10 @@ def test_a_child_changed_while_its_owner_is_reconciled_is_reconciled_again():
     import copy
     import time
 
+    from fakes import resource
     from llm_operator.handlers.queue import WorkQueue
     from llm_operator.reconcile import reconcile
     from llm_operator.render import RenderConfig
-    from test_reconcile import resource
 
     kube = server_kube(resource())
     cache = cached(kube)

@@ -13,8 +13,7 @@ from llm_operator.names import GATEWAY_LABEL
 from llm_operator.render import RenderConfig, render_gateway
 from llm_operator.render.chat_page import DATA_DIR
 from llm_operator.render.gateway import GatewayRoute
-from support import by_kind_and_name
-from test_gateway_render import KEY, ROUTES, gateway
+from support import KEY, ROUTES, by_kind_and_name, gateway
 
 ADMIN = {"adminSecretRef": {"name": "chat-admin"}}
 

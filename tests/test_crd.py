@@ -87,7 +87,7 @@ def _condition_types(kind: str) -> set[str]:
     from llm_operator.batch_status import invalid_batch_status
     from llm_operator.gateway_status import compute_gateway_status
     from llm_operator.status import invalid_spec_status
-    from test_gateway_render import gateway
+    from support import gateway
 
     status = {"LLMDeployment": lambda: invalid_spec_status(1, ["x"]),
               "LLMGateway": lambda: compute_gateway_status(gateway(), [], [], {}, None),

@@ -10,7 +10,6 @@ import pytest
 from pydantic import ValidationError
 
 from llm_operator.api.gateway import LLMGateway
-from llm_operator.api.models import SecretKeySelector
 from llm_operator.names import HASH_ANNOTATION
 from llm_operator.render import RenderConfig, render_gateway
 from llm_operator.render.gateway import (
@@ -26,16 +25,7 @@ from llm_operator.render.gateway import (
     lua_script,
     selects,
 )
-from support import by_kind_and_name, llmd, load_example
-
-KEY = SecretKeySelector(name="llm-api-key", key="api-key")
-
-
-def gateway(spec=None, **metadata):
-    return LLMGateway.model_validate({
-        "apiVersion": "llmops.dev/v1alpha1", "kind": "LLMGateway",
-        "metadata": {"name": "shared", "namespace": "team", "uid": "gw-uid", **metadata},
-        "spec": {"selector": {"matchLabels": {"gateway": "shared"}}, **(spec or {})}})
+from support import KEY, ROUTES, by_kind_and_name, gateway, llmd, load_example
 
 
 def chat(name, served, key=None):
@@ -43,11 +33,6 @@ def chat(name, served, key=None):
     if key:
         spec["apiKeySecretRef"] = {"name": key.name, "key": key.key}
     return llmd(spec, name=name)
-
-
-ROUTES = [GatewayRoute("chat-a", "rag", "llm", KEY, "10.96.0.10:8000"),
-          GatewayRoute("embed-b", "rag", "embedding", KEY, "10.96.0.11:8000"),
-          GatewayRoute("open-c", "other", "llm", None)]  # its Service has no address yet
 
 
 # ---------------------------------------------------------------- which models

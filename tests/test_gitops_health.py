@@ -11,8 +11,7 @@ from llm_operator.batch_status import compute_batch_status
 from llm_operator.gateway_status import compute_gateway_status
 from llm_operator.render.gateway import GatewayRoute
 from llm_operator.status import Observed, compute_status, invalid_spec_status
-from support import REPO, llmd
-from test_gateway_render import gateway
+from support import REPO, gateway, llmd
 
 SPEC = {"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}}}
 READY_DEPLOYMENT = {"metadata": {"generation": 1},
@@ -85,7 +84,7 @@ def test_argo_cd_health_of_a_gateway(llmd_phase, deployment, expected):
 
 
 def batch_health(job_status, pods=()):
-    from test_batch import batch, job
+    from support import batch, job
 
     status = compute_batch_status(batch(), job(**job_status), list(pods))
     return assess({"metadata": {"name": "tag-docs", "generation": 1}, "status": status}, "LLMBatch")

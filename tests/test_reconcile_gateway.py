@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from types import SimpleNamespace
 
+from fakes import MemoryKube
 from llm_operator import handlers
 from llm_operator.gateway_status import compute_gateway_status
 from llm_operator.names import CHAT_PAGE_LABEL, GATEWAY_LABEL
@@ -12,9 +13,7 @@ from llm_operator.reconcile_gateway import VOLUME_WAIT_RETRY_SECONDS, GatewayMem
 from llm_operator.render import RenderConfig
 from llm_operator.render.chat_page import chat_page_labels
 from llm_operator.render.gateway import GatewayRoute, gateway_labels
-from support import manifest
-from test_gateway_render import gateway
-from test_reconcile import MemoryKube
+from support import gateway, manifest
 
 GATEWAY = {"apiVersion": "llmops.dev/v1alpha1", "kind": "LLMGateway",
            "metadata": {"name": "shared", "namespace": "ns", "uid": "gw-uid", "generation": 1},

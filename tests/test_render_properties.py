@@ -4,8 +4,7 @@ from hypothesis import HealthCheck, given, settings
 
 from llm_operator.render import render
 from strategies import llmdeployment_specs, names
-from support import llmd
-from test_render_schema import assert_valid
+from support import assert_valid, llmd
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,19 +8,7 @@ import yaml
 
 from llm_operator.api import parse_llmdeployment
 from llm_operator.render import render
-from support import EXAMPLES
-
-KUBERNETES_VERSION = "1.35.0"
-
-
-def assert_valid(objects):
-    for obj in objects:
-        if obj["kind"] == "ScaledObject":
-            continue
-        try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {error.message} at {list(error.path)}")
+from support import EXAMPLES, KUBERNETES_VERSION, assert_valid
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)

@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 from llm_operator.api import InvalidSpec, parse_llmdeployment
 from llm_operator.cli import _dump
 from llm_operator.render import render
-from support import container, manifest
-from test_render_schema import assert_valid
+from support import assert_valid, container, manifest
 
 # Kubernetes carries any Unicode scalar value; lone surrogates cannot be sent as JSON to it.
 _text = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40)

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from .compile_cache import CompileCache
 from .contract import BATCH_PROGRESS
+from .errors import write_termination_message
 
 log = logging.getLogger("llm_runtime.batch")
 
@@ -259,8 +260,6 @@ def run(input_path: str, output_path: str, vllm_args: Sequence[str], termination
         progress_seconds: float = 5.0, compile_cache: CompileCache | None = None) -> int:
     """Check, run vLLM over the good lines, write the output; vLLM's exit code when it fails. With a
     compile cache, vLLM runs on its private copy and what it compiled is stored once it succeeded."""
-    from .cli import write_termination_message
-
     problem = output_problem(output_path)
     if problem:  # found now, not after vLLM answered every request (and again on each retry)
         log.error("Failed: the output %s %s", output_path, problem)

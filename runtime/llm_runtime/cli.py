@@ -29,7 +29,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .contract import TOKEN_ENV
-from .errors import EXIT_FAILED, DownloadError, env_secrets, redact
+from .errors import (
+    EXIT_FAILED,
+    TERMINATION_MESSAGE_LIMIT,
+    DownloadError,
+    env_secrets,
+    redact,
+    write_termination_message,
+)
 
 if TYPE_CHECKING:
     from .compile_cache import CompileCache
@@ -38,7 +45,6 @@ log = logging.getLogger("llm_runtime")
 
 SECRET_ENVS = tuple(TOKEN_ENV.values())
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-TERMINATION_MESSAGE_LIMIT = 4000  # the kubelet keeps at most 4096 bytes
 
 
 class RedactingStream:
@@ -161,17 +167,6 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def write_termination_message(path: str | None, message: str, secrets: Sequence[str] = ()) -> None:
-    """Redacted, then cut to the size the kubelet keeps (in that order: a cut token is not found)."""
-    if not path:
-        return
-    try:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(redact(message, secrets)[:TERMINATION_MESSAGE_LIMIT] + "\n")
-    except OSError as exc:
-        log.warning("Failed to write the termination message to %s: %s", path, exc)
 
 
 def download(args: argparse.Namespace) -> int:

@@ -9,12 +9,17 @@ operator copies into the LLMDeployment's status.
 from __future__ import annotations
 
 import errno
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote, quote_plus
 
 from .contract import ENDPOINT_ENV, TOKEN_ENV
 from .progress import human_bytes
+
+log = logging.getLogger("llm_runtime")
+
+TERMINATION_MESSAGE_LIMIT = 4000  # the kubelet keeps at most 4096 bytes
 
 # Exit codes of `llm-runtime download` (0 is success, 2 is a usage error from argparse).
 EXIT_FAILED = 1
@@ -222,3 +227,14 @@ def redact(text: str, secrets: Sequence[str]) -> str:
 def env_secrets(environ: Mapping[str, str]) -> list[str]:
     """The hub tokens present in `environ`: what `redact` must hide."""
     return [environ[k] for k in TOKEN_ENV.values() if environ.get(k)]
+
+
+def write_termination_message(path: str | None, message: str, secrets: Sequence[str] = ()) -> None:
+    """Redacted, then cut to the size the kubelet keeps (in that order: a cut token is not found)."""
+    if not path:
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(redact(message, secrets)[:TERMINATION_MESSAGE_LIMIT] + "\n")
+    except OSError as exc:
+        log.warning("Failed to write the termination message to %s: %s", path, exc)

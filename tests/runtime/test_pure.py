@@ -328,7 +328,7 @@ def test_classify_redacts_before_it_cuts(offset):
 
 
 def test_termination_message_is_redacted_then_cut(tmp_path):
-    from llm_runtime.cli import TERMINATION_MESSAGE_LIMIT, write_termination_message
+    from llm_runtime.errors import TERMINATION_MESSAGE_LIMIT, write_termination_message
 
     path = tmp_path / "termination-log"
     message = "y" * (TERMINATION_MESSAGE_LIMIT - 10) + TOKEN
