@@ -130,16 +130,16 @@ def no_other_operator(cluster):
     """Stop every running operator (the tests' own and a running `make demo`'s, both cluster-admin
     over every namespace) for a test that must see only the operators it starts; start them again
     afterwards."""
-    running = list(OperatorProcess.running)
+    processes = list(OperatorProcess.running)
     demo_was_running = running(cluster.plane.cfg, "operator")
     try:  # from the first stop on: whatever fails, what was running runs again afterwards
-        for process in running:
+        for process in processes:
             process.stop()
         if demo_was_running:
             stop(cluster.plane.cfg, "operator")
         yield
     finally:
-        for process in running:
+        for process in processes:
             process.start()
         if demo_was_running:
             start_operator(cluster.plane.cfg)

@@ -24,7 +24,7 @@ import time
 import pytest
 
 import serving
-from llm_operator.api.models import MAX_NAME_LENGTH
+from llm_operator.api.llmdeployment import MAX_NAME_LENGTH
 from operator_process import OPERATOR_USER, audit_lines, audit_writes, eventually
 from test_autoscaling_plane import autoscaling  # noqa: F401 - the plane's Prometheus and KEDA, or why not
 from test_serving import (  # noqa: F401 - module fixtures, used by name

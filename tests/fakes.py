@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
+from llm_operator.controllers.llmdeployment.reconcile import reconcile
 from llm_operator.k8s import CHILD_KINDS, ApplyRejected
-from llm_operator.reconcile import reconcile
 from llm_operator.render import RenderConfig
 from support import manifest
 

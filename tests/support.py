@@ -15,9 +15,9 @@ import yaml
 from kubernetes.utils.quantity import parse_quantity
 
 from llm_operator.api import parse_llmdeployment
-from llm_operator.api.batch import LLMBatch
-from llm_operator.api.gateway import LLMGateway
-from llm_operator.api.models import SecretKeySelector
+from llm_operator.api.llmbatch import LLMBatch
+from llm_operator.api.llmgateway import LLMGateway
+from llm_operator.api.meta import SecretKeySelector
 from llm_operator.render.gateway import GatewayRoute
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,10 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from fakes import MemoryKube
-from llm_operator.api.batch import LLMBatch
-from llm_operator.batch_status import batch_transitions, compute_batch_status, progress_in
+from llm_operator.api.llmbatch import LLMBatch
+from llm_operator.controllers.llmbatch.reconcile import PROGRESS_SECONDS, reconcile_batch
+from llm_operator.controllers.llmbatch.status import batch_transitions, compute_batch_status, progress_in
 from llm_operator.names import BATCH_LABEL, DEPLOYMENT_LABEL
-from llm_operator.reconcile_batch import PROGRESS_SECONDS, reconcile_batch
 from llm_operator.render import RenderConfig, render
 from llm_operator.render.batch import render_batch
 from support import BATCH, MODEL, batch, container, job, llmd

@@ -300,7 +300,7 @@ def test_a_reconcile_leaves_every_object_in_the_cache_as_it_was():
     import copy
 
     from fakes import resource
-    from llm_operator.reconcile import reconcile
+    from llm_operator.controllers.llmdeployment.reconcile import reconcile
     from llm_operator.render import RenderConfig
 
     kube = server_kube(resource())
@@ -327,8 +327,8 @@ def test_a_child_changed_while_its_owner_is_reconciled_is_reconciled_again():
     import time
 
     from fakes import resource
+    from llm_operator.controllers.llmdeployment.reconcile import reconcile
     from llm_operator.handlers.queue import WorkQueue
-    from llm_operator.reconcile import reconcile
     from llm_operator.render import RenderConfig
 
     kube = server_kube(resource())
@@ -494,8 +494,8 @@ def test_a_deployment_status_update_is_read_without_its_spec_and_a_new_generatio
 
 
 def test_slim_keeps_what_reconcile_and_status_read():
+    from llm_operator.controllers.llmdeployment.reconcile import replicas_handoff
     from llm_operator.k8s.cache import slim
-    from llm_operator.reconcile import replicas_handoff
 
     pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "3",
                         "labels": {"l": "v"}, "managedFields": [{"manager": "kubelet"}]},

@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from invalid_specs import CASES
-from llm_operator.api.batch import LLMBatch
-from llm_operator.api.gateway import LLMGateway
-from llm_operator.api.models import LLMDeployment
+from llm_operator.api.llmbatch import LLMBatch
+from llm_operator.api.llmdeployment import LLMDeployment
+from llm_operator.api.llmgateway import LLMGateway
 from llm_operator.api.rules import Rule, SpecModel
 from strategies import llmdeployment_specs
 from support import EXAMPLES, load_example, manifest

@@ -8,7 +8,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from llm_operator.api.gateway import LLMGateway
+from llm_operator.api.llmgateway import LLMGateway
 from llm_operator.names import GATEWAY_LABEL
 from llm_operator.render import RenderConfig, render_gateway
 from llm_operator.render.chat_page import DATA_DIR

@@ -84,9 +84,9 @@ def test_cross_field_rules_are_published_as_cel():
 
 def _condition_types(kind: str) -> set[str]:
     """The condition types the operator writes for `kind`, from its status code."""
-    from llm_operator.batch_status import invalid_batch_status
-    from llm_operator.gateway_status import compute_gateway_status
-    from llm_operator.status import invalid_spec_status
+    from llm_operator.controllers.llmbatch.status import invalid_batch_status
+    from llm_operator.controllers.llmgateway.status import compute_gateway_status
+    from llm_operator.controllers.shared import invalid_spec_status
     from support import gateway
 
     status = {"LLMDeployment": lambda: invalid_spec_status(1, ["x"]),

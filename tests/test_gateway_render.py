@@ -9,7 +9,7 @@ import lupa
 import pytest
 from pydantic import ValidationError
 
-from llm_operator.api.gateway import LLMGateway
+from llm_operator.api.llmgateway import LLMGateway
 from llm_operator.names import HASH_ANNOTATION
 from llm_operator.render import RenderConfig, render_gateway
 from llm_operator.render.gateway import (

@@ -6,8 +6,9 @@ from __future__ import annotations
 import copy
 
 from fakes import SPEC, MemoryKube, resource, run
+from llm_operator.controllers.llmdeployment.reconcile import START_LINE_RETRY_SECONDS, reconcile
+from llm_operator.controllers.shared import FAILED_RETRY_SECONDS
 from llm_operator.k8s import now
-from llm_operator.reconcile import FAILED_RETRY_SECONDS, START_LINE_RETRY_SECONDS, reconcile
 from llm_operator.render import RenderConfig
 
 
@@ -98,7 +99,7 @@ def test_a_renderer_defect_is_reported_in_status_and_retried(monkeypatch):
 
     def broken(llmd, config):
         raise KeyError("a bug")
-    monkeypatch.setattr("llm_operator.reconcile.render", broken)
+    monkeypatch.setattr("llm_operator.controllers.llmdeployment.reconcile.render", broken)
     result = run(kube)
     assert (result.phase, result.requeue_after) == ("Failed", FAILED_RETRY_SECONDS)
     ready = next(c for c in kube.llmd["status"]["conditions"] if c["type"] == "Ready")
@@ -108,8 +109,8 @@ def test_a_renderer_defect_is_reported_in_status_and_retried(monkeypatch):
 
 
 def test_the_render_memo_renders_again_exactly_when_an_input_changes(monkeypatch):
-    import llm_operator.reconcile as reconcile_module
-    from llm_operator.reconcile import RenderMemo
+    import llm_operator.controllers.llmdeployment.reconcile as reconcile_module
+    from llm_operator.controllers.llmdeployment.reconcile import RenderMemo
 
     renders = []
     real_render = reconcile_module.render
@@ -137,8 +138,8 @@ def test_the_render_memo_renders_again_exactly_when_an_input_changes(monkeypatch
 
 
 def test_a_child_that_matched_its_render_is_compared_again_only_once_it_changed(monkeypatch):
-    import llm_operator.reconcile as reconcile_module
-    from llm_operator.reconcile import RenderMemo
+    import llm_operator.controllers.llmdeployment.reconcile as reconcile_module
+    from llm_operator.controllers.llmdeployment.reconcile import RenderMemo
 
     compared = []
     real_needs_apply = reconcile_module.needs_apply

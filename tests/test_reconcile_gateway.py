@@ -7,9 +7,10 @@ from types import SimpleNamespace
 
 from fakes import MemoryKube
 from llm_operator import handlers
-from llm_operator.gateway_status import compute_gateway_status
+from llm_operator.controllers import ObjectKey
+from llm_operator.controllers.llmgateway.reconcile import VOLUME_WAIT_RETRY_SECONDS, GatewayMemo, reconcile_gateway
+from llm_operator.controllers.llmgateway.status import compute_gateway_status
 from llm_operator.names import CHAT_PAGE_LABEL, GATEWAY_LABEL
-from llm_operator.reconcile_gateway import VOLUME_WAIT_RETRY_SECONDS, GatewayMemo, reconcile_gateway
 from llm_operator.render import RenderConfig
 from llm_operator.render.chat_page import chat_page_labels
 from llm_operator.render.gateway import GatewayRoute, gateway_labels
@@ -296,7 +297,7 @@ def test_a_change_of_the_chat_page_or_a_gateway_pod_queues_its_gateway():
     handlers._changed(context, "Deployment", "MODIFIED", chat_deployment)
     gateway_pod = {"metadata": {"namespace": "ns", "name": "shared-gateway-x", "labels": gateway_labels("shared")}}
     handlers._changed(context, "Pod", "MODIFIED", gateway_pod)
-    assert queued == [handlers.GATEWAY_KEY + handlers._key("ns", "shared")] * 2
+    assert queued == [ObjectKey("LLMGateway", "ns", "shared")] * 2
 
 
 # ---------------------------------------------------------------- Secrets the gateway's own pods need

@@ -4,14 +4,9 @@ import copy
 
 from hypothesis import HealthCheck, given, settings
 
+from llm_operator.controllers.llmdeployment.reconcile import replicas_handoff
+from llm_operator.controllers.shared import is_subset, keep_expanded_claim, name_conflict, needs_apply
 from llm_operator.names import HASH_ANNOTATION
-from llm_operator.reconcile import (
-    is_subset,
-    keep_expanded_claim,
-    name_conflict,
-    needs_apply,
-    replicas_handoff,
-)
 from llm_operator.render import render
 from strategies import llmdeployment_specs
 from support import canonical_quantities, llmd

@@ -4,16 +4,15 @@ import re
 
 import pytest
 
-from llm_operator.metrics import ALL_PHASES
-from llm_operator.status import (
-    Observed,
-    compute_status,
+from llm_operator.controllers.llmdeployment.status import Observed, compute_status
+from llm_operator.controllers.shared import (
     invalid_spec_status,
     last_log_line,
     same_status,
     transitions,
     with_transition_times,
 )
+from llm_operator.metrics import ALL_PHASES
 from support import REPO, llmd
 
 GPU = "nvidia.com/gpu"
@@ -242,8 +241,9 @@ def test_engine_crash_quotes_the_line_that_says_why(log, expected):
 def test_every_phase_and_reason_the_operator_writes_is_in_docs_status_md():
     """What `kubectl get llmd` and the conditions show must be explained where users look it up."""
     docs = (REPO / "docs" / "status.md").read_text()
-    source = (REPO / "operator" / "llm_operator" / "status.py").read_text()
-    reasons = set(re.findall(r'Problem\(\s*"(\w+)"', source)) | set(re.findall(r'_stalled_status\(\s*\w+,\s*"(\w+)"', source))
+    controllers = REPO / "operator" / "llm_operator" / "controllers"
+    source = "".join((controllers / path).read_text() for path in ("llmdeployment/status.py", "shared.py"))
+    reasons = set(re.findall(r'Problem\(\s*"(\w+)"', source)) | set(re.findall(r'stalled_status\(\s*\w+,\s*"(\w+)"', source))
     assert {"InvalidSpec", "RenderFailed", "NameConflict"} <= reasons  # the patterns still find them
     documented = set(re.findall(r"^\| `(\w+)` \|", docs, re.M))
     assert set(ALL_PHASES) - documented == set(), "phases missing from docs/status.md"

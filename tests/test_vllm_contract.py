@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from llm_operator.api import parse_llmdeployment
-from llm_operator.api.batch import LLMBatch
-from llm_operator.api.models import RESERVED_FLAGS, RESERVED_SHORT_FLAGS, reserved_flag
+from llm_operator.api.llmbatch import LLMBatch
+from llm_operator.api.workload import RESERVED_FLAGS, RESERVED_SHORT_FLAGS, reserved_flag
 from llm_operator.render import RenderConfig, render
 from llm_operator.render.batch import batch_plan, render_batch
 from llm_operator.render.config import CONTAINER_PORT, parallelism, served_name

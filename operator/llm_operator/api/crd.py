@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from .batch import (
+from .llmbatch import (
     BATCH_KIND,
     BATCH_PLURAL,
     BATCH_SHORT_NAMES,
@@ -23,7 +23,8 @@ from .batch import (
     LLMBatchSpec,
     LLMBatchStatus,
 )
-from .gateway import (
+from .llmdeployment import KIND, PLURAL, SHORT_NAMES, SINGULAR, LLMDeployment, LLMDeploymentSpec, LLMDeploymentStatus
+from .llmgateway import (
     GATEWAY_KIND,
     GATEWAY_PLURAL,
     GATEWAY_SHORT_NAMES,
@@ -32,17 +33,7 @@ from .gateway import (
     LLMGatewaySpec,
     LLMGatewayStatus,
 )
-from .models import (
-    GROUP,
-    KIND,
-    PLURAL,
-    SHORT_NAMES,
-    SINGULAR,
-    VERSION,
-    LLMDeployment,
-    LLMDeploymentSpec,
-    LLMDeploymentStatus,
-)
+from .meta import GROUP, VERSION
 from .rules import SpecModel
 
 # JSON-schema keys that have no place in a CRD schema (or would write into the user's object).

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .batch import BATCH_KIND
 from .crd import openapi_schema
-from .gateway import GATEWAY_KIND
+from .llmbatch import BATCH_KIND
+from .llmgateway import GATEWAY_KIND
 
 HEADER = """# LLMDeployment field reference
 

@@ -54,3 +54,7 @@ class SpecModel(BaseModel):
         if rules:
             target["x-kubernetes-validations"] = [rule.as_schema() for rule in rules]
         return schema
+
+
+def is_set(value: Any) -> bool:
+    return value is not None

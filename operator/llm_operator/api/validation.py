@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .models import LLMDeployment
+from .llmdeployment import LLMDeployment
 
 
 class InvalidSpec(ValueError):

@@ -1,17 +1,15 @@
 """kopf wiring: the process (startup, login, cleanup) and thin handlers that turn changes into
-reconcile requests.
+reconcile requests, for every kind in the table of llm_operator.controllers.
 
-The operator's own watch caches (k8s/cache.py) follow the LLMDeployments, their children and their
-pods; every change they see queues the one LLMDeployment it concerns, and reconcile reads those
-caches instead of the API server. kopf itself watches nothing: its create/update/resume handlers
-would keep progress and diff-base annotations on every object and patch them on every start (a
-restart writing to every LLMDeployment), and its watch events carry no cache to read from.
-Level-based reconcile needs nothing stored. The same `reconcile()` runs for the resource's own
-changes, for any change of a child it owns (mapped back by the `llmops.dev/deployment` label) and
-for a periodic resync. LLMGateways are reconciled the same way (reconcile_gateway.py), and also
-whenever an LLMDeployment of their namespace changes at all: they route to its models and report
-their readiness. LLMBatches too (reconcile_batch.py), on changes of themselves, their Job and its
-pods (mapped back by the `llmops.dev/batch` label).
+The operator's own watch caches (k8s/cache.py) follow the operator's kinds, their children and
+their pods; every change they see queues the one object it concerns (a child or pod by the labels
+its kind's row names), and reconciles read those caches instead of the API server. kopf itself
+watches nothing: its create/update/resume handlers would keep progress and diff-base annotations
+on every object and patch them on every start (a restart writing to every LLMDeployment), and its
+watch events carry no cache to read from. Level-based reconcile needs nothing stored: the same
+reconcile runs for an object's own changes, for any change of a child it owns, and for a periodic
+resync. A change of one kind may concern objects of another (an LLMDeployment's, the LLMGateways
+of its namespace, which route to its models and report their readiness): its row says so.
 """
 
 from __future__ import annotations
@@ -27,16 +25,14 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from ..api.batch import BATCH_PLURAL
-from ..api.gateway import GATEWAY_PLURAL
-from ..api.models import GROUP, PLURAL, VERSION
+from ..api.llmbatch import BATCH_KIND
+from ..api.llmgateway import GATEWAY_KIND
+from ..api.meta import GROUP, VERSION
+from ..controllers import BY_KIND, CONTROLLERS, Controller, ObjectKey, owner_of
 from ..k8s import CHILD_KINDS, KEDA_GROUP_VERSION, SCALED_OBJECT, Kube, describe, load_config
-from ..k8s.cache import LLMBATCH, LLMDEPLOYMENT, LLMGATEWAY, CachedKube, wait_synced
+from ..k8s.cache import CachedKube, wait_synced
 from ..metrics import RECONCILE_SECONDS, RECONCILES, PhaseGauge
-from ..names import BATCH_LABEL, CHAT_PAGE_LABEL, DEPLOYMENT_LABEL, GATEWAY_LABEL, MANAGED_BY, MANAGED_BY_LABEL
-from ..reconcile import RenderMemo, reconcile
-from ..reconcile_batch import reconcile_batch
-from ..reconcile_gateway import GatewayMemo, reconcile_gateway
+from ..names import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from ..render import RenderConfig
 from .leader import LeaderElector
 from .queue import WorkQueue
@@ -67,43 +63,24 @@ class OperatorContext:
     watch_stall_seconds: float = 90.0  # a watch silent this long is reopened (k8s/cache.py Reflector)
     crd_wait_seconds: float = 60.0
     cache: CachedKube = field(init=False)
-    queue: WorkQueue[str] = field(init=False)
+    queue: WorkQueue[ObjectKey] = field(init=False)
     elector: LeaderElector = field(init=False)
     phases: PhaseGauge = field(default_factory=PhaseGauge)  # "namespace/name" -> last phase
-    # "namespace/name" -> what reconcile reads of it (see _changed)
-    seen: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    renders: RenderMemo = field(default_factory=RenderMemo)
-    gateways: GatewayMemo = field(default_factory=GatewayMemo)
-    gateways_served: bool = False  # the LLMGateway CRD was installed when the operator started
-    batches_served: bool = False  # the LLMBatch CRD was installed when the operator started
+    seen: dict[ObjectKey, tuple[Any, ...]] = field(default_factory=dict)  # what reconcile reads of it (_changed)
+    memos: dict[str, Any] = field(default_factory=lambda: {c.kind: c.new_memo() for c in CONTROLLERS})
+    served: set[str] = field(default_factory=set)  # the kinds whose CRD was installed when the operator started
 
 
-# Work queue keys: "namespace/name" of an LLMDeployment, GATEWAY_KEY + "namespace/name" of an
-# LLMGateway, BATCH_KEY + "namespace/name" of an LLMBatch (":" is in no namespace name).
-GATEWAY_KEY = "LLMGateway:"
-BATCH_KEY = "LLMBatch:"
-
-
-def _key(namespace: str, name: str) -> str:
-    return f"{namespace}/{name}"
-
-
-def _reconcile_one(memo: OperatorContext, key: str) -> None:
+def _reconcile_one(memo: OperatorContext, key: ObjectKey) -> None:
     """One reconcile, on a work queue thread."""
     # A follower queues work but does not do it; on election it does all of it (see leader.py).
     while not memo.elector.leading.wait(1.0):
         if memo.queue.stopped:
             return
-    gateway, batch = key.startswith(GATEWAY_KEY), key.startswith(BATCH_KEY)
-    namespace, name = key.removeprefix(GATEWAY_KEY).removeprefix(BATCH_KEY).split("/", 1)
+    controller = BY_KIND[key.kind]
     started = time.monotonic()
     try:
-        if gateway:
-            result = reconcile_gateway(memo.kube, memo.config, namespace, name, memo.gateways)
-        elif batch:
-            result = reconcile_batch(memo.kube, memo.config, namespace, name)
-        else:
-            result = reconcile(memo.kube, memo.config, namespace, name, memo.renders)
+        result = controller.reconcile(memo.kube, memo.config, key.namespace, key.name, memo.memos[key.kind])
     except ApiException as error:
         RECONCILES.labels(result="error").inc()
         raise RuntimeError(describe(error)) from None  # the queue logs it and retries with backoff
@@ -113,12 +90,12 @@ def _reconcile_one(memo: OperatorContext, key: str) -> None:
     finally:
         RECONCILE_SECONDS.observe(time.monotonic() - started)
     RECONCILES.labels(result="written" if result.writes else "unchanged").inc()
-    if not gateway and not batch:
-        memo.phases.set(key, result.phase)
-        if result.writes:
-            # Its status may have changed, and the watch event of the operator's own write is
-            # skipped (k8s/cache.py): the gateways that report its readiness look again.
-            _queue_gateways(memo, namespace)
+    if controller.counted:
+        memo.phases.set(f"{key.namespace}/{key.name}", result.phase)
+    if result.writes:
+        # Its status may have changed, and the watch event of the operator's own write is skipped
+        # (k8s/cache.py): the objects that report on it look again.
+        _queue_woken(memo, controller, key.namespace)
     if result.requeue_after:
         memo.queue.add_after(key, result.requeue_after)
 
@@ -136,12 +113,13 @@ async def _wait_for_the_crd(memo: OperatorContext) -> None:
     applies CRD and Deployment together), then stop with a message, so Kubernetes restarts the pod
     and the condition shows in its status."""
     deadline = time.monotonic() + memo.crd_wait_seconds
-    while not await asyncio.to_thread(memo.kube.served, PLURAL):
+    required = next(controller for controller in CONTROLLERS if controller.required)
+    while not await asyncio.to_thread(memo.kube.served, required.plural):
         if time.monotonic() > deadline:
             raise kopf.PermanentError(
-                f"The {PLURAL}.{GROUP}/{VERSION} API is not served: install the CRD "
+                f"The {required.plural}.{GROUP}/{VERSION} API is not served: install the CRD "
                 "(`kubectl apply --server-side -f crds/` or the chart with crds.enabled=true)")
-        log.info("Waiting for the %s.%s CRD to be served", PLURAL, GROUP)
+        log.info("Waiting for the %s.%s CRD to be served", required.plural, GROUP)
         await asyncio.sleep(2)
 
 
@@ -152,24 +130,22 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, **_:
     # all in listed-namespaces mode, and the resources it serves are fixed.
     settings.scanning.disabled = True
     await _wait_for_the_crd(memo)
-    memo.gateways_served = await asyncio.to_thread(memo.kube.served, GATEWAY_PLURAL)
-    if not memo.gateways_served:
-        log.warning("The %s.%s API is not served: LLMGateways are not reconciled until the operator restarts "
-                    "with that CRD installed", GATEWAY_PLURAL, GROUP)
-    memo.batches_served = await asyncio.to_thread(memo.kube.served, BATCH_PLURAL)
-    if not memo.batches_served:
-        log.warning("The %s.%s API is not served: LLMBatches are not reconciled until the operator restarts "
-                    "with that CRD installed", BATCH_PLURAL, GROUP)
+    for controller in CONTROLLERS:
+        if controller.required or await asyncio.to_thread(memo.kube.served, controller.plural):
+            memo.served.add(controller.kind)
+        else:
+            log.warning("The %s.%s API is not served: %ss are not reconciled until the operator restarts "
+                        "with that CRD installed", controller.plural, GROUP, controller.kind)
     if await asyncio.to_thread(memo.kube.served, "scaledobjects", KEDA_GROUP_VERSION):
         memo.kube.child_kinds = (*CHILD_KINDS, SCALED_OBJECT)
     else:
         log.info("Found no %s API (KEDA is not installed): roles autoscaled by KEDA are reported Degraded "
                  "until the operator restarts with KEDA installed", KEDA_GROUP_VERSION)
-    memo.queue = WorkQueue[str](lambda key: _reconcile_one(memo, key), workers=memo.workers)
+    memo.queue = WorkQueue[ObjectKey](lambda key: _reconcile_one(memo, key), workers=memo.workers)
     # Reconciles read from watch caches; the reflectors' threads queue every change themselves.
     memo.cache = CachedKube(memo.kube, memo.namespaces, partial(_changed, memo),
                             managed_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}", owner_label=DEPLOYMENT_LABEL,
-                            gateways=memo.gateways_served, batches=memo.batches_served,
+                            gateways=GATEWAY_KIND in memo.served, batches=BATCH_KIND in memo.served,
                             watch_stall_seconds=memo.watch_stall_seconds)
     memo.kube = memo.cache  # type: ignore[assignment]  # a Kube by delegation (CachedKube.__getattr__)
     memo.cache.start()
@@ -224,38 +200,32 @@ def _inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
             dict(metadata.get("labels") or {}), dict(metadata.get("annotations") or {}))
 
 
-def _queue_gateways(memo: OperatorContext, namespace: str) -> None:
-    """Queue every LLMGateway of a namespace: they route to its LLMDeployments and report their readiness."""
-    if memo.gateways_served:
-        for gateway in memo.cache.stores[LLMGATEWAY].in_namespace(namespace):
-            memo.queue.add_soon(GATEWAY_KEY + _key(namespace, gateway["metadata"]["name"]), CHILD_CHANGE_DELAY)
+def _queue_woken(memo: OperatorContext, controller: Controller, namespace: str) -> None:
+    """Queue every object of a namespace whose kind a change of `controller`'s kind concerns."""
+    for kind in controller.wakes:
+        if kind in memo.served:
+            for obj in memo.cache.stores[kind].in_namespace(namespace):
+                memo.queue.add_soon(ObjectKey(kind, namespace, obj["metadata"]["name"]), CHILD_CHANGE_DELAY)
 
 
 def _changed(memo: OperatorContext, kind: str, event_type: str, obj: dict[str, Any]) -> None:
-    """A change a reflector saw, on the reflector's thread: queue the resource it concerns."""
+    """A change a reflector saw, on the reflector's thread: queue the object it concerns."""
     metadata = obj["metadata"]
     namespace = metadata.get("namespace")
-    if kind not in (LLMDEPLOYMENT, LLMGATEWAY, LLMBATCH):
-        labels = metadata.get("labels") or {}
-        owner, batch = labels.get(DEPLOYMENT_LABEL), labels.get(BATCH_LABEL)
-        gateway = labels.get(GATEWAY_LABEL) or labels.get(CHAT_PAGE_LABEL)  # its chat page is the gateway's too
+    controller = BY_KIND.get(kind)
+    if controller is None:  # a child or a pod (one that cannot start for a missing Secret says so only there)
+        owner = owner_of(metadata.get("labels") or {}, namespace)
         if owner:
-            memo.queue.add_soon(_key(namespace, owner), CHILD_CHANGE_DELAY)
-        elif gateway:  # its pods too: one that cannot start for a missing Secret says so only there
-            memo.queue.add_soon(GATEWAY_KEY + _key(namespace, gateway), CHILD_CHANGE_DELAY)
-        elif batch:
-            memo.queue.add_soon(BATCH_KEY + _key(namespace, batch), CHILD_CHANGE_DELAY)
+            memo.queue.add_soon(owner, CHILD_CHANGE_DELAY)
         return
-    if kind == LLMDEPLOYMENT:
-        _queue_gateways(memo, namespace)  # any change, status included (a peer's write, a user's edit)
-    prefix = {LLMGATEWAY: GATEWAY_KEY, LLMBATCH: BATCH_KEY}.get(kind, "")
-    key = prefix + _key(namespace, metadata["name"])
+    _queue_woken(memo, controller, namespace)  # any change, status included (a peer's write, a user's edit)
+    key = ObjectKey(kind, namespace, metadata["name"])
     if event_type == "DELETED":
         memo.seen.pop(key, None)
-        if kind == LLMDEPLOYMENT:
-            memo.phases.set(key, None)
-        elif kind == LLMGATEWAY:
-            memo.queue.add(key)  # forgets the gateway's memo
+        if controller.counted:
+            memo.phases.set(f"{namespace}/{key.name}", None)
+        if controller.reconcile_deleted:
+            memo.queue.add(key)
         return
     # A change of status only is an operator's own write (this one's or a peer's): reconciling on it
     # would retry a refused object right after reporting it, and double every reconcile's reads.

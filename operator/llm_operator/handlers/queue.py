@@ -157,7 +157,7 @@ class WorkQueue(Generic[Key]):
             except Exception as error:  # noqa: BLE001 - any failure is retried with backoff
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
                 delay = min(self._retry_base * 2 ** (failures - 1), self._retry_max)
-                log.warning("Reconcile of LLMDeployment %s failed (attempt %d), retrying in %.0fs: %s",
+                log.warning("Reconcile of %s failed (attempt %d), retrying in %.0fs: %s",
                             key, failures, delay, error)
                 self.add_after(key, delay)
             finally:

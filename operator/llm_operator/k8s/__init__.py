@@ -19,9 +19,10 @@ from urllib.parse import quote
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from ..api.batch import BATCH_KIND, BATCH_PLURAL
-from ..api.gateway import GATEWAY_KIND, GATEWAY_PLURAL
-from ..api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from ..api.llmbatch import BATCH_KIND, BATCH_PLURAL
+from ..api.llmdeployment import KIND, PLURAL
+from ..api.llmgateway import GATEWAY_KIND, GATEWAY_PLURAL
+from ..api.meta import API_VERSION, GROUP, VERSION
 from ..metrics import API_WRITES
 from ..names import DEPLOYMENT_LABEL
 from .transport import Response, Transport

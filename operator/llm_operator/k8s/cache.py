@@ -32,7 +32,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic_core import CoreSchema, SchemaValidator, core_schema
 
-from ..api.models import API_VERSION
+from ..api.meta import API_VERSION
 from ..names import BATCH_LABEL, CHAT_PAGE_LABEL, GATEWAY_LABEL
 from . import Kube, api_version
 from .transport import decode
@@ -40,7 +40,7 @@ from .transport import decode
 log = logging.getLogger("llm_operator.cache")
 
 Key = tuple[str, str]  # (namespace, name)
-# Of a pod, status.py reads its status and these few fields of its metadata; its spec, the largest
+# Of a pod, the controllers' status modules read its status and these few fields of its metadata; its spec, the largest
 # part, is never read (the Deployment's template is what the operator compares).
 POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp")
 

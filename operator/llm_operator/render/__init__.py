@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.models import API_VERSION, KIND, LLMDeployment
+from ..api.llmdeployment import KIND, LLMDeployment
+from ..api.meta import API_VERSION
 from ..names import HASH_ANNOTATION
 from .autoscaling import scaled_object, wants_scaled_object
 from .config import RenderConfig

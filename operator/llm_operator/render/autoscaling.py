@@ -20,7 +20,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.models import LLMDeployment, RoleSpec
+from ..api.llmdeployment import LLMDeployment, RoleSpec
 from ..names import DEPLOYMENT_LABEL, ROLE_LABEL
 from .meta import child_name, labels, object_meta, upstream_stat_name
 

@@ -4,15 +4,17 @@ mounted, and no Service, probe or port.
 
 `llm-runtime batch` (runtime/llm_runtime/batch.py) sets malformed input lines aside by line number,
 runs `vllm run-batch` over the rest, writes the answers in input order and reports its counts as the
-container's termination message, which status reads (batch_status.py).
+container's termination message, which status reads (controllers/llmbatch/status.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..api.batch import BATCH_KIND, LLMBatch
-from ..api.models import API_VERSION, KIND, CacheSpec, LLMDeployment, LLMDeploymentSpec, LLMRoleSpec, WorkerSpec
+from ..api.llmbatch import BATCH_KIND, LLMBatch
+from ..api.llmdeployment import KIND, CacheSpec, LLMDeployment, LLMDeploymentSpec, LLMRoleSpec
+from ..api.meta import API_VERSION
+from ..api.workload import WorkerSpec
 from ..names import BATCH_LABEL, ENGINE_CONTAINER, HASH_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL
 from . import vllm
 from .config import RenderConfig

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..api.gateway import ChatPageSpec, LLMGateway
+from ..api.llmgateway import ChatPageSpec, LLMGateway
 from ..names import CHAT_PAGE_LABEL
 from .meta import app_labels, object_meta
 from .pod import container_security, placement, pod_security

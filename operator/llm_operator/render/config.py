@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from llm_runtime.versions import CHAT_PAGE_IMAGE, GATEWAY_IMAGE, RUNTIME_CPU_IMAGE, RUNTIME_IMAGE
 
-from ..api.models import ModelSpec, RoleSpec
+from ..api.llmdeployment import RoleSpec
+from ..api.workload import ModelSpec
 
 CONTAINER_PORT = 8000
 CACHE_MOUNT_PATH = "/models"

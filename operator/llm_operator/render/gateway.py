@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from ..api.gateway import GATEWAY_KIND, ROUTING_POLICIES, LLMGateway
-from ..api.models import API_VERSION, LLMDeployment, SecretKeySelector
+from ..api.llmdeployment import LLMDeployment
+from ..api.llmgateway import GATEWAY_KIND, ROUTING_POLICIES, LLMGateway
+from ..api.meta import API_VERSION, SecretKeySelector
 from ..names import GATEWAY_LABEL, HASH_ANNOTATION
 from .autoscaling import scales_to_zero
 from .chat_page import render_chat_page

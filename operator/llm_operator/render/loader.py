@@ -13,7 +13,8 @@ from typing import Any
 from llm_runtime.contract import CREDENTIALS_SECRET_ENV, ENDPOINT_ENV, TOKEN_ENV
 from llm_runtime.layout import COMPILE_DIR, ModelSource, model_dir
 
-from ..api.models import LLMDeploymentSpec, ModelSpec, TokenizerSpec
+from ..api.llmdeployment import LLMDeploymentSpec
+from ..api.workload import ModelSpec, TokenizerSpec
 from ..names import MODEL_CHECK_CONTAINER, MODEL_DOWNLOAD_CONTAINER, TOKENIZER_CONTAINER
 from .config import CACHE_MOUNT_PATH, RenderConfig
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from llm_runtime.layout import ModelSource, model_key, model_path
 
-from ..api.models import LLMDeployment, LLMDeploymentSpec, RoleSpec
+from ..api.llmdeployment import LLMDeployment, LLMDeploymentSpec, RoleSpec
 from . import loader
 from .config import CACHE_MOUNT_PATH, RenderConfig, image, on_cpu, parallelism, served_name
 from .meta import child_name, labels, selector_labels

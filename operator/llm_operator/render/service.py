@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.models import LLMDeployment
+from ..api.llmdeployment import LLMDeployment
 from ..names import DEPLOYMENT_LABEL
 from .config import DEFAULT_SERVICE_PORT
 from .meta import child_name, labels, network_policy_name, object_meta, selector_labels

@@ -6,7 +6,7 @@ from typing import Any
 
 from llm_runtime.layout import ModelSource
 
-from ..api.models import LLMDeployment
+from ..api.llmdeployment import LLMDeployment
 from .meta import cache_claim_name, labels, object_meta
 
 CACHE_VOLUME = "model-cache"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..api.models import EngineSpec, GenerativeEngineSpec, PoolingEngineSpec
+from ..api.workload import EngineSpec, GenerativeEngineSpec, PoolingEngineSpec
 from .config import CONTAINER_PORT
 
 if TYPE_CHECKING:

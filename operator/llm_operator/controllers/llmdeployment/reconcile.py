@@ -4,154 +4,45 @@ difference, and reports what it saw in status."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
-
-from .api import InvalidSpec, parse_llmdeployment
-from .api.models import KIND
-from .k8s import FIELD_MANAGER, ApplyRejected, Kube, now
-from .names import ENGINE_CONTAINER, HASH_ANNOTATION, ROLE_LABEL
-from .render import RenderConfig, render
-from .render.autoscaling import prometheus_namespace
-from .render.meta import references
+from ...api import InvalidSpec, parse_llmdeployment
+from ...api.llmdeployment import KIND
+from ...k8s import FIELD_MANAGER, ApplyRejected, Kube, now
+from ...names import ENGINE_CONTAINER, ROLE_LABEL
+from ...render import RenderConfig, render
+from ...render.autoscaling import prometheus_namespace
+from ..shared import (
+    CONFLICT_RETRY_SECONDS,
+    FAILED_RETRY_SECONDS,
+    HeldChildren,
+    Result,
+    invalid_spec_status,
+    keep_expanded_claim,
+    needs_apply,
+    transitions,
+    write_status,
+)
 from .status import (
     Observed,
     compile_cache_entry,
     compile_cache_event,
     compute_status,
-    invalid_spec_status,
     render_failed_status,
     roles_keeping_compiled_files,
-    same_status,
-    transitions,
     unread_starts,
-    with_transition_times,
 )
 
 log = logging.getLogger("llm_operator.reconcile")
 
-# A refused object is tried again on every change of the spec or a child, and otherwise this
-# often (the work queue's longest backoff): soon enough to notice a granted permission, rarely
-# enough to be no load. A retry refused again writes nothing.
-FAILED_RETRY_SECONDS = 120.0
-CONFLICT_RETRY_SECONDS = 30.0
 REPLICAS_HANDOFF_MANAGER = "llm-operator-replicas-handoff"
 # An engine logs its compile cache line within this much of its log's start (vLLM's start-up lines
 # come first); and once ready without the line, it is looked for again this soon.
 LOG_HEAD_BYTES = 1 << 20
 START_LINE_RETRY_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Result:
-    phase: str | None  # None when the object is gone
-    writes: int
-    requeue_after: float | None = None  # look again even without an event (things we do not watch)
-
-
-# Fields whose values are Kubernetes quantities: the API server returns them in canonical form
-# ("0.5" comes back as "500m", "65536Mi" as "64Gi"), so they are compared by value.
-_QUANTITY_PARENTS = ("requests", "limits", "capacity")
-_QUANTITY_KEYS = ("sizeLimit",)
-
-
-def _same_quantity(desired: Any, live: Any) -> bool:
-    try:
-        return parse_quantity(desired) == parse_quantity(live)
-    except ValueError:
-        return False
-
-
-def is_subset(desired: Any, live: Any, key: str = "", parent: str = "") -> bool:
-    """True when every field the operator sets has the same value in the live object.
-
-    The API server adds defaults (so live has more), drops false/empty values of non-pointer
-    fields (so a desired `readOnly: false` may be absent) and canonicalises quantities: all of
-    these count as unchanged."""
-    if isinstance(desired, dict):
-        if not isinstance(live, dict):
-            return not desired
-        return all(is_subset(value, live.get(k), k, key) if k in live else value in (False, 0, "", [], {}, None)
-                   for k, value in desired.items())
-    if isinstance(desired, list):
-        return isinstance(live, list) and len(desired) == len(live) and all(
-            is_subset(wanted, held, key, parent) for wanted, held in zip(desired, live, strict=True))
-    if desired == live or str(desired) == str(live):
-        return True
-    return (parent in _QUANTITY_PARENTS or key in _QUANTITY_KEYS) and _same_quantity(desired, live)
-
-
-def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
-    """Write only when the rendered object changed or someone changed what the operator set (drift)."""
-    if live is None:
-        return True
-    if (live["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) != desired["metadata"]["annotations"][HASH_ANNOTATION]:
-        return True
-    return not is_subset(desired, live)
-
-
-def name_conflict(desired: dict[str, Any], existing: dict[str, Any], owner_uid: str | None) -> str | None:
-    """Why an object of the desired name that the operator did not list as a child must not be
-    written (None when it is this resource's own, e.g. with its labels removed by hand)."""
-    controller = next((ref for ref in existing["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
-    if controller and controller.get("uid") == owner_uid:
-        return None
-    owner = desired["metadata"]["ownerReferences"][0]
-    if controller is None:
-        held = f"it was not created by this {owner['kind']}"
-    else:
-        held = f"it is controlled by {controller.get('kind')} {controller.get('name')} (uid {controller.get('uid')})"
-        if controller.get("kind") == owner["kind"] and controller.get("name") == owner["name"]:
-            held += "; an old object of the same name still being deleted is the usual cause, and it clears by itself"
-    return (f"{desired['kind']} {desired['metadata']['name']} already exists and {held}. "
-            f"The operator leaves it untouched, and applies nothing that would use it: rename or delete it, "
-            f"or rename the {owner['kind']}.")
-
-
-class HeldChildren:
-    """The children one reconcile does not apply: those whose name another owner holds (their
-    name_conflict messages are in `conflicts`), and those that would use one of them (mount its
-    claim, run as its account, bind to it: render.meta.references). Renderers list what is used
-    before what uses it, so one pass in that order finds them all."""
-
-    def __init__(self) -> None:
-        self.conflicts: list[str] = []
-        self._held: set[tuple[str, str]] = set()
-
-    def uses_held(self, desired: dict[str, Any]) -> bool:
-        if references(desired) & self._held:
-            self._held.add((desired["kind"], desired["metadata"]["name"]))
-            return True
-        return False
-
-    def in_conflict(self, desired: dict[str, Any], existing: dict[str, Any] | None, owner_uid: str | None) -> bool:
-        """Whether `existing` (the live object of the desired name, not listed as a child) is another's."""
-        conflict = existing and name_conflict(desired, existing, owner_uid)
-        if conflict:
-            self.conflicts.append(conflict)
-            self._held.add((desired["kind"], desired["metadata"]["name"]))
-        return bool(conflict)
-
-
-def keep_expanded_claim(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
-    """A cache claim someone expanded by hand keeps its size: the API server refuses to shrink a
-    claim, and a larger cache does no harm."""
-    if desired["kind"] != "PersistentVolumeClaim" or live is None:
-        return desired
-    want = desired["spec"]["resources"]["requests"]["storage"]
-    have = (((live.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
-    if have is None or not parse_quantity(have) > parse_quantity(want):
-        return desired
-    kept = copy.deepcopy(desired)
-    kept["spec"]["resources"]["requests"]["storage"] = have
-    return kept
 
 
 def replicas_handoff(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -252,12 +143,14 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
         try:
             llmd = parse_llmdeployment(raw)
         except InvalidSpec as error:
-            return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), error.errors), 0)
+            return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), error.errors), 0, KIND,
+                                transitions)
         try:
             desired = render(llmd, config)
         except Exception as error:  # any renderer defect must reach status, not loop unseen
             log.exception("Failed to render LLMDeployment %s/%s", namespace, name)
-            result = write_status(kube, raw, render_failed_status(raw["metadata"].get("generation"), error), 0)
+            result = write_status(kube, raw, render_failed_status(raw["metadata"].get("generation"), error), 0, KIND,
+                                  transitions)
             return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
         if renders:
             renders.put(raw, llmd, desired)
@@ -314,7 +207,8 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
     observed.compile_cache, events, line_pending = read_engine_starts(
         kube, raw, roles_keeping_compiled_files(desired), observed.pods) if kube.reads_pod_logs else ({}, 0, False)
     result = write_status(kube, raw, compute_status(llmd, observed, config.gpu_resource,
-                                                    prometheus_namespace(config.prometheus_url)), writes + events)
+                                                    prometheus_namespace(config.prometheus_url)), writes + events,
+                          KIND, transitions)
     # Look again later for what no watch reports: a refused object may be accepted after an
     # operator upgrade or a permission grant, and a conflicting object is not labelled as ours.
     if apply_error:
@@ -359,20 +253,3 @@ def read_engine_starts(kube: Kube, raw: dict[str, Any], roles: list[str],
         if latest:
             newest[role] = latest
     return newest, events, pending
-
-
-def write_status(kube: Kube, raw: dict[str, Any], status: dict[str, Any], writes: int, kind: str = KIND,
-                 events: Callable[[dict[str, Any] | None, dict[str, Any]], list[tuple[str, str, str]]] = transitions
-                 ) -> Result:
-    """Write status unless it is the same, and post the Events of its transitions (`events(old, new)`)."""
-    old = raw.get("status")
-    if same_status(old, status):
-        return Result(status["phase"], writes)
-    namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
-    kube.apply_status(namespace, name, with_transition_times(status, old, now()), kind)
-    writes += 1
-    for event_type, reason, message in events(old, status):
-        kube.post_event(raw, event_type, reason, message, kind)
-        writes += 1
-    log.info("Updated status of %s %s/%s: phase %s", kind, namespace, name, status["phase"])
-    return Result(status["phase"], writes)

@@ -10,17 +10,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import (
-    Condition,
-    ObjectMeta,
-    Resources,
-    Scheduling,
-    SecretKeySelector,
-    SecretReference,
-    service_name_rules,
-)
+from .meta import Condition, ObjectMeta, SecretKeySelector, SecretReference, service_name_rules
 from .rules import Rule, SpecModel
 from .types import Quantity
+from .workload import Resources, Scheduling
 
 GATEWAY_KIND = "LLMGateway"
 GATEWAY_PLURAL = "llmgateways"

@@ -1,4 +1,4 @@
-"""An LLMBatch's status, computed from its Job and the Job's pods: a pure function, like status.py.
+"""An LLMBatch's status, computed from its Job and the Job's pods: a pure function, like the other kinds'.
 
 The counts come from the finished pod's termination message, which `llm-runtime batch` writes as one
 JSON object (runtime/llm_runtime/batch.py). A pod that failed has its log's end as its termination
@@ -12,21 +12,17 @@ from typing import Any, TypeGuard
 
 from llm_runtime.contract import BATCH_PROGRESS_PATTERN, COMPILE_CACHE_PATTERN
 
-from .api.batch import LLMBatch
-from .names import ENGINE_CONTAINER, LOADER_CONTAINERS
-from .render.batch import DEFAULT_BACKOFF_LIMIT, job_name, output_location
-from .status import last_log_line, short_message
+from ...api.llmbatch import LLMBatch
+from ...names import ENGINE_CONTAINER, LOADER_CONTAINERS
+from ...render.batch import DEFAULT_BACKOFF_LIMIT, job_name, output_location
+from ..shared import READY, container_statuses, last_log_line, short_message
 
 COMPLETE, FAILED = "Complete", "Failed"
-READY, STALLED = "Ready", "Stalled"
-
-
-def _container_statuses(pod: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    return (pod.get("status") or {}).get(key) or []
+STALLED = "Stalled"
 
 
 def _terminated(pod: dict[str, Any], key: str, names: tuple[str, ...]) -> dict[str, Any] | None:
-    for status in _container_statuses(pod, key):
+    for status in container_statuses(pod, key):
         if status.get("name") in names and "terminated" in (status.get("state") or {}):
             return status["state"]["terminated"]
     return None
@@ -66,11 +62,11 @@ def _waiting_for(pod: dict[str, Any] | None) -> str:
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
             return f"Waiting for a node: {condition.get('message', '')}"
-    for status in _container_statuses(pod, "initContainerStatuses") + _container_statuses(pod, "containerStatuses"):
+    for status in container_statuses(pod, "initContainerStatuses") + container_statuses(pod, "containerStatuses"):
         waiting = (status.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"):
             return f"The pod cannot start: {waiting.get('message', waiting['reason'])}"
-    for status in _container_statuses(pod, "initContainerStatuses"):
+    for status in container_statuses(pod, "initContainerStatuses"):
         if "running" in (status.get("state") or {}):
             return "Downloading the model."
     return "Starting vLLM."
@@ -78,7 +74,7 @@ def _waiting_for(pod: dict[str, Any] | None) -> str:
 
 def _running(pod: dict[str, Any]) -> bool:
     return any(s.get("name") == ENGINE_CONTAINER and "running" in (s.get("state") or {})
-               for s in _container_statuses(pod, "containerStatuses"))
+               for s in container_statuses(pod, "containerStatuses"))
 
 
 def running_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""One idempotent reconcile of one LLMGateway, as reconcile.py does for LLMDeployments: read the
+"""One idempotent reconcile of one LLMGateway, as controllers/llmdeployment does for LLMDeployments: read the
 gateway and the LLMDeployments it selects, render its objects, write only the difference, report.
 
 Its Deployment and Service are read from the watch caches; its ConfigMap, ServiceAccount, Role and
@@ -15,17 +15,26 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .api import InvalidSpec, LLMDeployment, parse_llmdeployment
-from .api.gateway import GATEWAY_KIND, LLMGateway
-from .gateway_status import compute_gateway_status, secret_problems, waiting_for_volumes
-from .k8s import ApplyRejected, Kube
-from .names import CHAT_PAGE_LABEL, GATEWAY_LABEL, HASH_ANNOTATION
-from .reconcile import FAILED_RETRY_SECONDS, HeldChildren, Result, keep_expanded_claim, needs_apply, write_status
-from .render import RenderConfig, render_gateway
-from .render.chat_page import chat_page_name
-from .render.gateway import GatewayRoute, gateway_name, routes_of, selects
-from .render.meta import child_name
-from .status import Problem, invalid_spec_status
+from ...api import InvalidSpec, LLMDeployment, parse_llmdeployment
+from ...api.llmgateway import GATEWAY_KIND, LLMGateway
+from ...k8s import ApplyRejected, Kube
+from ...names import CHAT_PAGE_LABEL, GATEWAY_LABEL, HASH_ANNOTATION
+from ...render import RenderConfig, render_gateway
+from ...render.chat_page import chat_page_name
+from ...render.gateway import GatewayRoute, gateway_name, routes_of, selects
+from ...render.meta import child_name
+from ..shared import (
+    FAILED_RETRY_SECONDS,
+    HeldChildren,
+    Problem,
+    Result,
+    invalid_spec_status,
+    keep_expanded_claim,
+    needs_apply,
+    transitions,
+    write_status,
+)
+from .status import compute_gateway_status, secret_problems, waiting_for_volumes
 
 log = logging.getLogger("llm_operator.reconcile")
 
@@ -117,7 +126,8 @@ def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: st
         gateway = LLMGateway.model_validate(raw)
     except ValidationError as error:
         errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-        return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), errors), 0, GATEWAY_KIND)
+        return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), errors), 0, GATEWAY_KIND,
+                            transitions)
     llmds, selected = _selected(kube, gateway, namespace)
     routes, route_problems, unguarded = routes_of(gateway, selected)
     routes = _with_service_addresses(kube, namespace, routes)
@@ -157,7 +167,7 @@ def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: st
                                     missing_secrets)
     if status["phase"] != "Ready":
         memo.forget(namespace, name)  # something may be missing that no watch reports: read all again next time
-    result = write_status(kube, raw, status, writes, GATEWAY_KIND)
+    result = write_status(kube, raw, status, writes, GATEWAY_KIND, transitions)
     if apply_error:
         return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
     return Result(result.phase, result.writes, VOLUME_WAIT_RETRY_SECONDS if mounting else None)

@@ -12,22 +12,18 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import (
+from .meta import Condition, ObjectMeta, SecretReference, service_name_rules
+from .rules import Rule, SpecModel, is_set
+from .types import ObjectName
+from .workload import (
     COMPILE_CACHE_DESCRIPTION,
     CompileCacheStatus,
-    Condition,
     GenerativeEngineSpec,
     ModelSpec,
-    ObjectMeta,
-    SecretReference,
     WorkerSpec,
-    _set,
     reserved_flag,
     reserved_flag_cel,
-    service_name_rules,
 )
-from .rules import Rule, SpecModel
-from .types import ObjectName
 
 BATCH_KIND = "LLMBatch"
 BATCH_PLURAL = "llmbatches"
@@ -80,7 +76,7 @@ class BatchInput(SpecModel):
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule("has(self.configMap) != has(self.persistentVolumeClaim)",
              "set exactly one of input.configMap and input.persistentVolumeClaim",
-             lambda i: _set(i.configMap) != _set(i.persistentVolumeClaim)),
+             lambda i: is_set(i.configMap) != is_set(i.persistentVolumeClaim)),
     )
 
 

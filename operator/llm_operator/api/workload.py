@@ -1,4 +1,5 @@
-"""The LLMDeployment API (llmops.dev/v1alpha1): the single source of the CRD schema.
+"""What a workload of vLLM pods is made of, shared by LLMDeployment roles and LLMBatch: the model
+and tokenizer sources, engine settings, environment, scheduling and resources, and the compile cache.
 
 Field names are the API's camelCase names. Optional fields default to None and stay None: defaults
 are applied by the renderer (see `llm_operator.render.config`), never written into the user's
@@ -15,21 +16,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 from llm_runtime.contract import TOKEN_ENV, CompileResult
 from llm_runtime.layout import HUB_SOURCE_PATTERN, SOURCE_PATTERN, ModelSource, parse_source
 
-from .rules import Rule, SpecModel
-from .types import ENV_NAME, Affinity, DnsLabel, ObjectName, Quantity, Revision
-
-GROUP = "llmops.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "LLMDeployment"
-PLURAL = "llmdeployments"
-SINGULAR = "llmdeployment"
-SHORT_NAMES = ["llmd"]
-
-ROLES = ("llm", "embedding", "rerank")
-
-# The longest child name is "<name>-embedding"; a Service name is a DNS-1035 label (<= 63).
-MAX_NAME_LENGTH = 63 - len("-embedding")
+from .meta import SecretKeySelector
+from .rules import Rule, SpecModel, is_set
+from .types import ENV_NAME, Affinity, ObjectName, Quantity, Revision
 
 # Flags the operator owns: typed fields set them, or setting them would break the pod contract
 # (port, host) or leak a secret into the pod spec (api key). --task and --enable-reasoning were
@@ -48,6 +37,8 @@ RESERVED_FLAGS = (
     "--tokenizer",
     "--config",
 )
+
+
 # vLLM's short aliases of reserved flags (tests/test_vllm_contract.py lists them from its parser).
 RESERVED_SHORT_FLAGS = ("-tp", "-pp")
 
@@ -81,20 +72,15 @@ def reserved_flag_cel(long_flags: tuple[str, ...], short_flags: tuple[str, ...])
 
 
 PARSER_NAME = r"^[a-z][a-z0-9_]*$"
+
+
 # A pvc:// source whose path inside the claim has a '..' segment.
 PVC_DOT_DOT = r"^pvc://[^/]*/(.*/)?[.][.](/.*)?$"
-
-
-def _set(value: Any) -> bool:
-    return value is not None
 
 
 def _check_source(source: str) -> str:
     parse_source(source)  # raises ValueError with a message naming the accepted forms
     return source
-
-
-# ---------------------------------------------------------------- model and engine
 
 
 class SourcedSpec(SpecModel):
@@ -162,7 +148,7 @@ class ModelSpec(SourcedSpec):
             "!self.source.startsWith('pvc://') || (!has(self.revision) && !has(self.allowPatterns) && !has(self.ignorePatterns))",
             "revision, allowPatterns and ignorePatterns apply to modelscope:// and hf:// sources only; a pvc:// model is used as it is",
             lambda m: not m.source.startswith("pvc://")
-            or not (_set(m.revision) or _set(m.allowPatterns) or _set(m.ignorePatterns)),
+            or not (is_set(m.revision) or is_set(m.allowPatterns) or is_set(m.ignorePatterns)),
         ),
         Rule(
             "!has(self.tokenizer) || !self.source.startsWith('pvc://')",
@@ -180,7 +166,7 @@ class ModelSpec(SourcedSpec):
         Rule(
             "!has(self.file) || !has(self.allowPatterns)",
             "file and allowPatterns cannot both be set: file already selects the one file to download",
-            lambda m: not (_set(m.file) and _set(m.allowPatterns)),
+            lambda m: not (is_set(m.file) and is_set(m.allowPatterns)),
         ),
     )
 
@@ -197,7 +183,6 @@ class TokenizerSpec(SourcedSpec):
     revision: Revision | None = Field(
         None, description="Branch, tag or commit. Default: `master` on ModelScope, `main` on Hugging Face."
     )
-
 
 
 # Environment variables the operator sets from Secret references; a literal one would leak a secret.
@@ -221,7 +206,7 @@ class EnvVar(SpecModel):
         Rule(
             "has(self.value) != has(self.valueFrom)",
             "set exactly one of value and valueFrom",
-            lambda e: _set(e.value) != _set(e.valueFrom),
+            lambda e: is_set(e.value) != is_set(e.valueFrom),
         ),
         Rule(
             f"!(self.name in [{', '.join(repr(name) for name in OPERATOR_SET_ENV)}])",
@@ -305,9 +290,6 @@ class PoolingEngineSpec(EngineSpec):
     )
 
 
-# ---------------------------------------------------------------- scheduling and resources
-
-
 class Toleration(SpecModel):
     """A pod toleration (see the Kubernetes Toleration type)."""
 
@@ -334,95 +316,6 @@ class Resources(SpecModel):
 
     cpu: Quantity | None = Field(None, description="CPU request, for example `8`. No CPU limit is set (throttling hurts latency).")
     memory: Quantity | None = Field(None, description="Memory request and limit, for example `64Gi`. The /dev/shm volume counts against it.")
-
-
-# A decimal number for KEDA's threshold. The CEL rules below check the pattern again before
-# double(): the API server evaluates them even on a value that fails the pattern.
-TARGET_PATTERN = r"^[0-9]{1,6}([.][0-9]{1,6})?$"  # [.], not \., so the CEL string needs no escape
-_CEL_TARGET = f"has(self.target) && self.target.matches('{TARGET_PATTERN}')"
-
-
-def _target(scaling: Any) -> float | None:
-    """The target as a number, or None when it is absent or not a number (the pattern reports that)."""
-    return float(scaling.target) if scaling.target and re.fullmatch(TARGET_PATTERN, scaling.target) else None
-
-
-class Autoscaling(SpecModel):
-    """Who sets the number of pods instead of `replicas`, and on what signal."""
-
-    provider: Literal["KEDA", "External"] | None = Field(
-        None,
-        description=(
-            "`KEDA` (default): the operator renders a KEDA ScaledObject `<name>-<role>` that scales the role's "
-            "Deployment on one of its pods' vLLM metrics, read from Prometheus; KEDA must be installed. "
-            "`External`: an autoscaler you run (an HPA on any metrics adapter, or your own ScaledObject) sets the "
-            "Deployment's replicas. Either way the operator never writes them, and hands the field over without "
-            "resetting it when a role switches from `replicas`. See docs/autoscaling.md."
-        ),
-    )
-    minReplicas: int | None = Field(None, ge=0, le=1000, description="KEDA: fewest pods. Default 1.")
-    maxReplicas: int | None = Field(None, ge=1, le=1000, description="KEDA: most pods. Required with KEDA.")
-    metric: Literal["RequestsWaiting", "RequestsRunning", "KVCacheUsage"] | None = Field(
-        None,
-        description=(
-            "KEDA: what adds pods. `RequestsWaiting` (default, `vllm:num_requests_waiting`): requests queued "
-            "per pod. `RequestsRunning` (`vllm:num_requests_running`): requests being generated per pod. "
-            "`KVCacheUsage` (`vllm:kv_cache_usage_perc`): KV-cache usage per pod, 0 to 1."
-        ),
-    )
-    target: str | None = Field(
-        None,
-        pattern=TARGET_PATTERN,
-        description=(
-            "KEDA: the metric's per-pod average above which pods are added, a decimal number. "
-            "Default 4 (RequestsWaiting), 16 (RequestsRunning), 0.8 (KVCacheUsage)."
-        ),
-    )
-    scaleDownDelaySeconds: int | None = Field(
-        None,
-        ge=0,
-        le=86400,
-        description=(
-            "KEDA: how long the metric must stay low before pods are removed. Default 300: a vLLM pod is "
-            "useful only once its model is loaded, so removing one early costs a cold start later."
-        ),
-    )
-
-    RULES: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            "!has(self.provider) || self.provider != 'External' || (!has(self.minReplicas) && !has(self.maxReplicas)"
-            " && !has(self.metric) && !has(self.target) && !has(self.scaleDownDelaySeconds))",
-            "with provider External your own autoscaler holds the settings: remove minReplicas, maxReplicas, "
-            "metric, target and scaleDownDelaySeconds, or use provider KEDA",
-            lambda a: a.provider != "External" or all(
-                v is None for v in (a.minReplicas, a.maxReplicas, a.metric, a.target, a.scaleDownDelaySeconds)),
-            ".provider",
-        ),
-        Rule(
-            "(has(self.provider) && self.provider == 'External') || has(self.maxReplicas)",
-            "autoscaling.maxReplicas is required with provider KEDA (the default): the most pods the role may have",
-            lambda a: a.provider == "External" or a.maxReplicas is not None,
-            ".maxReplicas",
-        ),
-        Rule(
-            "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
-            "autoscaling.minReplicas must not exceed maxReplicas",
-            lambda a: a.minReplicas is None or a.maxReplicas is None or a.minReplicas <= a.maxReplicas,
-            ".minReplicas",
-        ),
-        Rule(
-            f"!({_CEL_TARGET}) || double(self.target) > 0.0",
-            "autoscaling.target must be above 0",
-            lambda a: (target := _target(a)) is None or target > 0,
-            ".target",
-        ),
-        Rule(
-            f"!({_CEL_TARGET}) || !has(self.metric) || self.metric != 'KVCacheUsage' || double(self.target) <= 1.0",
-            "autoscaling.target of metric KVCacheUsage is a fraction of the KV cache, at most 1 (0.8 is 80 %)",
-            lambda a: (target := _target(a)) is None or a.metric != "KVCacheUsage" or target <= 1,
-            ".target",
-        ),
-    )
 
 
 class WorkerSpec(SpecModel):
@@ -479,73 +372,17 @@ class WorkerSpec(SpecModel):
             "a role with device CPU takes no gpus, gpuResourceName, tensorParallelSize, pipelineParallelSize or "
             "engine.gpuMemoryUtilization: size its memory with resources.memory and kvCacheSize",
             lambda r: r.device != "CPU" or not (
-                _set(r.gpus) or _set(r.gpuResourceName) or _set(r.tensorParallelSize) or _set(r.pipelineParallelSize)
-                or _set(getattr(getattr(r, "engine", None), "gpuMemoryUtilization", None))),
+                is_set(r.gpus) or is_set(r.gpuResourceName) or is_set(r.tensorParallelSize) or is_set(r.pipelineParallelSize)
+                or is_set(getattr(getattr(r, "engine", None), "gpuMemoryUtilization", None))),
             ".device",
         ),
         Rule(
             "!has(self.kvCacheSize) || (has(self.device) && self.device == 'CPU')",
             "kvCacheSize applies to device CPU only; on GPUs use engine.gpuMemoryUtilization",
-            lambda r: not _set(r.kvCacheSize) or r.device == "CPU",
+            lambda r: not is_set(r.kvCacheSize) or r.device == "CPU",
             ".kvCacheSize",
         ),
     )
-
-
-class RoleSpec(WorkerSpec):
-    """One served model: a Deployment of vLLM pods and a Service."""
-
-    replicas: int | None = Field(None, ge=0, le=1000, description="Number of pods. Default 1. 0 keeps the objects but frees the GPUs.")
-    autoscaling: Autoscaling | None = Field(
-        None, description="Leave the number of pods to an autoscaler. Excludes `replicas`.")
-    startupTimeoutSeconds: int | None = Field(
-        None,
-        ge=60,
-        le=86400,
-        description="How long vLLM may take to load the model before the pod is restarted. Default 1800 (30 minutes).",
-    )
-    if TYPE_CHECKING:  # each kind of role declares them, with its own engine settings
-        model: ModelSpec
-        engine: EngineSpec | None
-
-    RULES: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            "!has(self.replicas) || !has(self.autoscaling)",
-            "replicas and autoscaling exclude each other: with autoscaling the autoscaler sets the number of pods",
-            lambda r: r.replicas is None or r.autoscaling is None,
-            ".autoscaling",
-        ),
-    ) + WorkerSpec.RULES
-
-
-class LLMRoleSpec(RoleSpec):
-    """The chat/completions model (OpenAI-compatible `/v1/chat/completions`)."""
-
-    model: ModelSpec = Field(description="The model to serve.")
-    engine: GenerativeEngineSpec | None = Field(None, description="vLLM engine settings.")
-
-
-class PoolingRoleSpec(RoleSpec):
-    """An embedding (`/v1/embeddings`) or rerank (`/v1/rerank`, `/v1/score`) model, run with `--runner pooling`."""
-
-    model: ModelSpec = Field(description="The model to serve.")
-    engine: PoolingEngineSpec | None = Field(None, description="vLLM engine settings.")
-
-
-# ---------------------------------------------------------------- shared settings
-
-
-class SecretKeySelector(SpecModel):
-    """A key of a Secret in the LLMDeployment's namespace."""
-
-    name: ObjectName = Field(description="Secret name.")
-    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key in the Secret.")
-
-
-class SecretReference(SpecModel):
-    """A Secret in the LLMDeployment's namespace."""
-
-    name: ObjectName = Field(description="Secret name.")
 
 
 COMPILE_CACHE_DESCRIPTION = (
@@ -555,125 +392,8 @@ COMPILE_CACHE_DESCRIPTION = (
     "a cache volume (docs/cache.md).")
 
 
-class CacheSpec(SpecModel):
-    """The volume that holds downloaded weights, shared by all pods and roles of this resource.
-
-    Without it each pod downloads into its own emptyDir, and every restart downloads again."""
-
-    size: Quantity | None = Field(None, description="Create a PersistentVolumeClaim `<name>-cache` of this size.")
-    storageClassName: str | None = Field(None, max_length=253, description="StorageClass of the new claim. Default: the cluster's default class.")
-    accessMode: Literal["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"] | None = Field(
-        None,
-        description="Access mode of the new claim. Default ReadWriteMany, so pods on different nodes share it.",
-    )
-    existingClaim: ObjectName | None = Field(None, description="Use this existing PersistentVolumeClaim instead of creating one.")
-    compileCache: bool | None = Field(None, description=COMPILE_CACHE_DESCRIPTION)
-
-    RULES: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            "has(self.size) != has(self.existingClaim)",
-            "set exactly one of cache.size (a new claim) and cache.existingClaim",
-            lambda c: _set(c.size) != _set(c.existingClaim),
-        ),
-        Rule(
-            "!has(self.existingClaim) || (!has(self.storageClassName) && !has(self.accessMode))",
-            "storageClassName and accessMode describe a new claim: they cannot be set with existingClaim",
-            lambda c: not _set(c.existingClaim) or not (_set(c.storageClassName) or _set(c.accessMode)),
-        ),
-    )
-
-
-class ServiceSpec(SpecModel):
-    """How the role Services are exposed."""
-
-    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = Field(
-        None,
-        description="Service type. Default ClusterIP. NodePort and LoadBalancer need apiKeySecretRef (or allowUnauthenticated).")
-    port: int | None = Field(None, ge=1, le=65535, description="Service port. Default 8000.")
-    annotations: dict[str, str] | None = Field(None, description="Annotations of the Services (load balancer settings).")
-    allowUnauthenticated: bool | None = Field(
-        None,
-        description=(
-            "Allow a NodePort or LoadBalancer Service without apiKeySecretRef: anyone who reaches a node or the load "
-            "balancer can then use the model. Only for endpoints meant to be open (a private network you trust)."
-        ),
-    )
-    allowedNamespaces: list[DnsLabel] | None = Field(
-        None,
-        min_length=1,
-        max_length=64,
-        description=(
-            "Let in only pods of these namespaces, with a NetworkPolicy `<name>-ingress` over every role's pods "
-            "(serving port only). "
-            "List this resource's own namespace too if clients run beside it. Needs a network plugin that enforces "
-            "NetworkPolicy. Default: no NetworkPolicy."
-        ),
-    )
-
-
-class LLMDeploymentSpec(SpecModel):
-    """What to serve. At least one of llm, embedding and rerank is required."""
-
-    llm: LLMRoleSpec | None = Field(None, description="The chat/completions model.")
-    embedding: PoolingRoleSpec | None = Field(None, description="The embedding model.")
-    rerank: PoolingRoleSpec | None = Field(None, description="The reranker (cross-encoder) model.")
-    image: str | None = Field(
-        None, min_length=1, max_length=512, description="Runtime image (vLLM plus llm-runtime). Default: the image this operator version pins."
-    )
-    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = Field(None, description="Pull policy of the runtime image.")
-    cache: CacheSpec | None = Field(None, description="Shared volume for downloaded weights. Without it each pod "
-                                    "downloads into its own emptyDir on the node's disk, again on every start.")
-    apiKeySecretRef: SecretKeySelector | None = Field(
-        None, description="Secret key holding the API key clients must send; given to vLLM as VLLM_API_KEY, never as an argument."
-    )
-    credentialsSecretRef: SecretReference | None = Field(
-        None,
-        description="Secret with hub tokens for private or gated models: keys `MODELSCOPE_API_TOKEN` and/or `HF_TOKEN`.",
-    )
-    service: ServiceSpec | None = Field(None, description="Service settings for every role.")
-
-    RULES: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            "has(self.llm) || has(self.embedding) || has(self.rerank)",
-            "at least one of spec.llm, spec.embedding and spec.rerank is required",
-            lambda s: any(getattr(s, role) is not None for role in ROLES),
-        ),
-        Rule(
-            "!has(self.service) || !has(self.service.type) || self.service.type == 'ClusterIP'"
-            " || has(self.apiKeySecretRef) || (has(self.service.allowUnauthenticated) && self.service.allowUnauthenticated)",
-            "a NodePort or LoadBalancer Service puts the model on the network: set apiKeySecretRef, or "
-            "service.allowUnauthenticated: true if the endpoint is meant to be open",
-            lambda s: s.service is None or s.service.type in (None, "ClusterIP") or s.apiKeySecretRef is not None
-            or s.service.allowUnauthenticated is True,
-            ".service.type",
-        ),
-    )
-
-    def roles(self) -> dict[str, RoleSpec]:
-        """The roles that are set, in a fixed order."""
-        return {role: getattr(self, role) for role in ROLES if getattr(self, role) is not None}
-
-
-# ---------------------------------------------------------------- status
-
-
 # What CompileCacheStatus.result may say: the engine's results, and Unknown when its log does not say.
 COMPILE_RESULTS = tuple(str(result) for result in CompileResult) + ("Unknown",)
-
-
-class Condition(BaseModel):
-    """A Kubernetes-style condition (kstatus)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: str = Field(description="One of the types `conditions` lists for this kind.")
-    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
-    reason: str = Field(description="One CamelCase word, for machines.")
-    message: str = Field(description="What happened and what to do, for people.")
-    observedGeneration: int | None = Field(None, description="The metadata.generation this condition describes.")
-    lastTransitionTime: str | None = Field(
-        None, json_schema_extra={"format": "date-time"}, description="When status last changed."
-    )
 
 
 class CompileCacheStatus(BaseModel):
@@ -688,93 +408,3 @@ class CompileCacheStatus(BaseModel):
                           "start), NotStored (compiled, and the volume refused the files: the message says why), "
                           "NothingCompiled (the engine compiles nothing), Unknown (the engine's log does not say).")
     message: str | None = Field(None, description="The engine's own line about it.")
-
-
-class RoleStatus(BaseModel):
-    """What is running for one role."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    replicas: int | None = Field(None, description="Pods wanted.")
-    readyReplicas: int | None = Field(None, description="Pods ready to serve.")
-    url: str | None = Field(None, description="In-cluster OpenAI-compatible base URL.")
-    servedName: str | None = Field(None, description="Model name to send in requests.")
-    compileCache: CompileCacheStatus | None = Field(
-        None, description="The newest engine start of this role with a compile cache: whether it reused compiled "
-                         "files (read from its log, by an operator allowed to: the chart's operator.readPodLogs).")
-
-
-class LLMDeploymentStatus(BaseModel):
-    """What the operator observed. Written only by the operator."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    observedGeneration: int | None = Field(None, description="The metadata.generation last reconciled.")
-    phase: Literal["Pending", "Downloading", "Starting", "Ready", "Idle", "Degraded", "Failed"] | None = Field(
-        None, description="Summary: Pending, Downloading, Starting, Ready, Idle (a role scaled to zero by its "
-                          "autoscaler), Degraded or Failed."
-    )
-    rolesReady: str | None = Field(None, description="Roles ready out of roles requested, for example `2/3`.")
-    conditions: list[Condition] | None = Field(None, description="Ready, Progressing and Degraded.")
-    roles: dict[str, RoleStatus] | None = Field(None, description="Per role: replicas, ready replicas, URL and served name.")
-
-
-NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-
-
-class ObjectMeta(BaseModel):
-    """The part of metadata the renderer reads; the rest is kept as given."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str = Field(min_length=1)
-    namespace: str | None = None
-    uid: str | None = None
-    generation: int | None = None
-    labels: dict[str, str] | None = None
-    annotations: dict[str, str] | None = None
-
-
-def service_name_rules(max_length: int, longest_child: str) -> tuple[Rule, Rule]:
-    """The rules on metadata.name of a kind whose children include Services named after it."""
-    return (
-        Rule(
-            f"size(self.metadata.name) <= {max_length}",
-            f"metadata.name must be at most {max_length} characters: {longest_child}",
-            lambda o: len(o.metadata.name) <= max_length,
-        ),
-        Rule(
-            f"self.metadata.name.matches('{NAME_PATTERN}')",
-            "metadata.name must start with a letter and contain only lowercase letters, digits and '-': it names Services",
-            lambda o: re.fullmatch(NAME_PATTERN, o.metadata.name) is not None,
-        ),
-    )
-
-
-class LLMDeployment(SpecModel):
-    """An LLMDeployment as read from a file or the API server. Its RULES sit at the CRD's root,
-    where CEL can see metadata.name."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    apiVersion: Literal["llmops.dev/v1alpha1"]
-    kind: Literal["LLMDeployment"]
-    metadata: ObjectMeta
-    spec: LLMDeploymentSpec
-    status: dict[str, Any] | None = None  # written by the operator; never read back as input
-
-    # Names must be DNS-1035 labels short enough for "<name>-embedding" to stay a valid Service name.
-    RULES: ClassVar[tuple[Rule, ...]] = service_name_rules(MAX_NAME_LENGTH, "child Services are named <name>-embedding")
-
-
-# Forward references: EnvVarSource uses SecretKeySelector, defined further down for readability.
-ModelSpec.model_rebuild()
-EnvVarSource.model_rebuild()
-EnvVar.model_rebuild()
-EngineSpec.model_rebuild()
-GenerativeEngineSpec.model_rebuild()
-PoolingEngineSpec.model_rebuild()
-LLMRoleSpec.model_rebuild()
-PoolingRoleSpec.model_rebuild()
-LLMDeploymentSpec.model_rebuild()
-LLMDeployment.model_rebuild()

@@ -10,9 +10,14 @@ import logging
 
 from pydantic import ValidationError
 
-from .api.batch import BATCH_KIND, LLMBatch
-from .api.validation import format_errors
-from .batch_status import (
+from ...api.llmbatch import BATCH_KIND, LLMBatch
+from ...api.validation import format_errors
+from ...k8s import ApplyRejected, Kube
+from ...names import BATCH_LABEL, ENGINE_CONTAINER
+from ...render import RenderConfig
+from ...render.batch import job_name, render_batch
+from ..shared import FAILED_RETRY_SECONDS, Result, name_conflict, write_status
+from .status import (
     batch_transitions,
     cancelled_status,
     compute_batch_status,
@@ -23,11 +28,6 @@ from .batch_status import (
     running_pod,
     with_gitops_conditions,
 )
-from .k8s import ApplyRejected, Kube
-from .names import BATCH_LABEL, ENGINE_CONTAINER
-from .reconcile import FAILED_RETRY_SECONDS, Result, name_conflict, write_status
-from .render import RenderConfig
-from .render.batch import job_name, render_batch
 
 log = logging.getLogger("llm_operator.reconcile")
 

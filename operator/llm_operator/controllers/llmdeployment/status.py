@@ -5,7 +5,7 @@ server returns them, as dicts), so every case is a table-driven unit test.
 
 Phases, most severe first:
 - Failed: the API server refused a child. Retried on every change of the spec or a child, and
-  every FAILED_RETRY_SECONDS (see reconcile.py), since a permission or an operator upgrade may fix it.
+  every FAILED_RETRY_SECONDS (controllers/shared.py), since a permission or an operator upgrade may fix it.
 - Degraded: something needs the user: not enough GPUs, a download failed (gated model, missing
   revision, full volume), vLLM crash-loops, a Secret is missing, the cache volume is not bound,
   a quota refuses the pods, an object of a child's name exists that the operator did not make.
@@ -17,28 +17,29 @@ Phases, most severe first:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from llm_runtime.contract import COMPILE_CACHE_PATTERN, CompileResult
 
-from .api.models import LLMDeployment, RoleSpec
-from .names import ENGINE_CONTAINER, LOADER_CONTAINERS, ROLE_LABEL
-from .render import service_url
-from .render.autoscaling import wants_scaled_object
-from .render.config import served_name
-from .render.service import allowed_namespaces
-
-READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
-MAX_MESSAGE = 600  # keep conditions readable; the pod has the full text
-
-
-@dataclass(frozen=True)
-class Problem:
-    reason: str
-    message: str
+from ...api.llmdeployment import LLMDeployment, RoleSpec
+from ...names import ENGINE_CONTAINER, LOADER_CONTAINERS, ROLE_LABEL
+from ...render import service_url
+from ...render.autoscaling import wants_scaled_object
+from ...render.config import served_name
+from ...render.service import allowed_namespaces
+from ..shared import (
+    DEGRADED,
+    PROGRESSING,
+    READY,
+    Problem,
+    container_statuses,
+    last_log_line,
+    missing_secret,
+    short_message,
+    stalled_status,
+)
 
 
 @dataclass
@@ -52,40 +53,6 @@ class Observed:
     name_conflicts: list[str] = field(default_factory=list)  # objects in the way that the operator did not make
     unserved: list[dict[str, Any]] = field(default_factory=list)  # rendered, but of a kind the cluster lacks (KEDA's)
     compile_cache: dict[str, dict[str, Any]] = field(default_factory=dict)  # by role: the newest start read
-
-
-def short_message(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
-
-
-# A Python exception line ("ValueError: ..."), the form in which vLLM states why it stopped.
-_ERROR_LINE = re.compile(r"\b[A-Za-z_.]*(Error|Exception|Exit)\b: \S")
-# vLLM's API server process ends with this wrapper when its engine process died: the cause is above it.
-_WRAPPER_LINES = ("Engine core initialization failed", "Failed core proc")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def last_log_line(log: str) -> str:
-    """The line of a crashed engine's log that says why: its last exception line (skipping vLLM's
-    "see root cause above" wrapper) with the indented detail lines pydantic prints under it, else
-    its last non-empty line."""
-    lines = [line.rstrip() for line in _ANSI.sub("", log).splitlines() if line.strip()]
-    errors = [i for i, line in enumerate(lines)
-              if _ERROR_LINE.search(line) and not any(w in line for w in _WRAPPER_LINES)]
-    if not errors:
-        return lines[-1].strip() if lines else ""
-    quote = [lines[errors[-1]].strip()]
-    for line in lines[errors[-1] + 1:errors[-1] + 3]:
-        detail = line.strip()
-        if detail == line or detail.startswith(("File ", "For further information", "^")):
-            break  # not indented, or a traceback frame or a link: not part of the message
-        quote.append(detail)
-    return " ".join(quote)
-
-
-def _statuses(pod: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    return (pod.get("status") or {}).get(key) or []
 
 
 def _failed_termination(container_status: dict[str, Any]) -> dict[str, Any] | None:
@@ -103,16 +70,6 @@ def _failed_termination(container_status: dict[str, Any]) -> dict[str, Any] | No
     return None
 
 
-def missing_secret(pod: dict[str, Any]) -> str | None:
-    """The kubelet's words for a Secret (or a key of one) that a container's environment refers to
-    and that is not there ('secret "x" not found'): the operator may not read Secrets itself."""
-    for status in _statuses(pod, "initContainerStatuses") + _statuses(pod, "containerStatuses"):
-        waiting = (status.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") == "CreateContainerConfigError":
-            return waiting.get("message", "")
-    return None
-
-
 def _pod_problem(role: str, pod: dict[str, Any], gpu_resource: str) -> Problem | None:
     """The first thing wrong with one pod, in the order a user would fix them."""
     for condition in (pod.get("status") or {}).get("conditions") or []:
@@ -127,13 +84,13 @@ def _pod_problem(role: str, pod: dict[str, Any], gpu_resource: str) -> Problem |
             return Problem(reason, short_message(
                 f"Pods of role {role} cannot be scheduled: {message} Free or add GPU nodes, or lower "
                 f"spec.{role}.gpus or spec.{role}.replicas."))
-    for status in _statuses(pod, "initContainerStatuses"):
+    for status in container_statuses(pod, "initContainerStatuses"):
         terminated = _failed_termination(status)
         if status.get("name") in LOADER_CONTAINERS and terminated:
             detail = (terminated.get("message") or terminated.get("reason") or "").strip()
             return Problem("DownloadFailed", short_message(
                 f"Model download for role {role} failed (exit code {terminated.get('exitCode')}): {detail}"))
-    for status in _statuses(pod, "initContainerStatuses") + _statuses(pod, "containerStatuses"):
+    for status in container_statuses(pod, "initContainerStatuses") + container_statuses(pod, "containerStatuses"):
         waiting = (status.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
             return Problem("ImagePullFailed", short_message(
@@ -143,7 +100,7 @@ def _pod_problem(role: str, pod: dict[str, Any], gpu_resource: str) -> Problem |
         return Problem("SecretMissing", short_message(
             f"Pods of role {role} cannot start: {missing}. Create it in the "
             f"namespace {pod['metadata'].get('namespace', '')}, or fix the reference in the spec."))
-    for status in _statuses(pod, "containerStatuses"):
+    for status in container_statuses(pod, "containerStatuses"):
         waiting = (status.get("state") or {}).get("waiting") or {}
         terminated = _failed_termination(status)
         if status.get("name") == ENGINE_CONTAINER and terminated and (
@@ -171,7 +128,7 @@ _COMPILE_EVENTS = {
 
 
 def _engine_status(pod: dict[str, Any]) -> dict[str, Any]:
-    return next((s for s in _statuses(pod, "containerStatuses") if s.get("name") == ENGINE_CONTAINER), {})
+    return next((s for s in container_statuses(pod, "containerStatuses") if s.get("name") == ENGINE_CONTAINER), {})
 
 
 def roles_keeping_compiled_files(desired: list[dict[str, Any]]) -> list[str]:
@@ -222,9 +179,9 @@ def compile_cache_event(entry: dict[str, Any]) -> tuple[str, str, str] | None:
 def _pod_stage(pod: dict[str, Any]) -> str:
     """Pending (not scheduled or not started), Downloading (init running) or Starting (engine loading)."""
     status = pod.get("status") or {}
-    if not status.get("startTime") and not _statuses(pod, "initContainerStatuses"):
+    if not status.get("startTime") and not container_statuses(pod, "initContainerStatuses"):
         return "Pending"
-    init = _statuses(pod, "initContainerStatuses")
+    init = container_statuses(pod, "initContainerStatuses")
     if init and not all((s.get("state") or {}).get("terminated", {}).get("exitCode") == 0 for s in init):
         return "Downloading"
     return "Starting"
@@ -448,71 +405,11 @@ def _phase_message(phase: str) -> str:
     }[phase]
 
 
-def _stalled_status(generation: int | None, reason: str, message: str, next_step: str) -> dict[str, Any]:
-    """Failed before any child was written: nothing rolls out until the spec or the operator changes."""
-    message = short_message(message)
-    return {
-        "observedGeneration": generation,
-        "phase": "Failed",
-        "conditions": [
-            {"type": READY, "status": "False", "reason": reason, "message": message, "observedGeneration": generation},
-            {"type": PROGRESSING, "status": "False", "reason": "Stalled", "message": next_step,
-             "observedGeneration": generation},
-            {"type": DEGRADED, "status": "True", "reason": reason, "message": message,
-             "observedGeneration": generation},
-        ],
-    }
-
-
-def invalid_spec_status(generation: int | None, errors: list[str]) -> dict[str, Any]:
-    """Status of a resource the API server accepted but the operator cannot render."""
-    return _stalled_status(generation, "InvalidSpec", "The spec cannot be served: " + "; ".join(errors), "Fix the spec.")
-
-
 def render_failed_status(generation: int | None, error: Exception) -> dict[str, Any]:
     """Status when the renderer itself failed on a spec that validated: a defect of the operator,
     reported rather than retried in silence (the previous status could still say Ready)."""
-    return _stalled_status(
+    return stalled_status(
         generation, "RenderFailed",
         f"The operator could not render this spec ({type(error).__name__}: {error}); the children were left as they "
         "are. Report this as an llm-operator bug, with the spec.",
         "Retried after an operator upgrade or a change of the spec.")
-
-
-def with_transition_times(new: dict[str, Any], old: dict[str, Any] | None, now: str) -> dict[str, Any]:
-    """Carry lastTransitionTime over from the old status when a condition's status did not change."""
-    previous = {c["type"]: c for c in (old or {}).get("conditions") or []}
-    conditions = []
-    for condition in new.get("conditions") or []:
-        before = previous.get(condition["type"])
-        kept = before.get("lastTransitionTime") if before and before.get("status") == condition["status"] else None
-        conditions.append({**condition, "lastTransitionTime": kept or now})
-    return {**new, "conditions": conditions}
-
-
-def transitions(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Events to post: (type, reason, message) for a new problem, and for reaching or leaving Ready.
-
-    Progress between Pending, Downloading and Starting is in status only (`kubectl get` shows the
-    phase): at 1,000 resources an Event for each step was a third of the operator's writes."""
-    old = old or {}
-    events = []
-    old_degraded: dict[str, Any] = next((c for c in old.get("conditions") or [] if c["type"] == DEGRADED), {})
-    new_degraded: dict[str, Any] = next((c for c in new.get("conditions") or [] if c["type"] == DEGRADED), {})
-    if new_degraded.get("status") == "True" and (
-            old_degraded.get("status") != "True" or old_degraded.get("reason") != new_degraded.get("reason")):
-        events.append(("Warning", new_degraded["reason"], new_degraded["message"]))
-    if old.get("phase") != new.get("phase") and READY in (old.get("phase"), new.get("phase")):
-        events.append(("Normal", "PhaseChanged", f"Phase changed from {old.get('phase') or 'None'} to {new['phase']}."))
-    return events
-
-
-def same_status(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
-    """Equal apart from transition times: then the operator writes nothing."""
-    def strip(status: dict[str, Any] | None) -> dict[str, Any]:
-        status = dict(status or {})
-        status["conditions"] = [{k: v for k, v in c.items() if k != "lastTransitionTime"}
-                                for c in status.get("conditions") or []]
-        return status
-    return strip(old) == strip(new)
-

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api.gateway import LLMGateway
-from .render.chat_page import chat_page_url
-from .render.gateway import GatewayRoute, chat_models, gateway_url
-from .status import DEGRADED, PROGRESSING, READY, Problem, missing_secret, short_message
+from ...api.llmgateway import LLMGateway
+from ...render.chat_page import chat_page_url
+from ...render.gateway import GatewayRoute, chat_models, gateway_url
+from ..shared import DEGRADED, PROGRESSING, READY, Problem, missing_secret, short_message
 
 
 def waiting_for_volumes(pod: dict[str, Any]) -> bool:
