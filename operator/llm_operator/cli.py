@@ -21,10 +21,10 @@ from llm_runtime.versions import (
 )
 
 from .api import KIND, InvalidSpec, parse_llmdeployment
-from .api.batch import BATCH_KIND, LLMBatch
 from .api.crd import KINDS, crd_yaml
-from .api.gateway import GATEWAY_KIND, LLMGateway
-from .api.models import LLMDeployment
+from .api.llmbatch import BATCH_KIND, LLMBatch
+from .api.llmdeployment import LLMDeployment
+from .api.llmgateway import GATEWAY_KIND, LLMGateway
 from .api.validation import format_errors
 from .render import RenderConfig, render, render_gateway
 from .render.batch import render_batch

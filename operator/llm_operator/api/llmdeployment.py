@@ -1,4 +1,5 @@
-"""The LLMDeployment kind (llmops.dev/v1alpha1): roles of vLLM pods behind Services, and a weights cache.
+"""The LLMDeployment kind (llmops.dev/v1alpha1): roles of vLLM pods (workload.py) behind
+Services, how they scale, and the weights cache they share.
 
 Field names are the API's camelCase names. Optional fields default to None and stay None: defaults
 are applied by the renderer (see `llm_operator.render.config`), never written into the user's

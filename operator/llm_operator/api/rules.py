@@ -57,4 +57,5 @@ class SpecModel(BaseModel):
 
 
 def is_set(value: Any) -> bool:
+    """Whether the user set an optional field (one left out stays None)."""
     return value is not None

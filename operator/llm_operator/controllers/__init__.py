@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..api.batch import BATCH_KIND, BATCH_PLURAL
-from ..api.gateway import GATEWAY_KIND, GATEWAY_PLURAL
-from ..api.models import KIND, PLURAL
+from ..api.llmbatch import BATCH_KIND, BATCH_PLURAL
+from ..api.llmdeployment import KIND, PLURAL
+from ..api.llmgateway import GATEWAY_KIND, GATEWAY_PLURAL
 from ..k8s import Kube
 from ..names import BATCH_LABEL, CHAT_PAGE_LABEL, DEPLOYMENT_LABEL, GATEWAY_LABEL
 from ..render import RenderConfig
