@@ -6,9 +6,16 @@ import pytest
 import yaml
 
 from invalid_specs import CASES
-from llm_operator.api import InvalidSpec, parse_llmdeployment
+from llm_operator.api import InvalidSpec, LLMDeployment, parse_llmdeployment
+from llm_operator.api.crd import KINDS
+from llm_operator.api.llmbatch import LLMBatch
+from llm_operator.api.llmgateway import LLMGateway
+from llm_operator.api.validation import parse
 from llm_operator.cli import EXIT_INVALID, main
-from support import manifest
+from support import BATCH, manifest
+
+GATEWAY_DOCUMENT = {"apiVersion": "llmops.dev/v1alpha1", "kind": "LLMGateway", "metadata": {"name": "shared"},
+                    "spec": {"selector": {"matchLabels": {"gateway": "shared"}}}}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -37,3 +44,16 @@ def test_one_bad_document_fails_the_whole_render(tmp_path):
     out, err = io.StringIO(), io.StringIO()
     assert main(["render", "-f", str(path)], stdout=out, stderr=err) == EXIT_INVALID
     assert out.getvalue() == "" and "LLMDeployment 'bad'" in err.getvalue()
+
+
+@pytest.mark.parametrize("model, document", [
+    (LLMDeployment, manifest({"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}}, "colour": "red"})),
+    (LLMGateway, {**GATEWAY_DOCUMENT, "spec": {**GATEWAY_DOCUMENT["spec"], "colour": "red"}}),
+    (LLMBatch, {**BATCH, "spec": {**BATCH["spec"], "colour": "red"}}),
+], ids=lambda value: value.__name__ if isinstance(value, type) else "")
+def test_every_kind_is_parsed_one_way_naming_the_field_and_its_explain_command(model, document):
+    with pytest.raises(InvalidSpec) as raised:
+        parse(model, document)
+    short_name = KINDS[model.__name__].short_names[0]
+    assert raised.value.errors == [f"spec.colour: unknown field; check the spelling against `kubectl explain {short_name}.spec`"]
+    assert str(raised.value).startswith(f"{model.__name__} {document['metadata']['name']!r} is invalid")

@@ -366,3 +366,14 @@ def test_a_gateway_without_a_key_does_not_open_a_guarded_model_to_anyone():
     kube.gateway["metadata"]["generation"] = 2
     run(kube, memo)
     assert set(kube.gateway["status"]["models"]) == {"keyed-chat", "fenced-chat", "open-chat"}
+
+
+def test_a_spec_the_operator_cannot_read_is_reported_by_field_with_its_explain_command():
+    kube, memo = GatewayKube([deployment("chat", "chat-a")]), GatewayMemo()
+    kube.gateway["spec"]["colour"] = "red"
+    run(kube, memo)
+    status = kube.gateway["status"]
+    assert status["phase"] == "Failed" and kube.applied == []
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "InvalidSpec"
+    assert "spec.colour: unknown field; check the spelling against `kubectl explain llmgw.spec`" in degraded["message"]

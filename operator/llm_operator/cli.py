@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from llm_runtime.versions import (
     CHAT_PAGE_IMAGE,
@@ -25,7 +24,7 @@ from .api.crd import KINDS, crd_yaml
 from .api.llmbatch import BATCH_KIND, LLMBatch
 from .api.llmdeployment import LLMDeployment
 from .api.llmgateway import GATEWAY_KIND, LLMGateway
-from .api.validation import format_errors
+from .api.validation import parse
 from .render import RenderConfig, render, render_gateway
 from .render.batch import render_batch
 from .render.config import DEFAULT_GPU_RESOURCE
@@ -60,15 +59,6 @@ def render_config(args: argparse.Namespace) -> RenderConfig:
                         prometheus_url=args.prometheus_url)
 
 
-def _validated(model: type[BaseModel], document: Any) -> Any:
-    """An LLMGateway or LLMBatch, or InvalidSpec naming every field at fault."""
-    name = (document.get("metadata") or {}).get("name", "<unnamed>") if isinstance(document, dict) else "<not a mapping>"
-    try:
-        return model.model_validate(document)
-    except ValidationError as error:
-        raise InvalidSpec(name, format_errors(error), model.__name__) from None
-
-
 def _namespace(obj: Any) -> str:
     return obj.metadata.namespace or "default"
 
@@ -86,9 +76,9 @@ def render_documents(documents: list[tuple[str, Any]], config: RenderConfig, std
         kind = document.get("kind") if isinstance(document, dict) else None
         try:
             if kind == GATEWAY_KIND:
-                gateways.append(_validated(LLMGateway, document))
+                gateways.append(parse(LLMGateway, document))
             elif kind == BATCH_KIND:
-                output += render_batch(_validated(LLMBatch, document), config)
+                output += render_batch(parse(LLMBatch, document), config)
             else:
                 llmd = parse_llmdeployment(document)
                 llmds.append(llmd)

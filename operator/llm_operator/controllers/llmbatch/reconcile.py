@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import ValidationError
-
 from ...api.llmbatch import BATCH_KIND, LLMBatch
-from ...api.validation import format_errors
+from ...api.validation import InvalidSpec, parse
 from ...k8s import ApplyRejected, Kube
 from ...names import BATCH_LABEL, ENGINE_CONTAINER
 from ...render import RenderConfig
@@ -41,9 +39,9 @@ def reconcile_batch(kube: Kube, config: RenderConfig, namespace: str, name: str)
     if raw is None or raw["metadata"].get("deletionTimestamp"):
         return Result(None, 0)  # the owner reference makes the garbage collector delete the Job and its pods
     try:
-        batch = LLMBatch.model_validate(raw)
-    except ValidationError as error:
-        status = invalid_batch_status(raw["metadata"].get("generation"), format_errors(error))
+        batch = parse(LLMBatch, raw)
+    except InvalidSpec as error:
+        status = invalid_batch_status(raw["metadata"].get("generation"), error.errors)
         return write_status(kube, raw, status, 0, BATCH_KIND, batch_transitions)
     previous = raw.get("status")
     if finished(previous):  # kept as observed; an older operator's status gains the GitOps conditions

@@ -13,10 +13,9 @@ import dataclasses
 import logging
 from typing import Any
 
-from pydantic import ValidationError
-
 from ...api import InvalidSpec, LLMDeployment, parse_llmdeployment
 from ...api.llmgateway import GATEWAY_KIND, LLMGateway
+from ...api.validation import parse
 from ...k8s import ApplyRejected, Kube
 from ...names import CHAT_PAGE_LABEL, GATEWAY_LABEL, HASH_ANNOTATION
 from ...render import RenderConfig, render_gateway
@@ -123,11 +122,10 @@ def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: st
         memo.forget(namespace, name)
         return Result(None, 0)  # owner references make the garbage collector delete the children
     try:
-        gateway = LLMGateway.model_validate(raw)
-    except ValidationError as error:
-        errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-        return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), errors), 0, GATEWAY_KIND,
-                            transitions)
+        gateway = parse(LLMGateway, raw)
+    except InvalidSpec as error:
+        return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), error.errors), 0,
+                            GATEWAY_KIND, transitions)
     llmds, selected = _selected(kube, gateway, namespace)
     routes, route_problems, unguarded = routes_of(gateway, selected)
     routes = _with_service_addresses(kube, namespace, routes)
