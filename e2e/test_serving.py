@@ -39,7 +39,7 @@ import yaml
 import browser
 import plane
 import serving
-from llm_operator.render.gateway import DRAIN_SECONDS
+from llm_operator.render.gateway.deployment import DRAIN_SECONDS
 from llm_operator.render.meta import upstream_stat_name
 from operator_process import eventually
 from test_chart_monitoring import MONITORING_VALUES, exposed_families, vllm_metrics_used

@@ -18,7 +18,7 @@ from llm_operator.api import parse_llmdeployment
 from llm_operator.api.llmbatch import LLMBatch
 from llm_operator.api.llmgateway import LLMGateway
 from llm_operator.api.meta import SecretKeySelector
-from llm_operator.render.gateway import GatewayRoute
+from llm_operator.render.gateway.routes import GatewayRoute
 
 REPO = Path(__file__).resolve().parent.parent
 

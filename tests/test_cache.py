@@ -358,7 +358,9 @@ def test_a_child_changed_while_its_owner_is_reconciled_is_reconciled_again():
     queue = WorkQueue(lambda key: reconcile(cache, RenderConfig(), *key.split("/")), workers=2)
     queue.add("ns/team")
     queue.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 30  # on a loaded machine the two reconciles take more than a moment
+    while kube.applied.count(("Deployment", "team-llm")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     # The event of the operator's first Deployment write arrives after the edit: it is stale.
     assert not cache.stores["Deployment"].upsert(late_events[0])
     queue.stop()

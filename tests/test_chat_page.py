@@ -1,4 +1,4 @@
-"""An LLMGateway's chat page (render/chat_page.py): off unless asked for, only the gateway's chat
+"""An LLMGateway's chat page (render/gateway/chat_page.py): off unless asked for, only the gateway's chat
 models, keys only by reference, a restricted pod that keeps its data on a claim."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from llm_operator.api.llmgateway import LLMGateway
 from llm_operator.names import GATEWAY_LABEL
 from llm_operator.render import RenderConfig, render_gateway
-from llm_operator.render.chat_page import DATA_DIR
-from llm_operator.render.gateway import GatewayRoute
+from llm_operator.render.gateway.chat_page import DATA_DIR
+from llm_operator.render.gateway.routes import GatewayRoute
 from support import KEY, ROUTES, by_kind_and_name, gateway
 
 ADMIN = {"adminSecretRef": {"name": "chat-admin"}}

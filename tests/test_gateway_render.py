@@ -12,19 +12,17 @@ from pydantic import ValidationError
 from llm_operator.api.llmgateway import LLMGateway
 from llm_operator.names import HASH_ANNOTATION
 from llm_operator.render import RenderConfig, render_gateway
-from llm_operator.render.gateway import (
+from llm_operator.render.gateway.envoy import (
     HEALTH_PORT,
     METRICS_PORT,
     ROUTER_BASE_PORT,
     WAKE_HOLD_SECONDS,
-    GatewayRoute,
     config_map,
     envoy_config,
-    gateway_routes,
-    gateway_url,
     lua_script,
-    selects,
 )
+from llm_operator.render.gateway.routes import GatewayRoute, gateway_routes, selects
+from llm_operator.render.gateway.service import gateway_url
 from support import KEY, ROUTES, by_kind_and_name, gateway, llmd, load_example
 
 

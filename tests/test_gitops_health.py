@@ -11,7 +11,7 @@ from llm_operator.controllers.llmbatch.status import compute_batch_status
 from llm_operator.controllers.llmdeployment.status import Observed, compute_status
 from llm_operator.controllers.llmgateway.status import compute_gateway_status
 from llm_operator.controllers.shared import invalid_spec_status
-from llm_operator.render.gateway import GatewayRoute
+from llm_operator.render.gateway.routes import GatewayRoute
 from support import REPO, gateway, llmd
 
 SPEC = {"llm": {"model": {"source": "hf://Qwen/Qwen3-8B"}}}

@@ -12,8 +12,9 @@ from llm_operator.controllers.llmgateway.reconcile import VOLUME_WAIT_RETRY_SECO
 from llm_operator.controllers.llmgateway.status import compute_gateway_status
 from llm_operator.names import CHAT_PAGE_LABEL, GATEWAY_LABEL
 from llm_operator.render import RenderConfig
-from llm_operator.render.chat_page import chat_page_labels
-from llm_operator.render.gateway import GatewayRoute, gateway_labels
+from llm_operator.render.gateway.chat_page import chat_page_labels
+from llm_operator.render.gateway.meta import gateway_labels
+from llm_operator.render.gateway.routes import GatewayRoute
 from support import gateway, manifest
 
 GATEWAY = {"apiVersion": "llmops.dev/v1alpha1", "kind": "LLMGateway",

@@ -28,7 +28,7 @@ from .api.validation import parse
 from .render import RenderConfig, render, render_gateway
 from .render.batch import render_batch
 from .render.config import DEFAULT_GPU_RESOURCE
-from .render.gateway import routes_of, selects
+from .render.gateway.routes import routes_of, selects
 
 EXIT_INVALID = 2
 

@@ -8,9 +8,9 @@ DEPLOYMENT_LABEL = "llmops.dev/deployment"
 ROLE_LABEL = "llmops.dev/role"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "llm-operator"
-# On an LLMGateway's objects and pods, with the gateway's name (render/gateway.py, handlers).
+# On an LLMGateway's objects and pods, with the gateway's name (render/gateway/, handlers).
 GATEWAY_LABEL = "llmops.dev/gateway"
-# On the objects and pod of an LLMGateway's chat page, with the gateway's name (render/chat_page.py).
+# On the objects and pod of an LLMGateway's chat page, with the gateway's name (render/gateway/chat_page.py).
 CHAT_PAGE_LABEL = "llmops.dev/chat-page"
 
 # On an LLMBatch's Job and pods, with the batch's name (render/batch.py, handlers).

@@ -1,7 +1,7 @@
 """The LLMGateway API (llmops.dev/v1alpha1): one OpenAI endpoint for the models of the LLMDeployments
 it selects in its namespace, routed on the request's `model` field.
 
-Like every kind's, optional fields stay None and the renderer applies defaults (render/gateway.py).
+Like every kind's, optional fields stay None and the renderer applies defaults (render/gateway/).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ CHILD_KINDS = ("Deployment", "Service", "PersistentVolumeClaim", "NetworkPolicy"
 # serves them (looked up when the operator starts; see Kube.child_kinds).
 SCALED_OBJECT = "ScaledObject"
 KEDA_GROUP_VERSION = "keda.sh/v1alpha1"
-# What an LLMGateway has besides a Deployment and a Service (render/gateway.py).
+# What an LLMGateway has besides a Deployment and a Service (render/gateway/).
 GATEWAY_CHILD_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment", "Service")
 
 

@@ -12,15 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.llmbatch import BATCH_KIND, LLMBatch
-from ..api.llmdeployment import KIND, CacheSpec, LLMDeployment, LLMDeploymentSpec, LLMRoleSpec
-from ..api.meta import API_VERSION
-from ..api.workload import WorkerSpec
-from ..names import BATCH_LABEL, ENGINE_CONTAINER, HASH_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL
+from ..names import BATCH_LABEL, ENGINE_CONTAINER, MANAGED_BY, MANAGED_BY_LABEL
 from . import vllm
 from .config import RenderConfig
-from .meta import content_hash, object_meta
-from .plan import RolePlan, plan_role
-from .pod import compile_cache_args, container_security, engine_env, engine_mounts, engine_resources, pod_spec
+from .meta import finished, object_meta
+from .plan import RolePlan, Workload, plan_role
+from .pod import compile_cache_args, container_security, engine_mounts, image_fields, pod_spec
 
 INPUT_VOLUME = "batch-input"
 OUTPUT_VOLUME = "batch-output"
@@ -47,19 +44,25 @@ def batch_labels(batch_name: str) -> dict[str, str]:
     }
 
 
-def batch_plan(batch: LLMBatch, config: RenderConfig) -> RolePlan:
-    """The batch as the one `llm` role of an LLMDeployment, so that image, loaders, cache volume and
-    parallelism are decided exactly as for serving. The stand-in is never validated as an
-    LLMDeployment (a batch's name may be longer than an LLMDeployment's)."""
+def batch_workload(batch: LLMBatch) -> Workload:
+    """A batch downloads into an existing claim or into its pod's emptyDir, and has no API key."""
     spec = batch.spec
-    role = LLMRoleSpec(model=spec.model, engine=spec.engine,
-                       **{field: getattr(spec, field) for field in WorkerSpec.model_fields})
-    serving = LLMDeploymentSpec(
-        llm=role, image=spec.image, imagePullPolicy=spec.imagePullPolicy, credentialsSecretRef=spec.credentialsSecretRef,
-        cache=CacheSpec(existingClaim=spec.cache.existingClaim, compileCache=spec.cache.compileCache) if spec.cache else None)
-    stand_in = LLMDeployment.model_construct(apiVersion=API_VERSION, kind=KIND,  # type: ignore[arg-type]  # as str
-                                             metadata=batch.metadata, spec=serving, status=None)
-    return plan_role(stand_in, "llm", role, config)
+    return Workload(
+        owner=batch.metadata.name,
+        namespace=batch.metadata.namespace,
+        image=spec.image,
+        image_pull_policy=spec.imagePullPolicy,
+        credentials_secret=spec.credentialsSecretRef.name if spec.credentialsSecretRef else None,
+        weights_claim=spec.cache.existingClaim if spec.cache else None,
+        compile_cache=spec.cache is None or spec.cache.compileCache is not False,
+        api_key=None,
+    )
+
+
+def batch_plan(batch: LLMBatch, config: RenderConfig) -> RolePlan:
+    """The batch planned as an `llm` role, so that image, loaders, cache volume, environment and
+    parallelism are decided exactly as for serving."""
+    return plan_role(batch_workload(batch), "llm", batch.spec, config)
 
 
 def input_path(batch: LLMBatch) -> str:
@@ -92,15 +95,13 @@ def output_volume(batch: LLMBatch) -> dict[str, Any]:
 
 
 def batch_container(plan: RolePlan, batch: LLMBatch) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": ENGINE_CONTAINER, "image": plan.image}
-    if batch.spec.imagePullPolicy:
-        container["imagePullPolicy"] = batch.spec.imagePullPolicy
+    container = {"name": ENGINE_CONTAINER, **image_fields(plan)}
     container.update({
         "command": ["llm-runtime", "batch"],
         "args": ["--input", input_path(batch), "--output", output_path(batch), *compile_cache_args(plan),
                  "--", *vllm.run_batch_args(plan)],
-        "env": engine_env(plan),
-        "resources": engine_resources(plan),
+        "env": plan.env,
+        "resources": plan.resources,
         "securityContext": container_security(),
         # The runner's summary (counts, malformed lines) is the termination message; when vLLM fails
         # before writing one, its last log lines are, and status quotes them.
@@ -133,10 +134,4 @@ def batch_job(batch: LLMBatch, config: RenderConfig) -> dict[str, Any]:
 def render_batch(batch: LLMBatch, config: RenderConfig | None = None) -> list[dict[str, Any]]:
     """The one object an LLMBatch needs, owned by it (deleting the batch deletes the Job and its pods;
     the output file stays on its claim)."""
-    job = batch_job(batch, config or RenderConfig())
-    if batch.metadata.uid:
-        job["metadata"]["ownerReferences"] = [{
-            "apiVersion": API_VERSION, "kind": BATCH_KIND, "name": batch.metadata.name, "uid": batch.metadata.uid,
-            "controller": True, "blockOwnerDeletion": True}]
-    job["metadata"]["annotations"] = {HASH_ANNOTATION: content_hash(job)}
-    return [job]
+    return finished([batch_job(batch, config or RenderConfig())], BATCH_KIND, batch.metadata)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from llm_runtime.versions import CHAT_PAGE_IMAGE, GATEWAY_IMAGE, RUNTIME_CPU_IMAGE, RUNTIME_IMAGE
 
-from ..api.llmdeployment import RoleSpec
-from ..api.workload import ModelSpec
+from ..api.workload import ModelSpec, Scheduling, WorkerSpec
 
 CONTAINER_PORT = 8000
 CACHE_MOUNT_PATH = "/models"
@@ -53,7 +53,7 @@ def served_name(model: ModelSpec) -> str:
     return (source.path if source.scheme == "pvc" else source.repo).rstrip("/").rsplit("/", 1)[-1]
 
 
-def parallelism(role: RoleSpec) -> tuple[int, int]:
+def parallelism(role: WorkerSpec) -> tuple[int, int]:
     """(tensor, pipeline) parallel sizes. The CRD guarantees tensor x pipeline == gpus."""
     gpus = role.gpus or 1
     pipeline = role.pipelineParallelSize or 1
@@ -61,18 +61,18 @@ def parallelism(role: RoleSpec) -> tuple[int, int]:
     return tensor, pipeline
 
 
-def on_cpu(role: RoleSpec) -> bool:
+def on_cpu(role: WorkerSpec) -> bool:
     return role.device == "CPU"
 
 
-def shm_size(role: RoleSpec) -> str:
+def shm_size(role: WorkerSpec) -> str:
     """/dev/shm size: the spec's, else 2Gi per GPU (NCCL buffers for tensor parallelism live there)."""
     if role.shmSize:
         return role.shmSize
     return CPU_SHM_SIZE if on_cpu(role) else f"{SHM_GI_PER_GPU * (role.gpus or 1)}Gi"
 
 
-def image(role: RoleSpec, spec_image: str | None, config: RenderConfig) -> str:
+def image(role: WorkerSpec, spec_image: str | None, config: RenderConfig) -> str:
     """spec.image when set (for every role), else the operator's GPU or CPU runtime image."""
     return spec_image or (config.cpu_image if on_cpu(role) else config.image)
 
@@ -94,15 +94,29 @@ def quantity_bytes(quantity: str) -> float:
     return float(number) * (_BINARY_SUFFIX.get(suffix) or _DECIMAL_SUFFIX[suffix])
 
 
-def cpu_kv_cache_gib(role: RoleSpec) -> int:
+def cpu_kv_cache_gib(role: WorkerSpec) -> int:
     """VLLM_CPU_KVCACHE_SPACE takes whole GiB: round kvCacheSize up, and never below 1."""
     if not role.kvCacheSize:
         return DEFAULT_CPU_KV_CACHE_GIB
     return max(1, math.ceil(quantity_bytes(role.kvCacheSize) / 2**30))
 
 
-def startup_failure_threshold(role: RoleSpec) -> int:
+def startup_failure_threshold(startup_timeout_seconds: int | None) -> int:
     """Startup probe failures allowed: vLLM answers /health only once the weights are loaded."""
-    timeout = role.startupTimeoutSeconds or DEFAULT_STARTUP_TIMEOUT_SECONDS
+    timeout = startup_timeout_seconds or DEFAULT_STARTUP_TIMEOUT_SECONDS
     return math.ceil(timeout / STARTUP_PROBE_PERIOD_SECONDS)
+
+
+def placement(scheduling: Scheduling | None, gpu_resource: str | None = None) -> dict[str, Any]:
+    """The pod spec fields of a `Scheduling` that are set (nodeSelector, tolerations, affinity,
+    priorityClassName, runtimeClassName, in that order). Pods that request `gpu_resource` also
+    tolerate the taint `<gpu resource>:NoSchedule` that GPU nodes carry by convention (NVIDIA GPU
+    operator, GKE, EKS)."""
+    # by_alias: the core Affinity model names its fields in snake_case, with the API's names as aliases.
+    fields = scheduling.model_dump(exclude_none=True, by_alias=True) if scheduling else {}
+    if gpu_resource:
+        gpu = {"key": gpu_resource, "operator": "Exists", "effect": "NoSchedule"}
+        fields["tolerations"] = [gpu] + [t for t in fields.get("tolerations") or () if t != gpu]
+    return {field: fields[field] for field in
+            ("nodeSelector", "tolerations", "affinity", "priorityClassName", "runtimeClassName") if fields.get(field)}
 

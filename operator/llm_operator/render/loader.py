@@ -13,7 +13,6 @@ from typing import Any
 from llm_runtime.contract import CREDENTIALS_SECRET_ENV, ENDPOINT_ENV, TOKEN_ENV
 from llm_runtime.layout import COMPILE_DIR, ModelSource, model_dir
 
-from ..api.llmdeployment import LLMDeploymentSpec
 from ..api.workload import ModelSpec, TokenizerSpec
 from ..names import MODEL_CHECK_CONTAINER, MODEL_DOWNLOAD_CONTAINER, TOKENIZER_CONTAINER
 from .config import CACHE_MOUNT_PATH, RenderConfig
@@ -73,30 +72,30 @@ def tokenizer_path(tokenizer: TokenizerSpec | None) -> str | None:
     return model_dir(CACHE_MOUNT_PATH, tokenizer.parsed_source, tokenizer.revision)
 
 
-def download_env(spec: LLMDeploymentSpec, source: ModelSource, config: RenderConfig) -> list[dict[str, Any]]:
+def download_env(credentials_secret: str | None, source: ModelSource, config: RenderConfig) -> list[dict[str, Any]]:
     """Hub tokens by Secret reference only (optional keys: a public model needs none) and mirrors."""
     env: list[dict[str, Any]] = []
     endpoint_variable = ENDPOINT_ENV.get(source.scheme)
     if endpoint_variable and source.scheme in config.hub_endpoints:
         env.append({"name": endpoint_variable, "value": config.hub_endpoints[source.scheme]})
-    if spec.credentialsSecretRef and source.is_hub:
-        secret = spec.credentialsSecretRef.name
-        env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+    if credentials_secret and source.is_hub:
+        env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": credentials_secret, "key": key, "optional": True}}}
                 for key in HUB_TOKEN_KEYS]
         # Optional keys cannot tell a missing Secret from a missing key: the downloader names the
         # Secret when the hub refuses a download that went without a token.
-        env.append({"name": CREDENTIALS_SECRET_ENV, "value": secret})
+        env.append({"name": CREDENTIALS_SECRET_ENV, "value": credentials_secret})
     return env
 
 
-def loaders(spec: LLMDeploymentSpec, model: ModelSpec, config: RenderConfig,
+def loaders(credentials_secret: str | None, model: ModelSpec, config: RenderConfig,
             compile_dir: bool = False) -> tuple[Loader, ...]:
-    """The model's loader, then the tokenizer's when the model names another tokenizer."""
+    """The model's loader, then the tokenizer's when the model names another tokenizer; hub tokens
+    come from the Secret `credentials_secret` (spec.credentialsSecretRef)."""
     source = model.parsed_source
     model_loader = Loader(
         name=MODEL_DOWNLOAD_CONTAINER if source.is_hub else MODEL_CHECK_CONTAINER,
         args=download_args(model, compile_dir),
-        env=download_env(spec, source, config),
+        env=download_env(credentials_secret, source, config),
         read_only=not source.is_hub,
     )
     tokenizer = model.tokenizer
@@ -106,6 +105,6 @@ def loaders(spec: LLMDeploymentSpec, model: ModelSpec, config: RenderConfig,
     return model_loader, Loader(
         name=TOKENIZER_CONTAINER,
         args=tokenizer_download_args(tokenizer),
-        env=download_env(spec, tokenizer.parsed_source, config),
+        env=download_env(credentials_secret, tokenizer.parsed_source, config),
         read_only=False,
     )

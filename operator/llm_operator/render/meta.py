@@ -6,6 +6,7 @@ import hashlib
 import json
 from typing import Any
 
+from ..api.meta import API_VERSION, ObjectMeta
 from ..names import DEPLOYMENT_LABEL, HASH_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, ROLE_LABEL
 
 
@@ -15,6 +16,18 @@ def content_hash(obj: dict[str, Any]) -> str:
     annotations.pop(HASH_ANNOTATION, None)
     canonical = {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished(objects: list[dict[str, Any]], owner_kind: str, owner: ObjectMeta) -> list[dict[str, Any]]:
+    """The last step of rendering every kind: each child gets its owner reference (when the owner
+    exists in a cluster, so has a uid; the garbage collector deletes children with their owner)
+    and the hash annotation the operator compares to skip writes."""
+    for obj in objects:
+        if owner.uid:
+            obj["metadata"]["ownerReferences"] = [{"apiVersion": API_VERSION, "kind": owner_kind, "name": owner.name,
+                                                   "uid": owner.uid, "controller": True, "blockOwnerDeletion": True}]
+        obj["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = content_hash(obj)
+    return objects
 
 
 def child_name(owner: str, role: str) -> str:

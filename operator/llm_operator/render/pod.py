@@ -12,15 +12,7 @@ from llm_runtime.layout import COMPILE_DIR
 
 from ..names import ENGINE_CONTAINER
 from . import vllm
-from .config import (
-    CACHE_MOUNT_PATH,
-    COMPILE_MOUNT_PATH,
-    CONTAINER_PORT,
-    STARTUP_PROBE_PERIOD_SECONDS,
-    cpu_kv_cache_gib,
-    shm_size,
-    startup_failure_threshold,
-)
+from .config import CACHE_MOUNT_PATH, COMPILE_MOUNT_PATH, CONTAINER_PORT, STARTUP_PROBE_PERIOD_SECONDS
 from .loader import Loader
 from .meta import object_meta
 from .plan import RolePlan
@@ -40,13 +32,6 @@ def pod_security() -> dict[str, Any]:
             "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def placement(scheduling: Any) -> dict[str, Any]:
-    """The pod spec fields of a `Scheduling` (nodeSelector, tolerations, ...), those that are set."""
-    fields = scheduling.model_dump(exclude_none=True, by_alias=True) if scheduling else {}
-    return {field: fields[field] for field in
-            ("nodeSelector", "tolerations", "affinity", "priorityClassName", "runtimeClassName") if fields.get(field)}
-
-
 def loader_resources() -> dict[str, Any]:
     # Downloading waits on the network and the disk: a small CPU request leaves room for vLLM.
     return {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "8Gi"}}
@@ -62,14 +47,16 @@ def _health_probe(period: int, timeout: int, failures: int) -> dict[str, Any]:
             "timeoutSeconds": timeout, "failureThreshold": failures}
 
 
-def _with_pull_policy(container: dict[str, Any], plan: RolePlan) -> dict[str, Any]:
-    if plan.spec.imagePullPolicy:
-        container["imagePullPolicy"] = plan.spec.imagePullPolicy
-    return container
+def image_fields(plan: RolePlan) -> dict[str, Any]:
+    """A container's image and, when the spec sets one, its pull policy."""
+    fields = {"image": plan.image}
+    if plan.image_pull_policy:
+        fields["imagePullPolicy"] = plan.image_pull_policy
+    return fields
 
 
 def loader_container(plan: RolePlan, loader: Loader) -> dict[str, Any]:
-    container = _with_pull_policy({"name": loader.name, "image": plan.image}, plan)
+    container = {"name": loader.name, **image_fields(plan)}
     container["command"] = ["llm-runtime", "download"]
     container["args"] = loader.args
     if loader.env:
@@ -104,48 +91,6 @@ def engine_mounts(plan: RolePlan) -> list[dict[str, Any]]:
     return mounts + [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "tmp", "mountPath": "/tmp"}]
 
 
-def engine_env(plan: RolePlan) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [
-        # Weights are local: never let vLLM or transformers reach a hub from the serving pod.
-        {"name": "HF_HUB_OFFLINE", "value": "1"},
-        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
-        {"name": "DO_NOT_TRACK", "value": "1"},
-        {"name": "HOME", "value": "/tmp"},
-    ]
-    if plan.gpu_resource is None:
-        env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": str(cpu_kv_cache_gib(plan.role))})
-        # vLLM's "auto" binding pins its OpenMP threads to the first cores it is allowed: every vLLM pod
-        # on a node (each replica, and the RAG stack's three roles) then computes on the same core while
-        # the others idle. Without the static CPU manager a container may use every core, so leave the
-        # placement to the kernel. engine.env may set it back (with exclusive cpusets, "auto" is right).
-        env.append({"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"})
-        # vLLM's CPU build (0.32) saves torch.compile's AOT artifact and then cannot load it ("'function'
-        # object has no attribute 'finalize_loading'"): every start would trace and compile again after
-        # a failed load. Without AOT, Inductor's own cache, which the compile cache keeps, serves restarts.
-        env.append({"name": "VLLM_USE_AOT_COMPILE", "value": "0"})
-    key_ref = plan.spec.apiKeySecretRef
-    if key_ref:
-        env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": key_ref.name, "key": key_ref.key}}})
-    user_env = [e.model_dump(exclude_none=True) for e in (plan.role.engine.env if plan.role.engine else None) or ()]
-    # A user's variable replaces the operator's default of that name (a name twice is refused by the API server).
-    overridden = {e["name"] for e in user_env}
-    return [e for e in env if e["name"] not in overridden] + user_env
-
-
-def engine_resources(plan: RolePlan) -> dict[str, Any]:
-    """CPU request (no limit: throttling hurts latency), memory request = limit, GPUs as both."""
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    resources = plan.role.resources
-    if resources and resources.cpu:
-        requests["cpu"] = resources.cpu
-    if resources and resources.memory:
-        requests["memory"] = limits["memory"] = resources.memory
-    if plan.gpu_resource:
-        requests[plan.gpu_resource] = limits[plan.gpu_resource] = str(plan.role.gpus or 1)
-    return {"requests": requests, "limits": limits}
-
-
 def engine_command(plan: RolePlan) -> dict[str, list[str]]:
     """`vllm serve`, run by `llm-runtime serve` when compiled files are kept on the volume."""
     if plan.compile_key is None:
@@ -154,18 +99,18 @@ def engine_command(plan: RolePlan) -> dict[str, list[str]]:
 
 
 def engine_container(plan: RolePlan) -> dict[str, Any]:
-    container = _with_pull_policy({"name": ENGINE_CONTAINER, "image": plan.image}, plan)
+    container = {"name": ENGINE_CONTAINER, **image_fields(plan)}
     container.update({
         **engine_command(plan),
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
-        "env": engine_env(plan),
-        "resources": engine_resources(plan),
+        "env": plan.env,
+        "resources": plan.resources,
         "securityContext": container_security(),
         # On a crash the last log lines become the termination message, which status quotes.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         # vLLM listens only once the weights are loaded: a long startup budget, then tight checks.
         "startupProbe": _health_probe(STARTUP_PROBE_PERIOD_SECONDS, STARTUP_PROBE_PERIOD_SECONDS,
-                                      startup_failure_threshold(plan.role)),
+                                      plan.startup_failure_threshold),
         "readinessProbe": _health_probe(5, 5, 3),
         "livenessProbe": _health_probe(15, 10, 4),
         "volumeMounts": engine_mounts(plan),
@@ -176,19 +121,9 @@ def engine_container(plan: RolePlan) -> dict[str, Any]:
 def volumes(plan: RolePlan) -> list[dict[str, Any]]:
     return [
         plan.cache_volume,
-        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(plan.role)}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": plan.shm_size}},
         {"name": "tmp", "emptyDir": {}},
     ]
-
-
-def tolerations(plan: RolePlan) -> list[dict[str, Any]]:
-    scheduling = plan.role.scheduling
-    extra = [t.model_dump(exclude_none=True) for t in (scheduling.tolerations or ())] if scheduling else []
-    if plan.gpu_resource is None:
-        return extra
-    # GPU nodes carry the taint `<gpu resource>:NoSchedule` by convention (NVIDIA GPU operator, GKE, EKS).
-    gpu = {"key": plan.gpu_resource, "operator": "Exists", "effect": "NoSchedule"}
-    return [gpu] + [t for t in extra if t != gpu]
 
 
 def pod_spec(plan: RolePlan) -> dict[str, Any]:
@@ -197,18 +132,8 @@ def pod_spec(plan: RolePlan) -> dict[str, Any]:
         # Service links would inject *_PORT variables; vLLM reads VLLM_PORT and friends.
         "enableServiceLinks": False,
         "securityContext": pod_security(),
+        **plan.placement,
     }
-    scheduling = plan.role.scheduling
-    # by_alias: the core Affinity model names its fields in snake_case, with the API's names as aliases.
-    placement = scheduling.model_dump(exclude_none=True, by_alias=True) if scheduling else {}
-    if placement.get("nodeSelector"):
-        spec["nodeSelector"] = placement["nodeSelector"]
-    pod_tolerations = tolerations(plan)
-    if pod_tolerations:
-        spec["tolerations"] = pod_tolerations
-    for field in ("affinity", "priorityClassName", "runtimeClassName"):
-        if placement.get(field):
-            spec[field] = placement[field]
     spec["initContainers"] = [loader_container(plan, loader) for loader in plan.loaders]
     spec["containers"] = [engine_container(plan)]
     spec["volumes"] = volumes(plan)

@@ -12,24 +12,29 @@ from .meta import cache_claim_name, labels, object_meta
 CACHE_VOLUME = "model-cache"
 
 
-def cache_volume(llmd: LLMDeployment, source: ModelSource) -> dict[str, Any]:
-    """A pvc:// model's own claim (read-only), else the shared cache claim, else a per-pod emptyDir."""
-    if source.scheme == "pvc":
-        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": source.repo, "readOnly": True}}
+def weights_claim(llmd: LLMDeployment) -> str | None:
+    """The claim an LLMDeployment downloads weights into: an existing one, else the one the operator
+    makes (`cache.size`), else None (each pod downloads into its own emptyDir)."""
     cache = llmd.spec.cache
     if cache and cache.existingClaim:
-        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache.existingClaim}}
-    if cache and cache.size:
-        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache_claim_name(llmd.metadata.name)}}
+        return cache.existingClaim
+    return cache_claim_name(llmd.metadata.name) if cache and cache.size else None
+
+
+def cache_volume(source: ModelSource, claim: str | None) -> dict[str, Any]:
+    """A pvc:// model's own claim (read-only), else the weights claim, else a per-pod emptyDir."""
+    if source.scheme == "pvc":
+        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": source.repo, "readOnly": True}}
+    if claim:
+        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": claim}}
     return {"name": CACHE_VOLUME, "emptyDir": {}}
 
 
-def keeps_compiled_files(llmd: LLMDeployment, source: ModelSource) -> bool:
+def keeps_compiled_files(source: ModelSource, claim: str | None, compile_cache: bool) -> bool:
     """The compile cache is on the weights volume when there is one to share (a claim, not a pod's
     emptyDir), the model is downloaded into it (a pvc:// model's claim is mounted read-only), and
     the spec does not turn it off."""
-    cache = llmd.spec.cache
-    return bool(source.is_hub and cache and (cache.size or cache.existingClaim) and cache.compileCache is not False)
+    return bool(source.is_hub and claim and compile_cache)
 
 
 def wants_cache_claim(llmd: LLMDeployment) -> bool:

@@ -53,7 +53,7 @@ def _model_args(plan: RolePlan) -> list[str]:
 def serve_args(plan: RolePlan) -> list[str]:
     """Arguments after `vllm serve`: the local model path first, then flags, then extraArgs."""
     args = [plan.model_path, "--port", str(CONTAINER_PORT), *_model_args(plan)]
-    engine = plan.role.engine
+    engine = plan.engine
     if plan.role_name in POOLING_ROLES:
         args += ["--runner", "pooling"]
         if isinstance(engine, PoolingEngineSpec) and engine.convert:
@@ -74,7 +74,7 @@ def run_batch_args(plan: RolePlan) -> list[str]:
     takes no positional model), the served name the requests' `model` must match, parallelism, the
     engine settings and extraArgs. No port: nothing listens."""
     args = ["--model", plan.model_path, *_model_args(plan)]
-    engine = plan.role.engine
+    engine = plan.engine
     if engine is None:
         return args
     return args + _engine_args(engine) + list(engine.extraArgs or ())

@@ -19,8 +19,9 @@ from ...api.validation import parse
 from ...k8s import ApplyRejected, Kube
 from ...names import CHAT_PAGE_LABEL, GATEWAY_LABEL, HASH_ANNOTATION
 from ...render import RenderConfig, render_gateway
-from ...render.chat_page import chat_page_name
-from ...render.gateway import GatewayRoute, gateway_name, routes_of, selects
+from ...render.gateway.chat_page import chat_page_name
+from ...render.gateway.meta import gateway_name
+from ...render.gateway.routes import GatewayRoute, routes_of, selects
 from ...render.meta import child_name
 from ..shared import (
     FAILED_RETRY_SECONDS,

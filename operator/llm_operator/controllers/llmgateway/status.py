@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...api.llmgateway import LLMGateway
-from ...render.chat_page import chat_page_url
-from ...render.gateway import GatewayRoute, chat_models, gateway_url
+from ...render.gateway.chat_page import chat_page_url
+from ...render.gateway.routes import GatewayRoute, chat_models
+from ...render.gateway.service import gateway_url
 from ..shared import DEGRADED, PROGRESSING, READY, Problem, missing_secret, short_message
 
 
@@ -96,7 +97,7 @@ def compute_gateway_status(gateway: LLMGateway, routes: list[GatewayRoute], rout
                            missing_secrets: list[Problem] | None = None) -> dict[str, Any]:
     """`llmds`: the selected LLMDeployments as read (by name); `deployment`: the gateway's own;
     `chat_deployment`: its chat page's, when spec.chatPage is set; `unguarded`: why selected models
-    are not routed (render.gateway.guarded_models); `missing_secrets`: secret_problems."""
+    are not routed (render.gateway.routes.guarded_models); `missing_secrets`: secret_problems."""
     generation = gateway.metadata.generation
     models = {}
     for route in routes:

@@ -16,7 +16,7 @@ database, uploads and the key that signs its sessions), a Deployment of one pod,
 - It reaches the gateway at the gateway Service's cluster IP, not its DNS name: it works in a cluster
   without cluster DNS too, and the IP stays as long as the Service does.
 
-Pure: the gateway's address and its chat models come in from render/gateway.py.
+Pure: the gateway's address and its chat models come in from render_gateway (`__init__.py`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..api.llmgateway import ChatPageSpec, LLMGateway
-from ..names import CHAT_PAGE_LABEL
-from .meta import app_labels, object_meta
-from .pod import container_security, placement, pod_security
+from ...api.llmgateway import ChatPageSpec, LLMGateway
+from ...names import CHAT_PAGE_LABEL
+from ..config import placement
+from ..meta import app_labels, object_meta
+from ..pod import container_security, pod_security
 
 CHAT_PAGE_PORT = 8080
 DATA_DIR = "/data"
