@@ -5,6 +5,10 @@
                state_dir, env (os.environ with KUBECONFIG set), real_node_problem (why the
                plane runs without its real node, or None); methods kubectl(*args, check=True,
                input=None, timeout=120), bin(name), logs_tail(lines).
+    autoscaling  module: the Plane when it runs Prometheus and KEDA; skips outside CI when it
+               does not (LLMOPS_AUTOSCALING=0), fails with CI=true.
+    cpu_image, gateway_image  module: the CPU runtime and gateway images, built (or found in
+               their cache) and imported into the real node's containerd; their names.
     real_node  the Plane, for tests whose containers must really run (on node
                plane.node_name, with plane.REAL_NODE_SELECTOR / REAL_NODE_TOLERATIONS); skips
                outside CI when the real node cannot run here (not root, packages missing,
@@ -184,6 +188,34 @@ def real_node(cluster: Cluster) -> plane.Plane:
         pytest.skip(f"{cluster.real_node_problem}; run the tests as root after `make cluster-tools` "
                     "to enable the real-node tests")
     return cluster.plane
+
+
+@pytest.fixture(scope="module")
+def autoscaling(cluster: Cluster) -> plane.Plane:
+    if not cluster.plane.cfg.autoscaling:
+        problem = "LLMOPS_AUTOSCALING=0 starts the plane without Prometheus and KEDA"
+        if _in_ci():
+            pytest.fail(f"CI=true and {problem}", pytrace=False)
+        pytest.skip(f"{problem}; unset it (after `make cluster-tools`) to enable the autoscaling tests")
+    return cluster.plane
+
+
+@pytest.fixture(scope="module")
+def cpu_image(cluster: Cluster) -> str:
+    started = time.monotonic()
+    name, archive = serving.cpu_runtime_image()
+    built = time.monotonic()
+    imported = plane.import_image(cluster.plane.cfg, archive, name)
+    print(f"\nCPU runtime image {name}: build/check {built - started:.1f}s, "
+          f"{'import' if imported else 'already imported, check'} {time.monotonic() - built:.1f}s")
+    return name
+
+
+@pytest.fixture(scope="module")
+def gateway_image(cluster: Cluster) -> str:
+    name, archive = serving.gateway_image()
+    cluster.plane.import_image(archive, name)
+    return name
 
 
 def _namespace_name(nodeid: str) -> str:

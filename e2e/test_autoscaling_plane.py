@@ -18,24 +18,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 import plane
 from operator_process import eventually
 
 # Never through a proxy from the environment: every address here is on this machine.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 MANAGED_BY = {"app.kubernetes.io/managed-by": "llm-operator", "app.kubernetes.io/name": "vllm"}  # scraped like a vLLM pod
-
-
-@pytest.fixture(scope="module")
-def autoscaling(cluster) -> plane.Plane:
-    if not cluster.plane.cfg.autoscaling:
-        problem = "LLMOPS_AUTOSCALING=0 starts the plane without Prometheus and KEDA"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {problem}", pytrace=False)
-        pytest.skip(f"{problem}; unset it (after `make cluster-tools`) to enable the autoscaling tests")
-    return cluster.plane
 
 
 def _prometheus(p: plane.Plane, path: str, **params: str) -> dict:

@@ -41,38 +41,30 @@ import plane
 import serving
 from llm_operator.render.gateway.deployment import DRAIN_SECONDS
 from llm_operator.render.meta import upstream_stat_name
+from monitoring import MONITORING_VALUES, exposed_families, vllm_metrics_used
 from operator_process import eventually
-from test_chart_monitoring import MONITORING_VALUES, exposed_families, vllm_metrics_used
+from rag_stack import (
+    API_KEY,
+    GATEWAY,
+    GATEWAY_KEY,
+    GATEWAY_LABEL,
+    READY_TIMEOUT,
+    Stack,
+    gateway_ready,
+    gateway_status,
+    gateway_url,
+    init_log,
+    new_namespace,
+)
 from tests.hubs import TinyModel
 from workloads import condition, get
 
-API_KEY = "e2e-serving-key"
-GATEWAY_KEY = "e2e-gateway-key"
 SECOND_CHAT = "tiny-chat-2"
 ROLES = ("llm", "embedding", "rerank")  # of the RAG stack
-READY_TIMEOUT = 900  # a cold start of three vLLM servers on 2 cores, with headroom
 RATE = 1.5 * 1024 * 1024  # hub bytes/s per file: each model downloads for a few seconds, so Downloading is seen
 METRICS = ("vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc")
 
 pytestmark = pytest.mark.usefixtures("real_node")
-
-
-@pytest.fixture(scope="module")
-def cpu_image(cluster):
-    started = time.monotonic()
-    name, archive = serving.cpu_runtime_image()
-    built = time.monotonic()
-    imported = plane.import_image(cluster.plane.cfg, archive, name)
-    print(f"\nCPU runtime image {name}: build/check {built - started:.1f}s, "
-          f"{'import' if imported else 'already imported, check'} {time.monotonic() - built:.1f}s")
-    return name
-
-
-@pytest.fixture(scope="module")
-def gateway_image(cluster):
-    name, archive = serving.gateway_image()
-    cluster.plane.import_image(archive, name)
-    return name
 
 
 @pytest.fixture(scope="module")
@@ -86,54 +78,6 @@ def stack(cluster, operator, pod_hubs, cpu_image):
     cluster.kubectl("-n", namespace, "create", "secret", "generic", "llm-api-key", f"--from-literal=api-key={API_KEY}")
     yield Stack(cluster, namespace, manifest, models, pod_hubs.modelscope)
     cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-
-
-def new_namespace(cluster, prefix: str) -> str:
-    """A namespace of its own for one module's stack, once its default ServiceAccount exists (pods
-    are refused before)."""
-    namespace = f"{prefix}-{int(time.time()) % 100000}"
-    cluster.kubectl("create", "namespace", namespace)
-    eventually(lambda: cluster.kubectl("-n", namespace, "get", "sa", "default", check=False).returncode == 0, 30,
-               what="default ServiceAccount")
-    return namespace
-
-
-class Stack:
-    def __init__(self, cluster, namespace, manifest, models, hub):
-        self.cluster, self.namespace, self.manifest, self.models, self.hub = cluster, namespace, manifest, models, hub
-        self.name = manifest["metadata"]["name"]
-        self.times: dict[str, float] = {}
-        self.first_pods: dict[str, list[dict]] = {}  # by role, the pods of the first start
-
-    def kubectl(self, *args, **kwargs):
-        return self.cluster.kubectl("-n", self.namespace, *args, **kwargs)
-
-    def apply(self, manifest):
-        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-
-    def status(self):
-        return (get(self.cluster, self.namespace, "llmd", self.name) or {}).get("status") or {}
-
-    def pods(self, role):
-        out = self.kubectl("get", "pods", "-l", f"llmops.dev/deployment={self.name},llmops.dev/role={role}",
-                           "-o", "json").stdout
-        return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
-
-    def base_urls(self) -> dict[str, str]:
-        """Each role's OpenAI base URL through its Service's ClusterIP (no cluster DNS on the host)."""
-        urls = {}
-        for role in self.status()["roles"]:
-            service = get(self.cluster, self.namespace, "service", f"{self.name}-{role}")
-            urls[role] = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
-        return urls
-
-    def served_names(self) -> dict[str, str]:
-        return {role: info["servedName"] for role, info in self.status()["roles"].items()}
-
-    def wait_ready(self, timeout=READY_TIMEOUT) -> float:
-        started = time.monotonic()
-        self.kubectl("wait", "--for=condition=Ready", f"llmd/{self.name}", f"--timeout={timeout}s", timeout=timeout + 30)
-        return time.monotonic() - started
 
 
 class PhaseRecorder:
@@ -170,10 +114,6 @@ def _in_order(seen: list[str], expected: list[str]) -> bool:
     """`expected` appears in `seen` as a subsequence."""
     it = iter(seen)
     return all(phase in it for phase in expected)
-
-
-def _init_log(stack: Stack, pod: dict) -> str:
-    return stack.kubectl("logs", pod["metadata"]["name"], "-c", "model-download").stdout
 
 
 # ------------------------------------------------------------------ the stack serves
@@ -235,25 +175,6 @@ def test_api_key_is_enforced(stack):
 # ------------------------------------------------------------------ one endpoint for every model
 
 
-GATEWAY_LABEL = {"gateway": "shared"}
-# examples/gateway.yaml, with round robin so that two replicas' shares are predictable.
-GATEWAY = serving.gateway_on_real_node(GATEWAY_LABEL)
-GATEWAY["spec"]["policy"] = "RoundRobin"
-
-
-def _gateway_status(stack):
-    return (get(stack.cluster, stack.namespace, "llmgw", "shared") or {}).get("status") or {}
-
-
-def _gateway_url(stack) -> str:
-    service = get(stack.cluster, stack.namespace, "service", "shared-gateway")
-    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
-
-
-def _gateway_ready(stack, timeout=180):
-    stack.kubectl("wait", "--for=condition=Ready", "llmgw/shared", f"--timeout={timeout}s", timeout=timeout + 30)
-
-
 def _get_json(url, key=None):
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
     try:
@@ -292,16 +213,16 @@ def test_gateway_serves_every_model_behind_one_key(stack, gateway_image):
     stack.apply(GATEWAY)
     stack.kubectl("wait", "--for=condition=Ready", "llmd/second-chat", f"--timeout={READY_TIMEOUT}s",
                   timeout=READY_TIMEOUT + 30)
-    _gateway_ready(stack)
+    gateway_ready(stack)
     print(f"\nLLMGateway Ready {time.monotonic() - started:.1f}s after apply (with a second chat model starting)")
 
     names = stack.served_names()
-    status = _gateway_status(stack)
+    status = gateway_status(stack)
     assert status["url"] == f"http://shared-gateway.{stack.namespace}.svc:8000/v1"
     assert status["models"] == {
         **{name: {"llmDeployment": stack.name, "role": role, "readyReplicas": 1} for role, name in names.items()},
         SECOND_CHAT: {"llmDeployment": "second-chat", "role": "llm", "readyReplicas": 1}}
-    url = _gateway_url(stack)
+    url = gateway_url(stack)
     code, listing = _get_json(url + "/v1/models", GATEWAY_KEY)
     assert code == 200 and listing["object"] == "list"
     assert sorted(m["id"] for m in listing["data"]) == sorted([*names.values(), SECOND_CHAT])
@@ -322,14 +243,14 @@ def test_gateway_serves_every_model_behind_one_key(stack, gateway_image):
 def test_gateway_reads_the_model_whatever_the_case_and_parameters_of_the_json_media_type(stack):
     """As OkHttp, axios and .NET's StringContent send it, and as vLLM accepts it."""
     for content_type in ("application/json; charset=utf-8", "Application/JSON"):
-        code, answer = serving.post_json(_gateway_url(stack) + "/v1/chat/completions", {
+        code, answer = serving.post_json(gateway_url(stack) + "/v1/chat/completions", {
             "model": SECOND_CHAT, "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]},
             GATEWAY_KEY, content_type=content_type)
         assert code == 200 and answer["model"] == SECOND_CHAT, (content_type, code, answer)
 
 
 def test_gateway_streams(stack):
-    request = urllib.request.Request(_gateway_url(stack) + "/v1/chat/completions", method="POST", data=json.dumps({
+    request = urllib.request.Request(gateway_url(stack) + "/v1/chat/completions", method="POST", data=json.dumps({
         "model": SECOND_CHAT, "max_tokens": 6, "stream": True,
         "messages": [{"role": "user", "content": "Count to three."}]}).encode(),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {GATEWAY_KEY}"})
@@ -342,7 +263,7 @@ def test_gateway_streams(stack):
 
 
 def test_gateway_refuses_wrong_keys_unknown_models_and_router_paths(stack):
-    url, chat = _gateway_url(stack), stack.served_names()["llm"]
+    url, chat = gateway_url(stack), stack.served_names()["llm"]
     for key in (None, "wrong", API_KEY):  # the model's own key is not the gateway's
         code, body = _chat(url, chat, key=key)
         assert code == 401 and body["error"]["code"] == "invalid_api_key", (key, body)
@@ -360,22 +281,22 @@ def test_gateway_refuses_wrong_keys_unknown_models_and_router_paths(stack):
 
 def test_gateway_drops_a_deleted_model(stack):
     stack.kubectl("delete", "llmd", "second-chat", "--wait=true", timeout=120)
-    eventually(lambda: SECOND_CHAT not in _gateway_status(stack).get("models", {}), 60,
+    eventually(lambda: SECOND_CHAT not in gateway_status(stack).get("models", {}), 60,
                what="the gateway without the second chat model")
-    _gateway_ready(stack)
+    gateway_ready(stack)
     # The routing table changed, so the gateway rolled: the old pod keeps answering with the old table
     # for its drain (DRAIN_SECONDS) until kube-proxy stops sending to it, and there the deleted model
     # has no replica left (503). Within that window plus kube-proxy's sync, the model is gone.
     codes = []
 
     def model_not_found():
-        code, body = _chat(_gateway_url(stack), SECOND_CHAT)
+        code, body = _chat(gateway_url(stack), SECOND_CHAT)
         codes.append(code)
         return code == 404 and body["error"]["code"] == "model_not_found"
 
     eventually(model_not_found, DRAIN_SECONDS + 30, interval=1, what=f"404 model_not_found for {SECOND_CHAT}")
     assert set(codes) <= {503, 404}, codes
-    assert _chat(_gateway_url(stack), stack.served_names()["llm"])[0] == 200
+    assert _chat(gateway_url(stack), stack.served_names()["llm"])[0] == 200
 
 
 def test_a_gateway_whose_key_secret_is_missing_names_it_then_recovers(stack, gateway_image):
@@ -443,12 +364,12 @@ def test_chat_page_answers_in_a_real_browser(stack, chat_page_image):
                                      "storage": {"size": "1Gi", "storageClassName": plane.LOCAL_STORAGE_CLASS}}
     started = time.monotonic()
     stack.apply(with_page)
-    eventually(lambda: (_gateway_status(stack).get("chatPage") or {}).get("ready"), 300, interval=2,
+    eventually(lambda: (gateway_status(stack).get("chatPage") or {}).get("ready"), 300, interval=2,
                what="the chat page's pod ready")
-    _gateway_ready(stack)
+    gateway_ready(stack)
     print(f"\nChat page ready {time.monotonic() - started:.1f}s after apply")
     chat_model = stack.served_names()["llm"]
-    page_status = _gateway_status(stack)["chatPage"]
+    page_status = gateway_status(stack)["chatPage"]
     assert page_status["url"] == f"http://shared-chat.{stack.namespace}.svc:8080"
     assert page_status["models"] == [chat_model]  # the embedding and rerank models are not chat models
 
@@ -517,7 +438,7 @@ def test_gateway_statistics_are_where_the_gateway_pod_monitor_and_scaled_objects
                    and d["metadata"]["name"].endswith("-gateway"))
     selector = ",".join(f"{k}={v}" for k, v in monitor["spec"]["selector"]["matchLabels"].items())
     endpoint = monitor["spec"]["podMetricsEndpoints"][0]
-    assert _chat(_gateway_url(stack), stack.served_names()["llm"])[0] == 200
+    assert _chat(gateway_url(stack), stack.served_names()["llm"])[0] == 200
     # Pods of an earlier rollout may still be draining; the Service sends only to the current ones.
     pods = [p for p in json.loads(stack.kubectl("get", "pods", "-l", selector, "-o", "json").stdout)["items"]
             if not p["metadata"].get("deletionTimestamp")]
@@ -545,8 +466,8 @@ def test_gateway_statistics_are_where_the_gateway_pod_monitor_and_scaled_objects
 def test_every_vllm_series_the_chart_and_autoscaling_query_is_served(stack, cluster):
     """The dashboard, the alerts and the ScaledObjects name vLLM series in strings: a vLLM upgrade
     that renames one leaves a panel empty, an alert silent or a role unscaled, with no error
-    anywhere. Each must be on the real LLM pod's /metrics (tests/test_chart_monitoring.py extracts
-    them and checks the extraction against the chart)."""
+    anywhere. Each must be on the real LLM pod's /metrics (tests/monitoring.py extracts them;
+    tests/test_chart_monitoring.py checks the extraction against the chart)."""
     rendered = subprocess.run([str(cluster.bin("helm")), "template", "x", str(plane.REPO_DIR / "charts" / "llm-operator"),
                                *MONITORING_VALUES], capture_output=True, text=True, check=True).stdout
     used = vllm_metrics_used(doc for doc in yaml.safe_load_all(rendered) if doc)
@@ -605,7 +526,7 @@ def test_restarts_and_second_replicas_skip_the_download_and_with_the_compile_cac
         table[case] = {role: _ready_seconds(pod) for role, pod in pods.items()}
         assert stack.hub.file_requests() == [], case  # zero bytes downloaded
         for role, pod in pods.items():
-            assert "skipped download" in _init_log(stack, pod), (case, role)
+            assert "skipped download" in init_log(stack, pod), (case, role)
         eventually(lambda: stack.status().get("phase") == "Ready", 120, what=f"Ready after {case}")
         return pods
 
@@ -645,7 +566,7 @@ def test_restarts_and_second_replicas_skip_the_download_and_with_the_compile_cac
 def test_gateway_routes_to_a_replacement_pod_once_ready(stack):
     """With two chat replicas behind the gateway, one is deleted: until its replacement is ready,
     every request is answered, by the other; then round robin reaches both again."""
-    url, chat = _gateway_url(stack), stack.served_names()["llm"]
+    url, chat = gateway_url(stack), stack.served_names()["llm"]
     kept, deleted = stack.pods("llm")
     stack.kubectl("delete", "pod", deleted["metadata"]["name"], "--wait=false")
     (new,) = eventually(lambda: [p for p in stack.pods("llm")
@@ -659,7 +580,7 @@ def test_gateway_routes_to_a_replacement_pod_once_ready(stack):
         code, body = _chat(url, chat)
         assert code == 200, body
         sent += 1
-        ready = condition({"status": _gateway_status(stack)}, "Ready")
+        ready = condition({"status": gateway_status(stack)}, "Ready")
         if ready.get("status") == "False":
             reasons.add((ready["reason"], f"LLMDeployment {stack.name} " in ready["message"]))
         time.sleep(1)
@@ -674,8 +595,8 @@ def test_gateway_routes_to_a_replacement_pod_once_ready(stack):
             assert _chat(url, chat)[0] == 200
         return all(_served_requests(pod) > count for pod, count in zip((kept, new), counts, strict=True))
     eventually(both_serve, 90, interval=2, what="requests reaching both chat replicas")
-    _gateway_ready(stack)
-    assert _gateway_status(stack)["models"][chat]["readyReplicas"] == 2
+    gateway_ready(stack)
+    assert gateway_status(stack)["models"][chat]["readyReplicas"] == 2
     print(f"\n{sent} requests answered by the remaining pod while its peer restarted; then both served")
 
 

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterable
 from pathlib import Path
 
 import promql_parser
@@ -27,11 +26,11 @@ from prometheus_client.metrics import MetricWrapperBase
 import llm_operator.metrics
 import plane
 from llm_operator.render.autoscaling import SCALING_METRICS
+from monitoring import MONITORING_VALUES, exposed_families, metric_family, vllm_metric_names, vllm_metrics_used
 from support import REPO, vector_selectors
 from vllm_check import MISSING_HINT, env_dir
 
 CHART = REPO / "charts" / "llm-operator"
-MONITORING_VALUES = ("--set", "grafanaDashboard.enabled=true", "--set", "prometheusRule.enabled=true")
 
 # The vLLM series the dashboard, the alerts and the ScaledObjects query, by family (a histogram's
 # _bucket/_sum/_count samples count as the histogram; counters keep _total, as exposed). Checked
@@ -58,45 +57,8 @@ KUBE_STATE_METRICS_SERIES = {
 # a gauge per LLMDeployment and phase, labels namespace, llmdeployment, phase; 1 for the current phase.
 PENDING_OPERATOR_SERIES: set[str] = set()
 
-HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-VLLM_NAME = re.compile(r"vllm:[A-Za-z0-9_:]*[A-Za-z0-9_]")
 # Every series the chart queries has one of these prefixes; the PromQL parser test checks that.
 PREFIXED_NAME = re.compile(r"(?:vllm:|llmops_|kube_)[A-Za-z0-9_:]*[A-Za-z0-9_]")
-
-
-# ------------------------------------------------------------------ pure helpers (also used by e2e)
-
-
-def metric_family(name: str) -> str:
-    """The family a sample name belongs to: a histogram's _bucket/_sum/_count map to the histogram."""
-    for suffix in HISTOGRAM_SUFFIXES:
-        if name.endswith(suffix):
-            return name[:-len(suffix)]
-    return name
-
-
-def vllm_metric_names(*texts: str) -> set[str]:
-    """The families of every `vllm:` name in the texts (queries, dashboard JSON)."""
-    return {metric_family(name) for text in texts for name in VLLM_NAME.findall(text)}
-
-
-def vllm_metrics_used(rendered: Iterable[dict]) -> set[str]:
-    """The vLLM series families queried by the rendered chart's dashboard (every ConfigMap: the
-    dashboard is the chart's only one) and PrometheusRule, and by the operator's ScaledObjects."""
-    texts = [metric.series for metric in SCALING_METRICS.values()]
-    for doc in rendered:
-        if doc["kind"] == "ConfigMap":
-            texts += doc["data"].values()
-        elif doc["kind"] == "PrometheusRule":
-            texts += [rule["expr"] for group in doc["spec"]["groups"] for rule in group["rules"]]
-    return vllm_metric_names(*texts)
-
-
-def exposed_families(metrics_text: str) -> set[str]:
-    """The families of the samples in a Prometheus text exposition (/metrics), comments skipped."""
-    names = (line.split("{", 1)[0].split(" ", 1)[0] for line in metrics_text.splitlines()
-             if line and not line.startswith("#"))
-    return {metric_family(name) for name in names}
 
 
 # ------------------------------------------------------------------ rendering

@@ -1,6 +1,6 @@
 """Every rendered object of a built-in kind is valid against the Kubernetes OpenAPI schema (strict: no
 unknown fields). KEDA's ScaledObject is not in that schema (only a real API server with KEDA's CRD
-checks it: e2e/test_autoscaling_real_node.py applies one to the plane, whose API server has KEDA's CRD)."""
+checks it: e2e/test_autoscaling.py applies one to the plane, whose API server has KEDA's CRD)."""
 
 import kubernetes_validate
 import pytest

@@ -3,7 +3,7 @@ and the output has one line per request in input order.
 
 vLLM itself is replaced here by a small program that answers each request it is given (echoing its
 custom_id), so these tests check the runner's bookkeeping. The real `vllm run-batch` runs in
-e2e/test_batch_real_node.py, on the real node, over the same kinds of file.
+e2e/test_batch.py, on the real node, over the same kinds of file.
 """
 
 from __future__ import annotations

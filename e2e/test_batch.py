@@ -20,7 +20,7 @@ import pytest
 import plane
 import serving
 from operator_process import eventually
-from test_serving import _init_log, cpu_image, new_namespace  # noqa: F401 - module fixture, used by name
+from rag_stack import init_log, new_namespace
 from tests.hubs import TinyModel
 from workloads import get
 
@@ -33,7 +33,7 @@ FINISH_TIMEOUT = 900  # a cold vLLM start on 2 cores, beside whatever else the s
 
 
 @pytest.fixture(scope="module")
-def batches(cluster, operator, pod_hubs, cpu_image):  # noqa: F811 - fixtures imported above, by name
+def batches(cluster, operator, pod_hubs, cpu_image):
     """A namespace with one claim on the real node's local volumes, used as the weights cache and for
     the answers; the tiny chat model on the local ModelScope hub."""
     models = serving.tiny_models()
@@ -165,7 +165,7 @@ def test_a_malformed_line_is_reported_by_its_line_number_and_the_rest_complete(b
     assert answers[14]["custom_id"] == "no-messages" and answers[14]["error"]["message"].startswith("line 15: ")
     # The second batch found the weights the first one downloaded into the same claim.
     [pod] = batches.pods("second")
-    assert "skipped download" in _init_log(batches, pod)
+    assert "skipped download" in init_log(batches, pod)
     assert batches.hub.file_requests() == []
 
 

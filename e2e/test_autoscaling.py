@@ -26,19 +26,16 @@ import pytest
 import serving
 from llm_operator.api.llmdeployment import MAX_NAME_LENGTH
 from operator_process import OPERATOR_USER, audit_lines, audit_writes, eventually
-from test_autoscaling_plane import autoscaling  # noqa: F401 - the plane's Prometheus and KEDA, or why not
-from test_serving import (  # noqa: F401 - module fixtures, used by name
+from rag_stack import (
     API_KEY,
     GATEWAY,
     GATEWAY_KEY,
     GATEWAY_LABEL,
     Stack,
-    _gateway_ready,
-    _gateway_status,
-    _gateway_url,
-    _init_log,
-    cpu_image,
-    gateway_image,
+    gateway_ready,
+    gateway_status,
+    gateway_url,
+    init_log,
     new_namespace,
 )
 from tests.hubs import TinyModel
@@ -72,7 +69,7 @@ def _manifest(**overrides) -> dict:
 
 
 @pytest.fixture(scope="module")
-def scaled(cluster, operator, pod_hubs, cpu_image, gateway_image, autoscaling):  # noqa: F811 - fixtures imported above, by name
+def scaled(cluster, operator, pod_hubs, cpu_image, gateway_image, autoscaling):
     """The chat role, autoscaled, behind a gateway, in a namespace of its own; the audit log line
     from which the operator's writes are counted."""
     assert len(NAME) == MAX_NAME_LENGTH
@@ -88,7 +85,7 @@ def scaled(cluster, operator, pod_hubs, cpu_image, gateway_image, autoscaling): 
     stack.apply(manifest)
     stack.apply(GATEWAY)
     stack.wait_ready()
-    _gateway_ready(stack)
+    gateway_ready(stack)
     TIMES["first Ready"] = time.monotonic() - started
     eventually(lambda: get(cluster, namespace, "scaledobject", f"{NAME}-llm"), 30, what="the ScaledObject")
     # From here on, the operator has made every write it needs: none may touch replicas.
@@ -105,7 +102,7 @@ def _seconds(since: str, until: str) -> float:
 
 def _gateway_ready_or_why(stack):
     """True when the LLMGateway is Ready, else its Ready condition (what a failed wait reports)."""
-    status = _gateway_status(stack)
+    status = gateway_status(stack)
     return True if status.get("phase") == "Ready" else next(
         (c for c in status.get("conditions") or [] if c["type"] == "Ready"), status)
 
@@ -159,7 +156,7 @@ def test_a_queue_grows_the_role_to_two_pods_that_load_from_the_cache(scaled):
     assert _replicas(scaled) == 1
     scaled.hub.reset_counts()
     (first,) = scaled.pods("llm")
-    with Load(_gateway_url(scaled), scaled.served_names()["llm"]) as load:
+    with Load(gateway_url(scaled), scaled.served_names()["llm"]) as load:
         started = time.monotonic()
         eventually(lambda: _replicas(scaled) == 2, 180, interval=1, what="the autoscaler asking for 2 pods")
         SECOND_ASKED.append(time.monotonic())
@@ -174,7 +171,7 @@ def test_a_queue_grows_the_role_to_two_pods_that_load_from_the_cache(scaled):
     assert scaled.hub.file_requests() == []  # zero bytes downloaded
     ready_at = next(c["lastTransitionTime"] for c in new["status"]["conditions"] if c["type"] == "Ready")
     TIMES["new pod created -> Ready (cache hit)"] = _seconds(new["metadata"]["creationTimestamp"], ready_at)
-    assert "skipped download" in _init_log(scaled, new)
+    assert "skipped download" in init_log(scaled, new)
     eventually(lambda: scaled.status()["roles"]["llm"]["replicas"] == 2, 30,
                what="status following the autoscaler: 2 replicas")
 
@@ -218,7 +215,7 @@ def test_a_request_through_the_gateway_wakes_it(scaled):
     connection fails, so only its retries count as demand. A chat request sent while the pod starts
     is held by the router path and answered too."""
     scaled.hub.reset_counts()
-    url, model = _gateway_url(scaled), scaled.served_names()["llm"]
+    url, model = gateway_url(scaled), scaled.served_names()["llm"]
     started, answers = time.monotonic(), {}
     waking = threading.Thread(target=lambda: answers.update(tokenize=serving.post_json(
         url + "/tokenize", {"model": model, "prompt": "Awake?"}, GATEWAY_KEY, timeout=400)), daemon=True)
