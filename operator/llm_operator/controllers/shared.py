@@ -8,7 +8,7 @@ import copy
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
@@ -117,6 +117,20 @@ class HeldChildren:
             self.conflicts.append(conflict)
             self._held.add((desired["kind"], desired["metadata"]["name"]))
         return bool(conflict)
+
+
+
+@dataclass
+class Written:
+    """What writing a resource's children did: the children as they now are, the writes, and what
+    kept a child from being written (an apply the API server refused, an add-on kind the cluster
+    lacks, a name another owner holds)."""
+
+    live: dict[tuple[str, str], dict[str, Any]]
+    writes: int = 0
+    apply_error: str | None = None
+    unserved: list[dict[str, Any]] = field(default_factory=list)
+    held: HeldChildren = field(default_factory=HeldChildren)
 
 
 def keep_expanded_claim(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from ...render.autoscaling import prometheus_namespace
 from ..shared import (
     CONFLICT_RETRY_SECONDS,
     FAILED_RETRY_SECONDS,
-    HeldChildren,
     Result,
+    Written,
     invalid_spec_status,
     keep_expanded_claim,
     needs_apply,
@@ -131,41 +131,76 @@ class RenderMemo:
 
 
 def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, renders: RenderMemo | None = None) -> Result:
+    """The phases in order; each returns early once it decides the outcome."""
     raw = kube.get_llmdeployment(namespace, name)
+    # Gone or going: the garbage collector deletes the children by their owner references.
     if raw is None or raw["metadata"].get("deletionTimestamp"):
         if renders:
             renders.forget(namespace, name)
-        return Result(None, 0)  # owner references make the garbage collector delete the children
+        return Result(None, 0)
+    # Parse and render (remembered while the inputs are the same); a failure is reported in status.
+    rendered = _parse_and_render(kube, config, raw, renders)
+    if isinstance(rendered, Result):
+        return rendered
+    llmd, desired = rendered
+    # Write what differs, then delete what the spec no longer has.
+    written = _write_children(kube, namespace, name, raw["metadata"].get("uid"), desired, renders)
+    _delete_unwanted(kube, namespace, name, desired, written)
+    # Observe what the children and their pods say, and report it in status.
+    observed = Observed(apply_error=written.apply_error, name_conflicts=written.held.conflicts, unserved=written.unserved)
+    _observe(kube, namespace, name, written.live, observed)
+    observed.compile_cache, events, line_pending = read_engine_starts(
+        kube, raw, roles_keeping_compiled_files(desired), observed.pods) if kube.reads_pod_logs else ({}, 0, False)
+    result = write_status(kube, raw, compute_status(llmd, observed, config.gpu_resource,
+                                                    prometheus_namespace(config.prometheus_url)),
+                          written.writes + events, KIND, transitions)
+    # Look again later for what no watch reports: a refused object may be accepted after an
+    # operator upgrade or a permission grant, and a conflicting object is not labelled as ours.
+    if written.apply_error:
+        return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
+    if written.held.conflicts:
+        return Result(result.phase, result.writes, CONFLICT_RETRY_SECONDS)
+    return Result(result.phase, result.writes, START_LINE_RETRY_SECONDS if line_pending else None)
+
+
+def _parse_and_render(kube: Kube, config: RenderConfig, raw: dict[str, Any],
+                      renders: RenderMemo | None) -> tuple[Any, list[dict[str, Any]]] | Result:
+    """The LLMDeployment and its children as they should be, or the Result of reporting why not."""
     remembered = renders.get(raw) if renders else None
     if remembered:
-        llmd, desired = remembered
-    else:
-        try:
-            llmd = parse_llmdeployment(raw)
-        except InvalidSpec as error:
-            return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), error.errors), 0, KIND,
-                                transitions)
-        try:
-            desired = render(llmd, config)
-        except Exception as error:  # any renderer defect must reach status, not loop unseen
-            log.exception("Failed to render LLMDeployment %s/%s", namespace, name)
-            result = write_status(kube, raw, render_failed_status(raw["metadata"].get("generation"), error), 0, KIND,
-                                  transitions)
-            return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
-        if renders:
-            renders.put(raw, llmd, desired)
-    live = {(c["kind"], c["metadata"]["name"]): c for c in kube.list_children(namespace, name, llmd.metadata.uid)}
-    writes, apply_error, applied, unserved, held = 0, None, [], [], HeldChildren()
+        return remembered
+    try:
+        llmd = parse_llmdeployment(raw)
+    except InvalidSpec as error:
+        return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), error.errors), 0, KIND,
+                            transitions)
+    try:
+        desired = render(llmd, config)
+    except Exception as error:  # any renderer defect must reach status, not loop unseen
+        log.exception("Failed to render LLMDeployment %s/%s", raw["metadata"]["namespace"], raw["metadata"]["name"])
+        result = write_status(kube, raw, render_failed_status(raw["metadata"].get("generation"), error), 0, KIND,
+                              transitions)
+        return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
+    if renders:
+        renders.put(raw, llmd, desired)
+    return llmd, desired
+
+
+def _write_children(kube: Kube, namespace: str, name: str, uid: str, desired: list[dict[str, Any]],
+                    renders: RenderMemo | None) -> Written:
+    """Apply each child that differs from its render, in render order; stop at the first refusal."""
+    written = Written({(c["kind"], c["metadata"]["name"]): c for c in kube.list_children(namespace, name, uid)})
+    live, held, applied = written.live, written.held, []
     for obj in desired:
         key = (obj["kind"], obj["metadata"]["name"])
         if obj["kind"] not in kube.child_kinds:  # an add-on's kind (KEDA's) this cluster lacks: said in status
-            unserved.append(obj)
+            written.unserved.append(obj)
             continue
         if held.uses_held(obj):
             continue
         if key not in live:
             existing = kube.get_child(obj["kind"], namespace, key[1])
-            if held.in_conflict(obj, existing, llmd.metadata.uid):
+            if held.in_conflict(obj, existing, uid):
                 continue
             if existing:
                 live[key] = existing
@@ -176,26 +211,36 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
             handoff = replicas_handoff(obj, live.get(key))
             if handoff:
                 kube.apply(handoff, field_manager=REPLICAS_HANDOFF_MANAGER)
-                writes += 1
+                written.writes += 1
                 log.info("Handed replicas of Deployment %s/%s to its autoscaler", namespace, key[1])
             # Status is judged from the object as stored by this apply, not as read before it.
             live[key] = kube.apply(obj)
         except ApplyRejected as error:
-            apply_error = str(error)
+            written.apply_error = str(error)
             break
-        writes += 1
+        written.writes += 1
         applied.append(f"{obj['kind']} {key[1]}")
     if applied:  # one line per reconcile, not per child: at scale each log line costs as much as a read
         log.info("Applied %s for LLMDeployment %s/%s", ", ".join(applied), namespace, name)
-    wanted = {(o["kind"], o["metadata"]["name"]) for o in desired if o["kind"] in kube.child_kinds}
-    for key in list(live):
-        if key not in wanted and apply_error is None:
-            kube.delete(key[0], namespace, key[1])
-            del live[key]
-            writes += 1
-            log.info("Deleted %s %s/%s of LLMDeployment %s: no longer in the spec", key[0], namespace, key[1], name)
+    return written
 
-    observed = Observed(apply_error=apply_error, name_conflicts=held.conflicts, unserved=unserved)
+
+def _delete_unwanted(kube: Kube, namespace: str, name: str, desired: list[dict[str, Any]], written: Written) -> None:
+    """Delete the children the render no longer has; not after a refused apply, which leaves the
+    render half written."""
+    if written.apply_error is not None:
+        return
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in desired if o["kind"] in kube.child_kinds}
+    for key in [key for key in written.live if key not in wanted]:
+        kube.delete(key[0], namespace, key[1])
+        del written.live[key]
+        written.writes += 1
+        log.info("Deleted %s %s/%s of LLMDeployment %s: no longer in the spec", key[0], namespace, key[1], name)
+
+
+def _observe(kube: Kube, namespace: str, name: str, live: dict[tuple[str, str], dict[str, Any]],
+             observed: Observed) -> None:
+    """The Deployments and claims among the children, and the pods of each role."""
     for child in live.values():
         role = child["metadata"].get("labels", {}).get(ROLE_LABEL)
         if child["kind"] == "Deployment":
@@ -204,18 +249,6 @@ def reconcile(kube: Kube, config: RenderConfig, namespace: str, name: str, rende
             observed.claims.append(child)
     for pod in kube.list_pods(namespace, name):
         observed.pods.setdefault(pod["metadata"].get("labels", {}).get(ROLE_LABEL), []).append(pod)
-    observed.compile_cache, events, line_pending = read_engine_starts(
-        kube, raw, roles_keeping_compiled_files(desired), observed.pods) if kube.reads_pod_logs else ({}, 0, False)
-    result = write_status(kube, raw, compute_status(llmd, observed, config.gpu_resource,
-                                                    prometheus_namespace(config.prometheus_url)), writes + events,
-                          KIND, transitions)
-    # Look again later for what no watch reports: a refused object may be accepted after an
-    # operator upgrade or a permission grant, and a conflicting object is not labelled as ours.
-    if apply_error:
-        return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
-    if held.conflicts:
-        return Result(result.phase, result.writes, CONFLICT_RETRY_SECONDS)
-    return Result(result.phase, result.writes, START_LINE_RETRY_SECONDS if line_pending else None)
 
 
 def _seconds_since(stamp: str | None, now: str) -> float:

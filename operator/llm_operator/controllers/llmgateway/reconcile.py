@@ -25,9 +25,9 @@ from ...render.gateway.routes import GatewayRoute, routes_of, selects
 from ...render.meta import child_name
 from ..shared import (
     FAILED_RETRY_SECONDS,
-    HeldChildren,
     Problem,
     Result,
+    Written,
     invalid_spec_status,
     keep_expanded_claim,
     needs_apply,
@@ -118,55 +118,69 @@ def _remove_chat_page(kube: Kube, namespace: str, name: str) -> list[str]:
 
 
 def reconcile_gateway(kube: Kube, config: RenderConfig, namespace: str, name: str, memo: GatewayMemo) -> Result:
+    """The phases in order; each returns early once it decides the outcome."""
     raw = kube.get_llmgateway(namespace, name)
+    # Gone or going: the garbage collector deletes the children by their owner references.
     if raw is None or raw["metadata"].get("deletionTimestamp"):
         memo.forget(namespace, name)
-        return Result(None, 0)  # owner references make the garbage collector delete the children
+        return Result(None, 0)
+    # Parse; a spec the operator cannot read is reported in status.
     try:
         gateway = parse(LLMGateway, raw)
     except InvalidSpec as error:
         return write_status(kube, raw, invalid_spec_status(raw["metadata"].get("generation"), error.errors), 0,
                             GATEWAY_KIND, transitions)
+    # Route the selected LLMDeployments, and render.
     llmds, selected = _selected(kube, gateway, namespace)
     routes, route_problems, unguarded = routes_of(gateway, selected)
     routes = _with_service_addresses(kube, namespace, routes)
     # The chat page reaches the gateway by its Service's address, which needs no cluster DNS.
     own_address = _service_address(kube, namespace, gateway_name(name)) if gateway.spec.chatPage else None
     desired = render_gateway(gateway, routes, config, own_address)
+    # Write what differs, then remove a chat page the spec no longer has.
+    written = _write_children(kube, namespace, name, raw["metadata"].get("uid"), desired, memo)
+    if gateway.spec.chatPage is None and written.apply_error is None:
+        written.writes += len(_remove_chat_page(kube, namespace, name))
+    # Observe the pods' Secrets, and report.
+    missing_secrets, mounting = _missing_secrets(kube, namespace, gateway)
+    status = compute_gateway_status(gateway, routes, route_problems, llmds,
+                                    written.live.get(("Deployment", gateway_name(name))), written.apply_error,
+                                    written.held.conflicts, written.live.get(("Deployment", chat_page_name(name))),
+                                    unguarded, missing_secrets)
+    if status["phase"] != "Ready":
+        memo.forget(namespace, name)  # something may be missing that no watch reports: read all again next time
+    result = write_status(kube, raw, status, written.writes, GATEWAY_KIND, transitions)
+    if written.apply_error:
+        return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
+    return Result(result.phase, result.writes, VOLUME_WAIT_RETRY_SECONDS if mounting else None)
 
-    writes, apply_error, applied, deployments, held = 0, None, [], {}, HeldChildren()
+
+def _write_children(kube: Kube, namespace: str, name: str, uid: str, desired: list[dict[str, Any]],
+                    memo: GatewayMemo) -> Written:
+    """Apply each child that differs from its render, in render order; stop at the first refusal.
+    `live` holds the Deployments (the gateway's and the chat page's), which status reads."""
+    written, applied = Written({}), []
     for obj in desired:
         kind, child = obj["kind"], obj["metadata"]["name"]
-        if held.uses_held(obj):
+        if written.held.uses_held(obj):
             continue
         if kind not in _CACHED_KINDS and memo.matches(namespace, name, obj):
             continue
         live = kube.get_child(kind, namespace, child)
-        if held.in_conflict(obj, live, gateway.metadata.uid):
+        if written.held.in_conflict(obj, live, uid):
             continue
         obj = keep_expanded_claim(obj, live)
         if needs_apply(obj, live):
             try:
                 live = kube.apply(obj)
             except ApplyRejected as error:
-                apply_error = str(error)
+                written.apply_error = str(error)
                 break
-            writes += 1
+            written.writes += 1
             applied.append(f"{kind} {child}")
         memo.remember(namespace, name, obj)
-        if kind == "Deployment":
-            deployments[child] = live
+        if kind == "Deployment" and live is not None:
+            written.live[(kind, child)] = live
     if applied:
         log.info("Applied %s for LLMGateway %s/%s", ", ".join(applied), namespace, name)
-    if gateway.spec.chatPage is None and apply_error is None:
-        writes += len(_remove_chat_page(kube, namespace, name))
-    missing_secrets, mounting = _missing_secrets(kube, namespace, gateway)
-    status = compute_gateway_status(gateway, routes, route_problems, llmds, deployments.get(gateway_name(name)),
-                                    apply_error, held.conflicts, deployments.get(chat_page_name(name)), unguarded,
-                                    missing_secrets)
-    if status["phase"] != "Ready":
-        memo.forget(namespace, name)  # something may be missing that no watch reports: read all again next time
-    result = write_status(kube, raw, status, writes, GATEWAY_KIND, transitions)
-    if apply_error:
-        return Result(result.phase, result.writes, FAILED_RETRY_SECONDS)
-    return Result(result.phase, result.writes, VOLUME_WAIT_RETRY_SECONDS if mounting else None)
+    return written
